@@ -1,0 +1,51 @@
+# The toolkit's entry points. `make test` and `make train` work on a fresh clone:
+# they make the virtual environment from setup.cfg first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATASET ?= mnist
+TRAIN_DIR ?= runs/$(DATASET)
+DATA_DIR ?= data/$(DATASET)
+ARGS ?=
+
+ifeq ($(filter $(DATASET),mnist cifar10),)
+$(error DATASET=$(DATASET): expected mnist or cifar10)
+endif
+
+.PHONY: venv test train eval resume clean
+
+# The stamp is remade whenever setup.cfg or pyproject.toml changes.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q $(ARGS)
+
+# A new run: refused (nothing deleted) if TRAIN_DIR already holds checkpoints.
+train: $(VENV)/.installed
+	@echo "Training $(DATASET) in $(TRAIN_DIR) from step 0 (data: $(DATA_DIR))"
+	$(PY) -m $(DATASET).train --train_dir=$(TRAIN_DIR) --data_dir=$(DATA_DIR) $(ARGS)
+
+# The evaluator beside a running (or finished) trainer.
+eval: $(VENV)/.installed
+	$(PY) -m $(DATASET).eval --train_dir=$(TRAIN_DIR) $(ARGS)
+
+# Continue the run in TRAIN_DIR from its latest checkpoint.
+resume: $(VENV)/.installed
+	@latest=$$(sed -n 's/^model_checkpoint_path: "\(.*\)"/\1/p' $(TRAIN_DIR)/checkpoint 2>/dev/null); \
+	if [ -z "$$latest" ]; then \
+	  echo "make resume: $(TRAIN_DIR) holds no checkpoint to resume; start a run with 'make train TRAIN_DIR=$(TRAIN_DIR)'" >&2; exit 2; \
+	fi; \
+	echo "Resuming $(DATASET) in $(TRAIN_DIR) from $$latest"
+	$(PY) -m $(DATASET).train --train_dir=$(TRAIN_DIR) --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir=$(DATA_DIR)) $(ARGS)
+
+# Build outputs only; train dirs (runs/) and downloaded data are never touched.
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

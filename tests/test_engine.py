@@ -1,0 +1,164 @@
+"""The shared engine in-process: EMA maths, checkpoints, resume, evaluator counts."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mnist import input as mnist_input
+from mnist import model as mnist_model
+from tests.test_mnist_input import make_config
+from trainkit import checkpoints
+from trainkit import config as config_lib
+from trainkit import ema as ema_lib
+from trainkit import errors
+from trainkit import evaluator
+from trainkit import loop
+from trainkit import summaries
+
+
+def test_ema_matches_hand_computation():
+    var = tf.Variable([1.0, -2.0])
+    step = tf.Variable(0, dtype=tf.int64)
+
+    class Wrapped:  # what a Keras 3 variable looks like to the EMA: .value is the tf.Variable
+        value = var
+
+    averages = ema_lib.MovingAverages({"w": Wrapped}, decay=0.9, step=step)
+    shadow = np.array([1.0, -2.0])
+    for t, new_value in enumerate([[3.0, 0.0], [5.0, 4.0], [0.0, 1.0]] + [[2.0, 2.0], [-1.0, 3.0]] * 50,
+                                  start=1):
+        var.assign(new_value)
+        step.assign(t)
+        averages.update()
+        decay = min(0.9, (1.0 + t) / (10.0 + t))
+        shadow = shadow - (1.0 - decay) * (shadow - np.array(new_value))
+        np.testing.assert_allclose(averages.shadows["w"].numpy(), shadow, rtol=1e-5, atol=1e-6)
+    # 103 updates cover both regimes: (1+t)/(10+t) early, the 0.9 cap after t = 81.
+
+
+def train_config(tmp_path, data_dir, **overrides):
+    values = dict(train_dir=str(tmp_path / "run"), batch_size=20, max_steps=20,
+                  optimizer="momentum", learning_rate=0.05, save_checkpoint_steps=10,
+                  moving_average_decay=0.9)
+    values.update(overrides)
+    return make_config(data_dir, **values)
+
+
+def eval_config(train_dir, batch_size=64, eval_data="test"):
+    return config_lib.EvalConfig(
+        train_dir=train_dir, eval_dir=os.path.join(train_dir, "eval"), data_dir=None,
+        eval_data=eval_data, eval_batch_size=batch_size, eval_interval_secs=0.0,
+        run_once=False, device="auto", num_threads=0)
+
+
+def read_tensors(path, prefix):
+    reader = tf.train.load_checkpoint(path)
+    suffix = "/.ATTRIBUTES/VARIABLE_VALUE"
+    # The object graph escapes "." in a dict key as "..".
+    return {name[len(prefix) + 1:-len(suffix)].replace("..", "."): reader.get_tensor(name)
+            for name in reader.get_variable_to_shape_map()
+            if name.startswith(prefix + "/") and name.endswith(suffix)}
+
+
+def test_learning_rate_schedule_staircase_and_continuous(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, learning_rate=0.1, learning_rate_decay=0.5,
+                          num_epochs_per_decay=2.0)
+    lr = loop.learning_rate_fn(config, steps_per_epoch=10)
+    assert [round(float(lr(s)), 6) for s in (0, 19, 20, 45)] == [0.1, 0.1, 0.05, 0.025]
+    config.staircase = False
+    lr = loop.learning_rate_fn(config, steps_per_epoch=10)
+    assert float(lr(10)) == pytest.approx(0.1 * 0.5 ** 0.5)
+
+
+@pytest.mark.parametrize("model_name", ["cnn", "deep_cnn", "fc"])
+def test_evaluator_restores_the_trainers_shadow_values(mnist_data, tmp_path, model_name):
+    config = train_config(tmp_path, mnist_data, model=model_name, max_steps=12,
+                          l2_regularization=5e-4)
+    assert loop.train(config, mnist_input, mnist_model) == 12
+    path = checkpoints.latest(config.train_dir)
+    assert checkpoints.step_of(path) == 12
+    shadows = read_tensors(path, "ema")
+    weights = read_tensors(path, "model")
+    # A fresh model, as the evaluator process builds it, takes the shadow values.
+    model = mnist_model.build_model(config)
+    checkpoints.restore_averaged(path, model)
+    restored = checkpoints.model_variables(model, trainable_only=True)
+    assert set(restored) == set(shadows) and shadows
+    for key, var in restored.items():
+        np.testing.assert_array_equal(var.numpy(), shadows[key])
+    # ... which are not the raw weights: the averaging did something.
+    assert any(not np.array_equal(shadows[k], weights[k]) for k in shadows)
+
+
+def test_resume_continues_step_weights_optimizer_and_shadows(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, max_steps=20)
+    loop.train(config, mnist_input, mnist_model)
+    saved = tf.train.load_checkpoint(os.path.join(config.train_dir, "ckpt-20"))
+    with pytest.raises(errors.UserError, match="already holds checkpoints .*ckpt-20.*--resume"):
+        loop.Trainer(config, mnist_input, mnist_model)
+
+    config.resume, config.max_steps = True, 40
+    trainer = loop.Trainer(config, mnist_input, mnist_model)
+    assert int(trainer.step) == 20
+    restored = {v.path: v.numpy() for v in trainer.optimizer.variables}
+    saved_names = saved.get_variable_to_shape_map()
+    momenta = [v for v in trainer.optimizer.variables if "momentum" in v.path]
+    assert momenta, "momentum slots exist"
+    for var in momenta:
+        assert np.any(restored[var.path] != 0), f"{var.path} restored as zeros"
+    # Every optimizer slot equals the saved value.
+    slot_tensors = {n: saved.get_tensor(n) for n in saved_names if n.startswith("optimizer/")}
+    for var in momenta:
+        assert any(np.array_equal(restored[var.path], t) for t in slot_tensors.values())
+    saved_shadows = read_tensors(os.path.join(config.train_dir, "ckpt-20"), "ema")
+    assert set(saved_shadows) == set(trainer.averages.shadows)
+    for key, var in trainer.averages.shadows.items():
+        np.testing.assert_array_equal(var.numpy(), saved_shadows[key])
+    assert trainer.run() == 40
+    assert checkpoints.step_of(checkpoints.latest(config.train_dir)) == 40
+
+
+def test_resume_with_no_checkpoint_is_refused(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, resume=True)
+    with pytest.raises(errors.UserError, match="holds no checkpoint to resume"):
+        loop.Trainer(config, mnist_input, mnist_model)
+
+
+def test_evaluator_counts_every_example_once(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, max_steps=10)
+    loop.train(config, mnist_input, mnist_model)
+    ev = evaluator.Evaluator(eval_config(config.train_dir, batch_size=64), mnist_input,
+                             mnist_model)
+    ev.poll(sleep=lambda s: pytest.fail("trainer is DONE; the evaluator must not wait"))
+    records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
+    assert [r["step"] for r in records] == [10]
+    assert records[0]["num_examples"] == 250  # 64 * 3 + 58: the remainder batch counts
+    assert 0.0 <= records[0]["precision_at_1"] <= 1.0
+
+
+def test_evaluator_restarted_does_not_repeat_work(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, max_steps=10)
+    loop.train(config, mnist_input, mnist_model)
+    for _ in range(2):
+        ev = evaluator.Evaluator(eval_config(config.train_dir), mnist_input, mnist_model)
+        ev.poll(sleep=lambda s: pytest.fail("must not wait"))
+        ev.close()
+    records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
+    assert [r["step"] for r in records] == [10]
+
+
+def test_train_summaries_and_config_written(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, max_steps=10, save_summaries_steps=5)
+    loop.train(config, mnist_input, mnist_model)
+    saved = config_lib.read_train_config(config.train_dir)
+    assert saved == config
+    assert open(os.path.join(config.train_dir, "DONE")).read().strip() == "10"
+    tags = set()
+    train_events = os.path.join(config.train_dir, "train")
+    for name in os.listdir(train_events):
+        for record in tf.compat.v1.train.summary_iterator(os.path.join(train_events, name)):
+            tags.update(v.tag for v in record.summary.value)
+    assert {"loss", "total_loss", "learning_rate"} <= tags
+    assert any(t.endswith("conv1/kernel") for t in tags)

@@ -1,0 +1,183 @@
+"""IDX parsing, splits, pipelines and the download path of mnist/input.py."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from mnist import input as mnist_input
+from tests import helpers
+from trainkit import config as config_lib
+from trainkit import errors
+
+
+def make_config(data_dir, **overrides):
+    values = dict(dataset="mnist", train_dir="unused", data_dir=data_dir, model="cnn",
+                  batch_size=32, max_steps=10, optimizer="sgd", learning_rate=0.1,
+                  learning_rate_decay=1.0, num_epochs_per_decay=1.0, staircase=True,
+                  momentum=0.9, l2_regularization=0.0, moving_average_decay=0.99,
+                  log_frequency=10, save_summaries_steps=0, save_checkpoint_steps=0,
+                  save_checkpoint_secs=0, max_to_keep=5, seed=0, validation_size=100,
+                  data_mirrors=("http://127.0.0.1:9/",))
+    values.update(overrides)
+    return config_lib.TrainConfig(**values)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_read_idx_round_trips_images_and_labels(tmp_path, compress):
+    images, labels = helpers.synthetic_mnist(7, seed=3)
+    suffix = ".gz" if compress else ""
+    helpers.write_idx(str(tmp_path / f"i{suffix}"), images, compress=compress)
+    helpers.write_idx(str(tmp_path / f"l{suffix}"), labels, compress=compress)
+    np.testing.assert_array_equal(mnist_input.read_idx(str(tmp_path / f"i{suffix}")), images)
+    np.testing.assert_array_equal(mnist_input.read_idx(str(tmp_path / f"l{suffix}")), labels)
+
+
+def test_read_idx_rejects_wrong_magic(tmp_path):
+    path = tmp_path / "bad"
+    path.write_bytes((1234).to_bytes(4, "big") + bytes(100))
+    with pytest.raises(errors.UserError, match=r"bad has magic number 1234, expected 2051"):
+        mnist_input.read_idx(str(path))
+
+
+def test_read_idx_rejects_truncated_file_naming_sizes(tmp_path):
+    images, _ = helpers.synthetic_mnist(5, seed=0)
+    path = str(tmp_path / "train-images-idx3-ubyte")
+    helpers.write_idx(path, images, compress=False)
+    with open(path, "r+b") as f:
+        f.truncate(16 + 4 * 784 + 10)
+    with pytest.raises(errors.UserError) as info:
+        mnist_input.read_idx(path)
+    message = str(info.value)
+    assert path in message and "3162 bytes" in message and "expected 3936" in message
+
+
+def test_read_idx_rejects_truncated_gzip(tmp_path):
+    images, _ = helpers.synthetic_mnist(50, seed=0)
+    path = str(tmp_path / "x.gz")
+    helpers.write_idx(path, images)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    with pytest.raises(errors.UserError, match=r"cannot read .*x.gz"):
+        mnist_input.read_idx(path)
+
+
+def test_read_idx_rejects_wrong_image_size(tmp_path):
+    path = str(tmp_path / "small")
+    helpers.write_idx(path, np.zeros((3, 14, 14)), compress=False)
+    with pytest.raises(errors.UserError, match="expected 28x28"):
+        mnist_input.read_idx(path)
+
+
+def test_load_rejects_image_label_count_mismatch(tmp_path):
+    data_dir = helpers.make_mnist_dir(str(tmp_path), num_train=300, num_test=20)
+    _, labels = helpers.synthetic_mnist(299, seed=1)
+    helpers.write_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"), labels)
+    with pytest.raises(errors.UserError, match="has 300 images but .* has 299 labels"):
+        mnist_input.load(make_config(data_dir), "train")
+
+
+def test_splits_hold_out_the_first_validation_images(mnist_data):
+    config = make_config(mnist_data, validation_size=100)
+    all_images = mnist_input.read_idx(os.path.join(mnist_data, "train-images-idx3-ubyte.gz"))
+    train_images, _ = mnist_input.load(config, "train")
+    validation_images, _ = mnist_input.load(config, "validation")
+    test_images, test_labels = mnist_input.load(config, "test")
+    assert len(train_images) == 500 and len(validation_images) == 100
+    np.testing.assert_array_equal(validation_images, all_images[:100])
+    np.testing.assert_array_equal(train_images, all_images[100:])
+    assert len(test_images) == 250 and test_labels.dtype == np.int32
+
+
+def test_eval_dataset_yields_every_example_once_with_remainder(mnist_data):
+    dataset, count = mnist_input.eval_dataset(make_config(mnist_data), "test", batch_size=64)
+    sizes = [int(labels.shape[0]) for _, labels in dataset]
+    assert count == 250 and sizes == [64, 64, 64, 58]
+    images, _ = next(iter(dataset))
+    assert images.shape[1:] == (28, 28, 1)
+    assert -0.5 <= float(images.numpy().min()) and float(images.numpy().max()) <= 0.5
+
+
+def test_train_dataset_batches_are_full_and_shuffled(mnist_data):
+    dataset, count = mnist_input.train_dataset(make_config(mnist_data, batch_size=32))
+    batches = list(dataset.take(20))
+    assert count == 500
+    assert all(b[0].shape == (32, 28, 28, 1) for b in batches)
+    first = np.concatenate([b[1].numpy() for b in batches[:15]])
+    ordered = mnist_input.load(make_config(mnist_data), "train")[1][:len(first)]
+    assert not np.array_equal(first, ordered)
+
+
+# --- downloads, against a local HTTP server -------------------------------------
+
+class _Server:
+    def __init__(self, root):
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+        handler.log_message = lambda *args: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def served_mnist(tmp_path, monkeypatch):
+    """A mirror on 127.0.0.1 serving small MNIST files; FILES' checksums point at them."""
+    root = helpers.make_mnist_dir(str(tmp_path / "mirror"), num_train=300, num_test=40)
+    for name, (magic, count, _) in list(mnist_input.FILES.items()):
+        with gzip.open(os.path.join(root, name + ".gz"), "rb") as f:
+            digest = hashlib.md5(f.read()).hexdigest()
+        monkeypatch.setitem(mnist_input.FILES, name, (magic, count, digest))
+    server = _Server(root)
+    yield server, root
+    server.close()
+
+
+def test_download_fetches_verifies_and_loads(served_mnist, tmp_path):
+    server, _ = served_mnist
+    data_dir = str(tmp_path / "empty")
+    config = make_config(data_dir, data_mirrors=("http://127.0.0.1:9/", server.url))
+    images, labels = mnist_input.load(config, "test")
+    assert images.shape == (40, 28, 28) and labels.shape == (40,)
+    assert sorted(os.listdir(data_dir)) == sorted(n + ".gz" for n in mnist_input.FILES)
+
+
+def test_download_with_wrong_checksum_is_refused_and_removed(served_mnist, tmp_path):
+    server, root = served_mnist
+    # The mirror serves a different (but well-formed) test-label file.
+    _, other = helpers.synthetic_mnist(40, seed=99)
+    helpers.write_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"), other)
+    data_dir = str(tmp_path / "dl")
+    with pytest.raises(errors.UserError, match="checksum mismatch"):
+        mnist_input.load(make_config(data_dir, data_mirrors=(server.url,)), "test")
+    assert not any(n.startswith("t10k-labels") for n in os.listdir(data_dir))
+
+
+def test_no_network_says_where_to_put_the_files(tmp_path):
+    data_dir = str(tmp_path / "nothing")
+    with pytest.raises(errors.UserError) as info:
+        mnist_input.load(make_config(data_dir, data_mirrors=("http://127.0.0.1:9/",)), "test")
+    message = str(info.value)
+    assert "MNIST not found in" in message and "train-images-idx3-ubyte.gz" in message
+    assert data_dir in message
+
+
+def test_real_mnist_files_parse_with_official_counts(real_mnist, tmp_path):
+    config = make_config(real_mnist, validation_size=5000)
+    assert len(mnist_input.load(config, "train")[0]) == 55000
+    assert len(mnist_input.load(config, "validation")[0]) == 5000
+    assert len(mnist_input.load(config, "test")[0]) == 10000
+
+
+def test_real_mnist_matches_published_checksums(real_mnist):
+    for name, (_, _, md5) in mnist_input.FILES.items():
+        path = os.path.join(real_mnist, name + ".gz")
+        assert mnist_input.data_lib.file_digest(path, "md5", opener=gzip.open) == md5

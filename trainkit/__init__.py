@@ -1,0 +1,19 @@
+"""trainkit: the engine that the cifar10/ and mnist/ packages share.
+
+A dataset package supplies two modules with the same function names:
+
+* ``input``: ``train_dataset(config)`` returning ``(tf.data.Dataset of
+  (images, labels) batches, num_examples)``, and ``eval_dataset(config,
+  split, batch_size)`` likewise, with every example exactly once.
+* ``model``: ``build_model(config)`` returning a Keras model with explicitly
+  named layers, and ``regularization_loss(model, config)``.
+
+The engine does the rest: the training loop with moving averages and
+checkpoints (``loop``), and the polling evaluator (``evaluator``).
+"""
+
+import os
+
+# TensorFlow's C++ start-up chatter (CPU features, oneDNN) buries the run's
+# own log lines; errors still show. Set before TensorFlow is first imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

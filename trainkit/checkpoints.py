@@ -1,0 +1,101 @@
+"""What a checkpoint holds, how it is saved, found and restored.
+
+A checkpoint ``TRAIN_DIR/ckpt-STEP`` holds, under these keys:
+
+* ``step``: the global step (int64);
+* ``model``: every model variable, trainable or not, keyed stably (see
+  ``model_variables``), because a Keras 3 model handed to
+  ``tf.train.Checkpoint`` directly does not save its non-trainable state;
+* ``optimizer``: the Keras optimizer with its slots;
+* ``ema``: the moving-average shadow of every trainable variable, under the
+  same keys as in ``model``.
+
+The evaluator restores ``ema`` straight into a fresh model's trainable
+variables (and ``model`` into its non-trainable ones): no weight swap.
+"""
+
+import os
+import re
+
+import tensorflow as tf
+
+from trainkit import errors
+
+CHECKPOINT_PREFIX = "ckpt"
+_STEP_RE = re.compile(r"ckpt-(\d+)$")
+
+
+def model_variables(model, trainable_only=False):
+    """Returns ``{key: keras.Variable}`` with keys stable across processes.
+
+    Variables of explicitly named layers are keyed by their path
+    (``cnn.conv1.kernel``). Keras-internal state outside the model's scope
+    (the dropout seed generator, named ``seed_generator_N`` with a process
+    counter) is keyed by its position instead.
+    """
+    keyed = {}
+    for index, var in enumerate(model.variables):
+        if trainable_only and not var.trainable:
+            continue
+        if var.path.startswith(model.name + "/"):
+            key = var.path.replace("/", ".")
+        else:
+            key = f"{index:03d}.{var.name}"
+        if key in keyed:
+            raise ValueError(f"two model variables share the checkpoint key {key!r}; "
+                             "give every layer an explicit unique name")
+        keyed[key] = var
+    return keyed
+
+
+def _tf_vars(keyed):
+    return {key: var.value for key, var in keyed.items()}
+
+
+def training_checkpoint(step, model, optimizer, shadows):
+    """The trainer's checkpoint object (see the module docstring)."""
+    return tf.train.Checkpoint(step=step, model=_tf_vars(model_variables(model)),
+                               optimizer=optimizer, ema=shadows)
+
+
+def step_of(path):
+    """The global step encoded in a checkpoint path ``.../ckpt-STEP``."""
+    match = _STEP_RE.search(path)
+    return int(match.group(1)) if match else None
+
+
+def latest(train_dir):
+    """Path prefix of the newest checkpoint in ``train_dir``, or None."""
+    if not os.path.isdir(train_dir):
+        return None
+    return tf.train.latest_checkpoint(train_dir)
+
+
+def manager(checkpoint, train_dir, max_to_keep):
+    return tf.train.CheckpointManager(checkpoint, train_dir, max_to_keep=max_to_keep,
+                                      checkpoint_name=CHECKPOINT_PREFIX)
+
+
+def restore_for_training(checkpoint, path):
+    """Restores everything a training checkpoint holds, or raises UserError."""
+    try:
+        status = checkpoint.restore(path)
+        # Every variable the trainer created must come back; optimizer slots
+        # exist already (the optimizer is built before restoring).
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise errors.UserError(f"cannot restore checkpoint {path}: {first_line}") from None
+
+
+def restore_averaged(path, model):
+    """Loads the shadow (averaged) weights of checkpoint ``path`` into ``model``.
+
+    Trainable variables get the ``ema`` values; non-trainable ones (batch-norm
+    statistics) get their saved values from ``model``. Raises
+    ``tf.errors.OpError`` if the checkpoint is unreadable.
+    """
+    trainable = model_variables(model, trainable_only=True)
+    others = {k: v for k, v in model_variables(model).items() if k not in trainable}
+    checkpoint = tf.train.Checkpoint(ema=_tf_vars(trainable), model=_tf_vars(others))
+    checkpoint.read(path).assert_existing_objects_matched().expect_partial()

@@ -1,0 +1,113 @@
+"""The settings of a run, as plain dataclasses.
+
+Flags are read in each entry point's ``main`` only (see ``trainkit.flags``);
+everything below takes one of these objects. The trainer writes its
+``TrainConfig`` to ``TRAIN_DIR/config.json`` so that the evaluator rebuilds
+the same model without the user repeating flags.
+"""
+
+import dataclasses
+import json
+import os
+
+from trainkit import errors
+
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything the trainer needs; each field is a flag of the same name."""
+
+    dataset: str
+    train_dir: str
+    data_dir: str
+    model: str
+    batch_size: int
+    max_steps: int
+    optimizer: str
+    learning_rate: float
+    learning_rate_decay: float
+    num_epochs_per_decay: float
+    staircase: bool
+    momentum: float
+    l2_regularization: float
+    moving_average_decay: float
+    log_frequency: int
+    save_summaries_steps: int
+    save_checkpoint_steps: int
+    save_checkpoint_secs: float
+    max_to_keep: int
+    seed: int
+    resume: bool = False
+    validation_size: int = 0
+    data_mirrors: tuple = ()
+
+    def __post_init__(self):
+        # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
+        self.data_mirrors = tuple(self.data_mirrors or ())
+
+    def validate(self):
+        """Raises UserError for settings that no flag bound can express."""
+        if self.batch_size <= 0:
+            raise errors.UserError(f"--batch_size must be positive, got {self.batch_size}")
+        if self.max_steps <= 0:
+            raise errors.UserError(f"--max_steps must be positive, got {self.max_steps}")
+        if self.learning_rate <= 0:
+            raise errors.UserError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.moving_average_decay < 1.0:
+            raise errors.UserError(
+                f"--moving_average_decay must be in [0, 1), got {self.moving_average_decay}")
+        if self.max_to_keep < 1:
+            raise errors.UserError(f"--max_to_keep must be at least 1, got {self.max_to_keep}")
+        return self
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Everything the evaluator needs beyond the trainer's config.json."""
+
+    train_dir: str
+    eval_dir: str
+    data_dir: str
+    eval_data: str
+    eval_batch_size: int
+    eval_interval_secs: float
+    run_once: bool
+    device: str
+    num_threads: int
+
+
+def write_train_config(config):
+    """Writes config.json atomically (a reader never sees half a file)."""
+    path = os.path.join(config.train_dir, CONFIG_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json() + "\n")
+    os.replace(tmp, path)
+
+
+def read_train_config(train_dir):
+    """Reads the trainer's config.json, or raises UserError saying why not."""
+    path = os.path.join(train_dir, CONFIG_FILE)
+    if not os.path.isdir(train_dir):
+        raise errors.UserError(
+            f"train dir {train_dir} does not exist; start the trainer first or check --train_dir")
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise errors.UserError(
+            f"{path} not found: {train_dir} is not a train dir written by this toolkit's "
+            "trainer (start the trainer first or check --train_dir)") from None
+    except (OSError, ValueError) as e:
+        raise errors.UserError(f"cannot read {path}: {e}") from None
+    return TrainConfig.from_dict(values)

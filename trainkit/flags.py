@@ -1,0 +1,165 @@
+"""Command-line flags shared by every dataset's train and eval entry points.
+
+Each dataset's ``train.py`` calls ``define_train_flags(defaults)`` with its
+own defaults (the tutorial's for CIFAR-10, the classic MNIST tutorials' for
+MNIST) and its list of models; ``main`` turns the parsed flags into a config
+object with ``train_config``/``eval_config``. Nothing below ``main`` reads
+flags.
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from trainkit import config as config_lib
+from trainkit import errors
+
+
+def define_train_flags(dataset, models, defaults):
+    """Defines the trainer's flags; ``defaults`` maps flag name to default."""
+    d = defaults
+    flags.DEFINE_string("train_dir", d.get("train_dir", f"runs/{dataset}"),
+                        "Directory for checkpoints, config.json, summaries and DONE. "
+                        "A directory that already holds checkpoints needs --resume.")
+    flags.DEFINE_string("data_dir", d.get("data_dir", f"data/{dataset}"),
+                        "Directory holding the dataset files; missing files are downloaded there.")
+    flags.DEFINE_list("data_mirrors", d.get("data_mirrors"),
+                      "Comma-separated base URLs to download the dataset from when --data_dir "
+                      "lacks it (default: the official hosts).")
+    flags.DEFINE_enum("model", d["model"], models, "Network architecture.")
+    flags.DEFINE_integer("batch_size", d["batch_size"], "Examples per training step.",
+                         lower_bound=1)
+    flags.DEFINE_integer("max_steps", d["max_steps"],
+                         "Global step (batches) at which training ends.", lower_bound=1)
+    flags.DEFINE_enum("optimizer", d["optimizer"], ["sgd", "momentum", "adam"],
+                      "Optimizer: plain SGD, SGD with --momentum, or Adam.")
+    flags.DEFINE_float("learning_rate", d["learning_rate"], "Initial learning rate.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("learning_rate_decay", d["learning_rate_decay"],
+                       "Factor the learning rate is multiplied by every "
+                       "--num_epochs_per_decay epochs (1.0 = constant).", lower_bound=0.0)
+    flags.DEFINE_float("num_epochs_per_decay", d["num_epochs_per_decay"],
+                       "Epochs between learning-rate decays.", lower_bound=0.0)
+    flags.DEFINE_boolean("staircase", d.get("staircase", True),
+                         "Decay the learning rate in steps (true) or continuously (false).")
+    flags.DEFINE_float("momentum", d.get("momentum", 0.9),
+                       "Momentum for --optimizer=momentum.", lower_bound=0.0)
+    flags.DEFINE_float("l2_regularization", d["l2_regularization"],
+                       "Weight of the L2 penalty (sum of squares / 2) on the model's "
+                       "regularized weights, added to the loss; 0 turns it off.", lower_bound=0.0)
+    flags.DEFINE_float("moving_average_decay", d["moving_average_decay"],
+                       "Decay of the weights' exponential moving average that the "
+                       "evaluator scores.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("log_frequency", d.get("log_frequency", 10),
+                         "Steps between log lines (step, loss, examples/sec).", lower_bound=1)
+    flags.DEFINE_integer("save_summaries_steps", d.get("save_summaries_steps", 100),
+                         "Steps between TensorBoard summaries; 0 = never.", lower_bound=0)
+    flags.DEFINE_integer("save_checkpoint_steps", d.get("save_checkpoint_steps", 1000),
+                         "Steps between checkpoints; 0 = by time only.", lower_bound=0)
+    flags.DEFINE_float("save_checkpoint_secs", d.get("save_checkpoint_secs", 0),
+                       "Seconds between checkpoints; 0 = by steps only. The last step is "
+                       "always saved.", lower_bound=0.0)
+    flags.DEFINE_integer("max_to_keep", d.get("max_to_keep", 5),
+                         "Checkpoints to keep; older ones are deleted.", lower_bound=1)
+    flags.DEFINE_integer("seed", d.get("seed", 0), "Random seed for weights and data order.")
+    flags.DEFINE_boolean("resume", False,
+                         "Continue the run in --train_dir from its latest checkpoint.")
+    if "validation_size" in d:
+        flags.DEFINE_integer("validation_size", d["validation_size"],
+                             "Training examples held out for validation.", lower_bound=0)
+
+
+def train_config(dataset):
+    """The parsed trainer flags as a ``TrainConfig``.
+
+    With ``--resume``, every setting not given on the command line comes from
+    the run's config.json, so ``--resume`` alone continues the same run (and
+    ``--resume --max_steps=N`` extends it).
+    """
+    f = flags.FLAGS
+    saved = _resumed_values(f.train_dir) if f.resume else {}
+    values = {}
+    for field in dataclasses.fields(config_lib.TrainConfig):
+        if field.name not in f:
+            continue
+        given = f[field.name].present
+        values[field.name] = (saved[field.name] if field.name in saved and not given
+                              else f[field.name].value)
+    values["dataset"] = dataset
+    values["resume"] = f.resume
+    return config_lib.TrainConfig(**values)
+
+
+def define_eval_flags(defaults):
+    """Defines the evaluator's flags."""
+    d = defaults
+    flags.DEFINE_string("train_dir", d["train_dir"],
+                        "The trainer's --train_dir: the evaluator reads config.json and "
+                        "checkpoints from it.")
+    flags.DEFINE_string("eval_dir", None,
+                        "Where metrics.jsonl and eval summaries go (default: TRAIN_DIR/eval, or "
+                        "TRAIN_DIR/eval_validation with --eval_data=validation).")
+    flags.DEFINE_string("data_dir", None,
+                        "Dataset directory (default: the trainer's --data_dir from config.json).")
+    flags.DEFINE_enum("eval_data", "test", d.get("eval_data_choices", ["test"]),
+                      "Which split to evaluate on.")
+    flags.DEFINE_integer("eval_batch_size", d.get("eval_batch_size", 1000),
+                         "Examples per evaluation batch (the last batch may be smaller; "
+                         "every example counts once).", lower_bound=1)
+    flags.DEFINE_float("eval_interval_secs", d["eval_interval_secs"],
+                       "Seconds between polls of the train dir for a new checkpoint.",
+                       lower_bound=0.0)
+    flags.DEFINE_boolean("run_once", False, "Evaluate the latest checkpoint once and exit.")
+    flags.DEFINE_string("device", "cpu",
+                        "cpu (default: off every GPU), gpu:N (only GPU N, memory grown as "
+                        "needed) or auto (TensorFlow's choice).")
+    flags.DEFINE_integer("num_threads", d.get("num_threads", 0),
+                         "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
+                         lower_bound=0)
+
+
+def eval_config():
+    """The parsed evaluator flags as an ``EvalConfig``."""
+    f = flags.FLAGS
+    return config_lib.EvalConfig(
+        train_dir=f.train_dir,
+        # Test and validation results in separate folders, so neither run
+        # mistakes the other's steps for its own.
+        eval_dir=f.eval_dir or os.path.join(
+            f.train_dir, "eval" if f.eval_data == "test" else f"eval_{f.eval_data}"),
+        data_dir=f.data_dir,
+        eval_data=f.eval_data,
+        eval_batch_size=f.eval_batch_size,
+        eval_interval_secs=f.eval_interval_secs,
+        run_once=f.run_once,
+        device=f.device,
+        num_threads=f.num_threads,
+    )
+
+
+def run(main):
+    """``absl.app.run(main)`` where bad user input ends in one line and exit code 2."""
+
+    def guarded(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            return main(argv)
+        except errors.UserError as e:
+            logging.flush()
+            sys.stderr.write(f"error: {e}\n")
+            sys.exit(2)
+
+    app.run(guarded)
+
+
+def _resumed_values(train_dir):
+    """The settings saved in ``train_dir``'s config.json, or {} if there are none."""
+    try:
+        return dataclasses.asdict(config_lib.read_train_config(train_dir))
+    except errors.UserError:
+        return {}

@@ -1,0 +1,210 @@
+"""The training loop: one ``tf.function`` step plus periodic actions.
+
+``train(config, input_lib, model_lib)`` is the whole trainer. Per step it
+runs forward, backward, the optimizer update, the step counter and the
+moving-average update inside one compiled function; nothing else happens in
+the step. Around it, ``PeriodicAction``s log a line every
+``log_frequency`` steps, write TensorBoard summaries every
+``save_summaries_steps`` and save a checkpoint every
+``save_checkpoint_steps`` / ``save_checkpoint_secs`` and at the last step.
+"""
+
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from trainkit import checkpoints
+from trainkit import config as config_lib
+from trainkit import ema as ema_lib
+from trainkit import errors
+from trainkit import periodic
+from trainkit import summaries
+
+DONE_FILE = "DONE"
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+def learning_rate_fn(config, steps_per_epoch):
+    """``lr(step) = learning_rate * learning_rate_decay ** (epochs / num_epochs_per_decay)``.
+
+    The exponent is floored with ``staircase`` (the classic tutorials' step
+    decay). A function of the restored global step, so a resumed run
+    continues the schedule where it stopped.
+    """
+    decay_steps = max(1.0, steps_per_epoch * config.num_epochs_per_decay)
+
+    def learning_rate(step):
+        progress = tf.cast(step, tf.float32) / decay_steps
+        if config.staircase:
+            progress = tf.floor(progress)
+        return config.learning_rate * tf.pow(config.learning_rate_decay, progress)
+
+    return learning_rate
+
+
+def make_optimizer(config, learning_rate):
+    """A Keras optimizer; ``learning_rate`` is a no-argument callable."""
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate)
+    if config.optimizer == "momentum":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    raise errors.UserError(f"unknown --optimizer={config.optimizer}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def prepare_train_dir(config):
+    """Checks the train dir against ``--resume``; returns the checkpoint to resume or None.
+
+    Never deletes anything: a train dir with checkpoints is refused unless
+    ``--resume`` is given. Writes config.json and clears a stale DONE marker.
+    """
+    train_dir = config.train_dir
+    latest = checkpoints.latest(train_dir)
+    if latest and not config.resume:
+        raise errors.UserError(
+            f"{train_dir} already holds checkpoints (latest: {latest}); pass --resume to "
+            "continue that run, or choose a new --train_dir")
+    if config.resume and not latest:
+        raise errors.UserError(
+            f"--resume given but {train_dir} holds no checkpoint to resume; "
+            "drop --resume to start a new run there")
+    if latest:
+        previous = config_lib.read_train_config(train_dir)
+        if (previous.dataset, previous.model) != (config.dataset, config.model):
+            raise errors.UserError(
+                f"{train_dir} holds a {previous.dataset} --model={previous.model} run; "
+                f"cannot resume it as {config.dataset} --model={config.model}")
+    try:
+        os.makedirs(train_dir, exist_ok=True)
+        config_lib.write_train_config(config)
+        done = os.path.join(train_dir, DONE_FILE)
+        if os.path.exists(done):
+            os.remove(done)
+    except OSError as e:
+        raise errors.UserError(
+            f"cannot write to train dir {train_dir}: {e.strerror or e}; "
+            "choose a writable --train_dir") from None
+    return latest
+
+
+def _save(manager, step):
+    try:
+        return manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise errors.UserError(
+            f"saving the checkpoint at step {step} in {manager.directory} failed: {message}; "
+            "earlier checkpoints are untouched (free space or fix permissions, then --resume)"
+        ) from None
+
+
+class Trainer:
+    """A run: model, optimizer, moving averages and checkpoint, ready to ``run()``.
+
+    Building it checks the train dir (see ``prepare_train_dir``) and, with
+    ``--resume``, restores step, weights, optimizer slots and shadow values.
+    """
+
+    def __init__(self, config, input_lib, model_lib):
+        self.config = config.validate()
+        self.resumed_from = prepare_train_dir(config)
+        keras.utils.set_random_seed(config.seed)
+
+        self.dataset, num_examples = input_lib.train_dataset(config)
+        self.steps_per_epoch = num_examples / config.batch_size
+        self.model = model_lib.build_model(config)
+        self._regularization_loss = model_lib.regularization_loss
+
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
+        self.optimizer = make_optimizer(config, lambda: self.learning_rate(self.step))
+        # Building the slots now lets a restore fill them at once instead of lazily.
+        self.optimizer.build(self.model.trainable_variables)
+        self.averages = ema_lib.MovingAverages(
+            checkpoints.model_variables(self.model, trainable_only=True),
+            config.moving_average_decay, self.step)
+        self.checkpoint = checkpoints.training_checkpoint(
+            self.step, self.model, self.optimizer, self.averages.shadows)
+        self.manager = checkpoints.manager(self.checkpoint, config.train_dir, config.max_to_keep)
+        if self.resumed_from:
+            checkpoints.restore_for_training(self.checkpoint, self.resumed_from)
+            logging.info("Resuming %s from %s at step %d",
+                         config.train_dir, self.resumed_from, int(self.step))
+        else:
+            logging.info("Starting a new run in %s at step 0", config.train_dir)
+        self._train_step = self._make_train_step()
+
+    def _make_train_step(self):
+        model, optimizer, config = self.model, self.optimizer, self.config
+        trainable = model.trainable_variables
+        regularization_loss = self._regularization_loss
+
+        @tf.function
+        def train_step(iterator):
+            images, labels = next(iterator)
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+                total_loss = loss + regularization_loss(model, config)
+            grads = tape.gradient(total_loss, trainable)
+            optimizer.apply_gradients(zip(grads, trainable))
+            self.step.assign_add(1)
+            self.averages.update()
+            return loss, total_loss
+
+        return train_step
+
+    def run(self):
+        """Trains until ``max_steps``, saves, writes DONE; returns the final step."""
+        config = self.config
+        writer = summaries.Writer(os.path.join(config.train_dir, "train"))
+        logger = periodic.PeriodicAction(every_steps=config.log_frequency)
+        summarizer = periodic.PeriodicAction(every_steps=config.save_summaries_steps)
+        saver = periodic.PeriodicAction(every_steps=config.save_checkpoint_steps,
+                                        every_secs=config.save_checkpoint_secs)
+        current = int(self.step)
+        for action in (logger, summarizer, saver):
+            action.start(current)
+        last_saved = current if self.resumed_from else None
+        last_log_time, last_log_step = time.monotonic(), current
+        trainable = self.model.trainable_variables
+
+        iterator = iter(self.dataset)
+        while current < config.max_steps:
+            loss, total_loss = self._train_step(iterator)
+            current += 1
+            if logger.should_fire(current):
+                loss_value = float(loss)  # waits for the step to finish
+                now = time.monotonic()
+                sec_per_batch = (now - last_log_time) / (current - last_log_step)
+                logging.info("step %d, loss = %.4f (%.1f examples/sec; %.4f sec/batch)",
+                             current, loss_value, config.batch_size / sec_per_batch,
+                             sec_per_batch)
+                last_log_time, last_log_step = now, current
+            if summarizer.should_fire(current):
+                writer.scalars(current, {"loss": loss, "total_loss": total_loss,
+                                         "learning_rate": self.learning_rate(current)})
+                writer.histograms(current, {v.path: v.value for v in trainable})
+            if saver.should_fire(current):
+                path = _save(self.manager, current)
+                last_saved = current
+                logging.info("Saved checkpoint %s", path)
+        if last_saved != current:
+            path = _save(self.manager, current)
+            logging.info("Saved checkpoint %s", path)
+        writer.close()
+        done = os.path.join(config.train_dir, DONE_FILE)
+        with open(done, "w") as f:
+            f.write(f"{current}\n")
+        logging.info("Training finished at step %d; wrote %s", current, done)
+        return current
+
+
+def train(config, input_lib, model_lib):
+    """The whole trainer: builds a ``Trainer`` and runs it; returns the final step."""
+    return Trainer(config, input_lib, model_lib).run()
