@@ -67,6 +67,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values):
+        """Builds a config from config.json's values; raises TypeError if some are missing."""
+        if not isinstance(values, dict):
+            raise TypeError(f"expected a JSON object, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -110,4 +113,7 @@ def read_train_config(train_dir):
             "trainer (start the trainer first or check --train_dir)") from None
     except (OSError, ValueError) as e:
         raise errors.UserError(f"cannot read {path}: {e}") from None
-    return TrainConfig.from_dict(values)
+    try:
+        return TrainConfig.from_dict(values)
+    except TypeError as e:
+        raise errors.UserError(f"{path} is incomplete or not this toolkit's ({e})") from None

@@ -9,7 +9,8 @@ result is one line in ``EVAL_DIR/metrics.jsonl``, TensorBoard scalars in
 ``EVAL_DIR`` and one log line. It stops after evaluating the last checkpoint
 once the trainer has written ``DONE``, or after one checkpoint with
 ``run_once``. Steps already in ``metrics.jsonl`` are not evaluated again,
-so a restarted evaluator carries on where it stopped.
+so a restarted evaluator carries on where it stopped. Started before the
+trainer, it waits for the trainer's config.json.
 """
 
 import os
@@ -137,8 +138,19 @@ class Evaluator:
         self.writer.close()
 
 
+def wait_for_trainer(eval_config, sleep=time.sleep):
+    """Waits until the trainer has written config.json, so the evaluator may start first."""
+    path = os.path.join(eval_config.train_dir, config_lib.CONFIG_FILE)
+    if not os.path.exists(path):
+        logging.info("Waiting for the trainer to write %s", path)
+    while not os.path.exists(path):
+        sleep(max(eval_config.eval_interval_secs, 0.1))
+
+
 def run(eval_config, input_lib, model_lib):
     """The evaluator process: ``run_once`` or poll until the trainer is done."""
+    if not eval_config.run_once:
+        wait_for_trainer(eval_config)
     evaluator = Evaluator(eval_config, input_lib, model_lib)
     try:
         if eval_config.run_once:

@@ -1,0 +1,175 @@
+"""The real command lines: trainer and evaluator as subprocesses, and bad input."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests import helpers
+from trainkit import summaries
+
+FAST = ["--batch_size=20", "--validation_size=100", "--log_frequency=5",
+        "--save_summaries_steps=0", "--data_mirrors=http://127.0.0.1:9/"]
+
+
+def train_args(train_dir, data_dir, *extra):
+    return [f"--train_dir={train_dir}", f"--data_dir={data_dir}", *FAST, *extra]
+
+
+def assert_one_clear_line(result, *fragments):
+    assert result.returncode != 0, result.stderr
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert not lines[0].startswith("Traceback"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, mnist_data):
+    """A finished 20-step MNIST run on the synthetic data, made by the real CLI."""
+    train_dir = str(tmp_path_factory.mktemp("cli") / "run")
+    result = helpers.run_cli("mnist.train", *train_args(
+        train_dir, mnist_data, "--max_steps=20", "--save_checkpoint_steps=10"))
+    assert result.returncode == 0, result.stderr
+    return train_dir
+
+
+def test_trainer_and_evaluator_run_together(tmp_path, mnist_data):
+    train_dir = str(tmp_path / "run")
+    # The evaluator starts first, as a user may, and waits for the trainer.
+    evaluator = subprocess.Popen(
+        helpers.cli("mnist.eval", f"--train_dir={train_dir}", "--eval_interval_secs=0.2",
+                    "--eval_batch_size=64", "--num_threads=1"),
+        env=helpers.cli_env(), cwd=helpers.REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    trainer = subprocess.Popen(
+        helpers.cli("mnist.train", *train_args(
+            train_dir, mnist_data, "--max_steps=1200", "--save_checkpoint_steps=100",
+            "--max_to_keep=20", "--log_frequency=100")),
+        env=helpers.cli_env(), cwd=helpers.REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    train_out, _ = trainer.communicate(timeout=180)
+    assert trainer.returncode == 0, train_out
+    # The evaluator exits by itself once DONE is there and the last checkpoint is scored.
+    eval_out, _ = evaluator.communicate(timeout=120)
+    assert evaluator.returncode == 0, eval_out
+    assert "exiting" in eval_out
+    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    steps = [r["step"] for r in records]
+    assert len(steps) > 1, eval_out
+    assert steps == sorted(set(steps)) and steps[-1] == 1200
+    assert all(r["num_examples"] == 250 for r in records)
+    assert set(records[0]) >= {"step", "checkpoint", "precision_at_1", "loss",
+                               "num_examples", "wall_time"}
+    # The synthetic digits are easy: the averaged weights must have learned them.
+    assert records[-1]["precision_at_1"] > 0.9, records[-1]
+    assert "examples/sec" in train_out and "sec/batch" in train_out
+
+
+def test_refuses_existing_run_without_resume(finished_run, mnist_data):
+    before = helpers.tree_state(finished_run)
+    result = helpers.run_cli("mnist.train", *train_args(finished_run, mnist_data, "--max_steps=40"))
+    assert_one_clear_line(result, "already holds checkpoints", "ckpt-20", "--resume",
+                          "--train_dir")
+    assert result.returncode == 2
+    assert helpers.tree_state(finished_run) == before
+
+
+def test_resume_continues_with_saved_settings(tmp_path, mnist_data):
+    train_dir = str(tmp_path / "run")
+    first = helpers.run_cli("mnist.train", *train_args(
+        train_dir, mnist_data, "--max_steps=20", "--save_checkpoint_steps=10",
+        "--optimizer=adam", "--learning_rate=0.002"))
+    assert first.returncode == 0, first.stderr
+    # Only --resume and the new end: the rest comes from config.json.
+    result = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume",
+                             "--max_steps=30", "--log_frequency=5")
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming {train_dir} from {train_dir}/ckpt-20 at step 20" in result.stderr
+    assert "step 25, loss" in result.stderr and "step 5, loss" not in result.stderr
+    from trainkit import config as config_lib
+    saved = config_lib.read_train_config(train_dir)
+    assert (saved.optimizer, saved.learning_rate, saved.max_steps) == ("adam", 0.002, 30)
+    assert os.path.exists(os.path.join(train_dir, "ckpt-30.index"))
+    assert os.path.exists(os.path.join(train_dir, "ckpt-20.index"))
+
+
+def test_eval_run_once_writes_metrics(finished_run):
+    result = helpers.run_cli("mnist.eval", f"--train_dir={finished_run}", "--run_once",
+                             "--eval_batch_size=100", "--eval_data=validation")
+    assert result.returncode == 0, result.stderr
+    records = summaries.read_jsonl(os.path.join(finished_run, "eval_validation", "metrics.jsonl"))
+    assert [(r["step"], r["num_examples"], r["eval_data"]) for r in records] == [
+        (20, 100, "validation")]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--batch_size=-5"], ["--batch_size=-5"]),
+    (["--model=resnet9000"], ["--model", "cnn"]),
+    (["--learning_rate=fast"], ["--learning_rate"]),
+    (["--max_step=10"], ["max_step"]),
+])
+def test_nonsense_flags_are_refused(tmp_path, mnist_data, args, fragments):
+    train_dir = str(tmp_path / "run")
+    result = helpers.run_cli("mnist.train", *train_args(train_dir, mnist_data, *args))
+    assert_one_clear_line(result, *fragments)
+    assert not os.path.exists(train_dir)
+
+
+def test_missing_data_without_network_says_where_to_put_files(tmp_path):
+    empty = str(tmp_path / "nodata")
+    result = helpers.run_cli("mnist.train", *train_args(str(tmp_path / "run"), empty,
+                                                        "--max_steps=5"))
+    assert_one_clear_line(result, "MNIST not found in", empty, "train-images-idx3-ubyte.gz")
+
+
+def test_truncated_idx_file_is_named(tmp_path):
+    data_dir = helpers.make_mnist_dir(str(tmp_path / "data"), num_train=300, num_test=20)
+    path = os.path.join(data_dir, "train-images-idx3-ubyte.gz")
+    import gzip
+    raw = gzip.open(path).read()
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:-100])
+    result = helpers.run_cli("mnist.train", *train_args(str(tmp_path / "run"), data_dir,
+                                                        "--max_steps=5"))
+    assert_one_clear_line(result, path, "expected", "truncated")
+
+
+def test_unwritable_train_dir(tmp_path, mnist_data):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = helpers.run_cli("mnist.train", *train_args(str(blocker / "run"), mnist_data,
+                                                        "--max_steps=5"))
+    assert_one_clear_line(result, "cannot write to train dir", "--train_dir")
+
+
+def test_resume_without_checkpoint(tmp_path, mnist_data):
+    result = helpers.run_cli("mnist.train", *train_args(str(tmp_path / "run"), mnist_data,
+                                                        "--resume"))
+    assert_one_clear_line(result, "holds no checkpoint to resume")
+
+
+def test_eval_run_once_without_checkpoint(tmp_path, finished_run):
+    train_dir = tmp_path / "run"
+    train_dir.mkdir()
+    with open(os.path.join(finished_run, "config.json")) as f:
+        (train_dir / "config.json").write_text(f.read())
+    result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--run_once")
+    assert_one_clear_line(result, f"no checkpoint in {train_dir}", "start the trainer")
+
+
+def test_eval_with_broken_config(tmp_path):
+    train_dir = tmp_path / "run"
+    train_dir.mkdir()
+    (train_dir / "config.json").write_text("{}")
+    result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--run_once")
+    assert_one_clear_line(result, str(train_dir / "config.json"), "incomplete")
+
+
+def test_eval_nonexistent_train_dir(tmp_path):
+    missing = str(tmp_path / "nope")
+    result = helpers.run_cli("mnist.eval", f"--train_dir={missing}", "--run_once")
+    assert_one_clear_line(result, missing, "does not exist")
