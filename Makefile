@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATASET ?= mnist
+DATASET ?= cifar10
 TRAIN_DIR ?= runs/$(DATASET)
 DATA_DIR ?= data/$(DATASET)
 ARGS ?=
@@ -13,7 +13,7 @@ ifeq ($(filter $(DATASET),mnist cifar10),)
 $(error DATASET=$(DATASET): expected mnist or cifar10)
 endif
 
-.PHONY: venv test train eval resume clean
+.PHONY: venv test data train eval resume clean
 
 # The stamp is remade whenever setup.cfg or pyproject.toml changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -26,6 +26,10 @@ venv: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q $(ARGS)
+
+# Download (if missing) and verify the data, without training.
+data: $(VENV)/.installed
+	$(PY) -m trainkit.prepare_data --dataset=$(DATASET) --data_dir=$(DATA_DIR)
 
 # A new run: refused (nothing deleted) if TRAIN_DIR already holds checkpoints.
 train: $(VENV)/.installed

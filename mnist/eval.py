@@ -6,27 +6,16 @@ the validation split) and exits once the trainer is done. ``--run_once``
 scores the latest checkpoint and exits.
 """
 
-from absl import flags
-
 from mnist import input as mnist_input
 from mnist import model as mnist_model
-from trainkit import devices
-from trainkit import evaluator
 from trainkit import flags as tk_flags
 
 tk_flags.define_eval_flags(dict(train_dir="runs/mnist", eval_interval_secs=5,
                                 eval_data_choices=["test", "validation"]))
 
 
-def main(argv):
-    del argv
-    config = tk_flags.eval_config()
-    devices.configure(config.device, config.num_threads)
-    evaluator.run(config, mnist_input, mnist_model)
-
-
 def run():
-    tk_flags.run(main)
+    tk_flags.run_evaluator(mnist_input, mnist_model)
 
 
 if __name__ == "__main__":

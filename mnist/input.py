@@ -97,8 +97,8 @@ def maybe_download(data_dir, mirrors=MIRRORS):
                                                   _verify_download(name))
             except errors.UserError as e:
                 raise errors.UserError(
-                    f"MNIST not found in {data_dir} and the download failed: {e}. "
-                    f"Put {', '.join(n + '.gz' for n in FILES)} in {data_dir}") from None
+                    f"MNIST not found in {data_dir} and {e}; put "
+                    f"{', '.join(n + '.gz' for n in FILES)} there") from None
         paths[name] = path
     return paths
 
@@ -159,3 +159,11 @@ def eval_dataset(config, split, batch_size):
                .map(_normalize, num_parallel_calls=tf.data.AUTOTUNE)
                .prefetch(tf.data.AUTOTUNE))
     return dataset, len(images)
+
+
+def prepare(data_dir, mirrors=MIRRORS):
+    """Downloads what is missing and validates all four files; returns a summary line."""
+    paths = maybe_download(data_dir, mirrors)
+    counts = {name: len(read_idx(path)) for name, path in paths.items()}
+    return (f"MNIST in {data_dir}: {counts['train-images-idx3-ubyte']:,} training and "
+            f"{counts['t10k-images-idx3-ubyte']:,} test images, all files valid")

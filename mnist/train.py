@@ -7,12 +7,9 @@ test precision (averaged weights) in about two minutes on two CPU cores
 (see the README for the measured figure).
 """
 
-from absl import flags
-
 from mnist import input as mnist_input
 from mnist import model as mnist_model
 from trainkit import flags as tk_flags
-from trainkit import loop
 
 DEFAULTS = dict(
     model="cnn", batch_size=64, max_steps=6000, optimizer="momentum", learning_rate=0.01,
@@ -24,13 +21,8 @@ DEFAULTS = dict(
 tk_flags.define_train_flags("mnist", mnist_model.MODELS, DEFAULTS)
 
 
-def main(argv):
-    del argv
-    loop.train(tk_flags.train_config("mnist"), mnist_input, mnist_model)
-
-
 def run():
-    tk_flags.run(main)
+    tk_flags.run_trainer("mnist", mnist_input, mnist_model)
 
 
 if __name__ == "__main__":

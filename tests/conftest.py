@@ -18,3 +18,9 @@ def real_mnist():
         pytest.skip(f"real MNIST not found at {path} (only present beside the project's "
                     "development checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def cifar_data(tmp_path_factory):
+    """Small synthetic CIFAR-10 in the official binary format (5 x 40 train, 50 test)."""
+    return helpers.make_cifar_dir(str(tmp_path_factory.mktemp("cifar_data")))

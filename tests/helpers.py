@@ -1,9 +1,12 @@
 """Test helpers: synthetic data in the real file formats, and running the real CLIs."""
 
+import functools
 import gzip
+import http.server
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -54,6 +57,12 @@ def cli(module, *args):
     return [sys.executable, "-m", module, *args]
 
 
+def start_cli(module, *args):
+    """Starts ``python -m module args`` in the background, stdout and stderr merged."""
+    return subprocess.Popen(cli(module, *args), env=cli_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def run_cli(module, *args, timeout=180):
     """Runs a CLI to completion; returns the CompletedProcess (text output)."""
     return subprocess.run(cli(module, *args), capture_output=True, text=True,
@@ -76,3 +85,65 @@ def tree_state(path):
             st = os.stat(full)
             state[os.path.relpath(full, path)] = (st.st_size, st.st_mtime_ns)
     return state
+
+
+def synthetic_cifar(num, seed):
+    """Learnable fake CIFAR-10: uint8 images [N, 32, 32, 3] whose colour encodes the label."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=num).astype(np.uint8)
+    images = rng.integers(0, 80, size=(num, 32, 32, 3)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        channel, level = divmod(int(label), 4)
+        images[i, 8:24, 8:24, channel] = 100 + 50 * level
+    return images, labels
+
+
+def cifar_records(images, labels):
+    """The official binary layout: label byte, then 1,024 red, 1,024 green, 1,024 blue bytes."""
+    planes = np.transpose(images, (0, 3, 1, 2)).reshape(len(images), -1)
+    return np.concatenate([labels[:, None], planes], axis=1).astype(np.uint8).tobytes()
+
+
+def make_cifar_dir(path, per_file=40, num_test=50):
+    """cifar-10-batches-bin/ with five small training files and a test file."""
+    folder = os.path.join(path, "cifar-10-batches-bin")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(1, 6):
+        images, labels = synthetic_cifar(per_file, seed=i)
+        with open(os.path.join(folder, f"data_batch_{i}.bin"), "wb") as f:
+            f.write(cifar_records(images, labels))
+    images, labels = synthetic_cifar(num_test, seed=0)
+    with open(os.path.join(folder, "test_batch.bin"), "wb") as f:
+        f.write(cifar_records(images, labels))
+    return folder
+
+
+class HttpServer:
+    """Serves ``root`` on 127.0.0.1 (a free port) until ``close()``: the tests' download host."""
+
+    def __init__(self, root):
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+        handler.log_message = lambda *args: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def train_config(dataset, data_dir, **overrides):
+    """A small, valid TrainConfig for in-process tests; downloads go nowhere."""
+    from trainkit import config as config_lib
+    values = dict(dataset=dataset, train_dir="unused", data_dir=data_dir,
+                  model="cnn" if dataset == "mnist" else "tutorial",
+                  batch_size=32, max_steps=10, optimizer="sgd", learning_rate=0.1,
+                  learning_rate_decay=1.0, num_epochs_per_decay=1.0, staircase=True,
+                  momentum=0.9, l2_regularization=0.0, moving_average_decay=0.99,
+                  log_frequency=10, save_summaries_steps=0, save_checkpoint_steps=0,
+                  save_checkpoint_secs=0, max_to_keep=5, seed=0,
+                  validation_size=100 if dataset == "mnist" else 0,
+                  data_mirrors=("http://127.0.0.1:9/",))
+    values.update(overrides)
+    return config_lib.TrainConfig(**values)

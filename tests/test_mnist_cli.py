@@ -1,7 +1,6 @@
 """The real command lines: trainer and evaluator as subprocesses, and bad input."""
 
 import os
-import subprocess
 import time
 
 import pytest
@@ -40,17 +39,12 @@ def finished_run(tmp_path_factory, mnist_data):
 def test_trainer_and_evaluator_run_together(tmp_path, mnist_data):
     train_dir = str(tmp_path / "run")
     # The evaluator starts first, as a user may, and waits for the trainer.
-    evaluator = subprocess.Popen(
-        helpers.cli("mnist.eval", f"--train_dir={train_dir}", "--eval_interval_secs=0.2",
-                    "--eval_batch_size=64", "--num_threads=1"),
-        env=helpers.cli_env(), cwd=helpers.REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-    trainer = subprocess.Popen(
-        helpers.cli("mnist.train", *train_args(
-            train_dir, mnist_data, "--max_steps=1200", "--save_checkpoint_steps=100",
-            "--max_to_keep=20", "--log_frequency=100")),
-        env=helpers.cli_env(), cwd=helpers.REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+    evaluator = helpers.start_cli("mnist.eval", f"--train_dir={train_dir}",
+                                  "--eval_interval_secs=0.2", "--eval_batch_size=64",
+                                  "--num_threads=1")
+    trainer = helpers.start_cli("mnist.train", *train_args(
+        train_dir, mnist_data, "--max_steps=1200", "--save_checkpoint_steps=100",
+        "--max_to_keep=20", "--log_frequency=100"))
     train_out, _ = trainer.communicate(timeout=180)
     assert trainer.returncode == 0, train_out
     # The evaluator exits by itself once DONE is there and the last checkpoint is scored.

@@ -1,31 +1,19 @@
 """IDX parsing, splits, pipelines and the download path of mnist/input.py."""
 
-import functools
 import gzip
 import hashlib
-import http.server
 import os
-import threading
 
 import numpy as np
 import pytest
 
 from mnist import input as mnist_input
 from tests import helpers
-from trainkit import config as config_lib
 from trainkit import errors
 
 
 def make_config(data_dir, **overrides):
-    values = dict(dataset="mnist", train_dir="unused", data_dir=data_dir, model="cnn",
-                  batch_size=32, max_steps=10, optimizer="sgd", learning_rate=0.1,
-                  learning_rate_decay=1.0, num_epochs_per_decay=1.0, staircase=True,
-                  momentum=0.9, l2_regularization=0.0, moving_average_decay=0.99,
-                  log_frequency=10, save_summaries_steps=0, save_checkpoint_steps=0,
-                  save_checkpoint_secs=0, max_to_keep=5, seed=0, validation_size=100,
-                  data_mirrors=("http://127.0.0.1:9/",))
-    values.update(overrides)
-    return config_lib.TrainConfig(**values)
+    return helpers.train_config("mnist", data_dir, **overrides)
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -115,19 +103,6 @@ def test_train_dataset_batches_are_full_and_shuffled(mnist_data):
 
 # --- downloads, against a local HTTP server -------------------------------------
 
-class _Server:
-    def __init__(self, root):
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-        handler.log_message = lambda *args: None
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def served_mnist(tmp_path, monkeypatch):
     """A mirror on 127.0.0.1 serving small MNIST files; FILES' checksums point at them."""
@@ -136,7 +111,7 @@ def served_mnist(tmp_path, monkeypatch):
         with gzip.open(os.path.join(root, name + ".gz"), "rb") as f:
             digest = hashlib.md5(f.read()).hexdigest()
         monkeypatch.setitem(mnist_input.FILES, name, (magic, count, digest))
-    server = _Server(root)
+    server = helpers.HttpServer(root)
     yield server, root
     server.close()
 

@@ -42,6 +42,8 @@ class TrainConfig:
     resume: bool = False
     validation_size: int = 0
     data_mirrors: tuple = ()
+    lr_schedule: str = "exponential"
+    schedule: str = ""
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
@@ -87,6 +89,7 @@ class EvalConfig:
     run_once: bool
     device: str
     num_threads: int
+    num_examples: int = 0
 
 
 def write_train_config(config):

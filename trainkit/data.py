@@ -1,4 +1,5 @@
-"""Downloading dataset files: mirrors tried in order, atomic writes, checksums.
+"""Downloading dataset files: mirrors tried in order, atomic writes, checksums,
+and archive extraction that cannot write outside its target folder.
 
 A download goes to ``NAME.part`` and is renamed only once complete and
 verified, so an interrupted or corrupted download never looks like data.
@@ -6,9 +7,11 @@ verified, so an interrupted or corrupted download never looks like data.
 
 import hashlib
 import os
+import tarfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 from absl import logging
 
@@ -28,14 +31,13 @@ def file_digest(path, algorithm="md5", opener=open):
 
 
 def fetch(url, dest):
-    """Downloads ``url`` to ``dest`` atomically, logging progress; raises OSError."""
-    part = dest + ".part"
+    """Downloads ``url`` to ``dest``, logging progress; raises OSError."""
     start = time.monotonic()
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECS) as response:
         total = int(response.headers.get("Content-Length") or 0)
         done = 0
         last_report = start
-        with open(part, "wb") as f:
+        with open(dest, "wb") as f:
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 f.write(chunk)
                 done += len(chunk)
@@ -46,34 +48,74 @@ def fetch(url, dest):
                     logging.info("  %s: %.1f of %s MB (%.1f MB/s)", os.path.basename(dest),
                                  done / 1e6, f"{total / 1e6:.1f}" if total else "?", rate / 1e6)
     if total and done != total:
-        os.remove(part)
         raise OSError(f"{url} ended after {done} of {total} bytes")
-    os.replace(part, dest)
     logging.info("Downloaded %s (%.1f MB in %.1f s)", url, done / 1e6, time.monotonic() - start)
 
 
 def download_verified(name, dest_dir, mirrors, verify):
     """Downloads file ``name`` from the first mirror that serves a valid copy.
 
-    ``verify(path)`` returns None if the file is good, else a reason. A bad
-    copy is deleted. Raises UserError naming every mirror tried.
+    ``verify(path)`` returns None if the file is good, else a reason. The
+    file is fetched to ``NAME.part`` and renamed to ``NAME`` only once
+    verified; a bad copy is deleted. Raises UserError naming every mirror tried.
     """
     os.makedirs(dest_dir, exist_ok=True)
     dest = os.path.join(dest_dir, name)
+    part = dest + ".part"
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
         logging.info("Downloading %s", url)
         try:
-            fetch(url, dest)
-        except (OSError, urllib.error.URLError, ValueError) as e:
-            failures.append(f"{url}: {getattr(e, 'reason', None) or e}")
-            continue
-        problem = verify(dest)
+            fetch(url, part)
+            problem = verify(part)
+        except (OSError, EOFError, urllib.error.URLError, ValueError) as e:
+            problem = getattr(e, "reason", None) or e
         if problem is None:
+            os.replace(part, dest)
             return dest
-        os.remove(dest)
+        if os.path.exists(part):
+            os.remove(part)
         failures.append(f"{url}: {problem}")
-    raise errors.UserError(
-        f"{name} is not in {dest_dir} and could not be downloaded ("
-        + "; ".join(failures) + f"); copy the file into {dest_dir} by hand")
+    raise errors.UserError(f"downloading {name} failed (" + "; ".join(failures) + ")")
+
+
+def safe_extract(archive, dest_dir):
+    """Extracts a tar archive so that nothing can land outside ``dest_dir``.
+
+    Every member must be a regular file or a directory with a relative path
+    free of ``..``; a link, device, absolute path or escaping path makes the
+    whole archive refused (UserError) before anything is written.
+    """
+    dest_root = os.path.realpath(dest_dir)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                name = member.name
+                if not (member.isfile() or member.isdir()):
+                    raise errors.UserError(
+                        f"refusing to extract {archive}: member {name!r} is a link or special "
+                        "file; delete the archive and download it again")
+                target = os.path.realpath(os.path.join(dest_root, name))
+                if (os.path.isabs(name) or ".." in name.replace("\\", "/").split("/")
+                        or os.path.commonpath([dest_root, target]) != dest_root):
+                    raise errors.UserError(
+                        f"refusing to extract {archive}: member {name!r} would land outside "
+                        f"{dest_dir}; delete the archive and download it again")
+            for member in members:
+                target = os.path.join(dest_root, member.name)
+                if member.isdir():
+                    os.makedirs(target, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                source = tar.extractfile(member)
+                part = target + ".part"
+                with source, open(part, "wb") as out:
+                    for chunk in iter(lambda: source.read(_CHUNK), b""):
+                        out.write(chunk)
+                os.replace(part, target)
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise errors.UserError(
+            f"cannot extract {archive}: {e}; delete it and download it again") from None
+    logging.info("Extracted %s into %s", archive, dest_dir)

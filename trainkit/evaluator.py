@@ -38,6 +38,10 @@ class Evaluator:
             self.train_config.data_dir = eval_config.data_dir
         self.dataset, self.num_examples = input_lib.eval_dataset(
             self.train_config, eval_config.eval_data, eval_config.eval_batch_size)
+        if 0 < eval_config.num_examples < self.num_examples:
+            self.num_examples = eval_config.num_examples
+            self.dataset = (self.dataset.unbatch().take(self.num_examples)
+                            .batch(eval_config.eval_batch_size).prefetch(tf.data.AUTOTUNE))
         self.model = model_lib.build_model(self.train_config)
         self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
         self.evaluated = {r["step"] for r in summaries.read_jsonl(self.writer.jsonl_path)}

@@ -16,12 +16,26 @@ from absl import flags
 from absl import logging
 
 from trainkit import config as config_lib
+from trainkit import devices
 from trainkit import errors
+from trainkit import evaluator
+from trainkit import loop
 
 
-def define_train_flags(dataset, models, defaults):
-    """Defines the trainer's flags; ``defaults`` maps flag name to default."""
+def define_train_flags(dataset, models, defaults, schedules=None):
+    """Defines the trainer's flags; ``defaults`` maps flag name to default.
+
+    ``schedules`` maps a ``--schedule`` name to flag values it sets (flags
+    given on the command line still win); the first name is the default.
+    """
     d = defaults
+    if schedules:
+        flags.DEFINE_enum("schedule", next(iter(schedules)), list(schedules),
+                          "Named preset of training settings: "
+                          + "; ".join(f"{name}: " + (", ".join(
+                              f"--{k}={v}" for k, v in values.items()) or "the defaults")
+                              for name, values in schedules.items())
+                          + ". Flags given explicitly override it.")
     flags.DEFINE_string("train_dir", d.get("train_dir", f"runs/{dataset}"),
                         "Directory for checkpoints, config.json, summaries and DONE. "
                         "A directory that already holds checkpoints needs --resume.")
@@ -44,6 +58,10 @@ def define_train_flags(dataset, models, defaults):
                        "--num_epochs_per_decay epochs (1.0 = constant).", lower_bound=0.0)
     flags.DEFINE_float("num_epochs_per_decay", d["num_epochs_per_decay"],
                        "Epochs between learning-rate decays.", lower_bound=0.0)
+    flags.DEFINE_enum("lr_schedule", d.get("lr_schedule", "exponential"),
+                      ["exponential", "cosine"],
+                      "exponential: x--learning_rate_decay every --num_epochs_per_decay "
+                      "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps.")
     flags.DEFINE_boolean("staircase", d.get("staircase", True),
                          "Decay the learning rate in steps (true) or continuously (false).")
     flags.DEFINE_float("momentum", d.get("momentum", 0.9),
@@ -73,22 +91,33 @@ def define_train_flags(dataset, models, defaults):
                              "Training examples held out for validation.", lower_bound=0)
 
 
-def train_config(dataset):
+def train_config(dataset, schedules=None):
     """The parsed trainer flags as a ``TrainConfig``.
 
-    With ``--resume``, every setting not given on the command line comes from
-    the run's config.json, so ``--resume`` alone continues the same run (and
-    ``--resume --max_steps=N`` extends it).
+    Each setting comes from, in order: the command line; with ``--resume``,
+    the run's config.json (so ``--resume`` alone continues the same run and
+    ``--resume --max_steps=N`` extends it); the ``--schedule`` preset; the
+    flag's default.
     """
     f = flags.FLAGS
     saved = _resumed_values(f.train_dir) if f.resume else {}
+    schedule_name = f.schedule if "schedule" in f else ""
+    if saved and "schedule" in f and not f["schedule"].present:
+        schedule_name = saved.get("schedule", schedule_name)
+    preset = (schedules or {}).get(schedule_name, {})
     values = {}
     for field in dataclasses.fields(config_lib.TrainConfig):
         if field.name not in f:
             continue
-        given = f[field.name].present
-        values[field.name] = (saved[field.name] if field.name in saved and not given
-                              else f[field.name].value)
+        if f[field.name].present:
+            values[field.name] = f[field.name].value
+        elif field.name in saved:
+            values[field.name] = saved[field.name]
+        elif field.name in preset:
+            values[field.name] = preset[field.name]
+        else:
+            values[field.name] = f[field.name].value
+    values["schedule"] = schedule_name
     values["dataset"] = dataset
     values["resume"] = f.resume
     return config_lib.TrainConfig(**values)
@@ -113,6 +142,9 @@ def define_eval_flags(defaults):
     flags.DEFINE_float("eval_interval_secs", d["eval_interval_secs"],
                        "Seconds between polls of the train dir for a new checkpoint.",
                        lower_bound=0.0)
+    flags.DEFINE_integer("num_examples", 0,
+                         "Evaluate only the first N examples of the split; 0 = all of them.",
+                         lower_bound=0)
     flags.DEFINE_boolean("run_once", False, "Evaluate the latest checkpoint once and exit.")
     flags.DEFINE_string("device", "cpu",
                         "cpu (default: off every GPU), gpu:N (only GPU N, memory grown as "
@@ -138,7 +170,30 @@ def eval_config():
         run_once=f.run_once,
         device=f.device,
         num_threads=f.num_threads,
+        num_examples=f.num_examples,
     )
+
+
+def run_trainer(dataset, input_lib, model_lib, schedules=None):
+    """The whole ``python -m DATASET.train``: parse flags, train, bad input as one line."""
+
+    def main(argv):
+        del argv
+        loop.train(train_config(dataset, schedules), input_lib, model_lib)
+
+    run(main)
+
+
+def run_evaluator(input_lib, model_lib):
+    """The whole ``python -m DATASET.eval``: pin the device, then poll or run once."""
+
+    def main(argv):
+        del argv
+        config = eval_config()
+        devices.configure(config.device, config.num_threads)
+        evaluator.run(config, input_lib, model_lib)
+
+    run(main)
 
 
 def run(main):

@@ -9,6 +9,7 @@ the step. Around it, ``PeriodicAction``s log a line every
 ``save_checkpoint_steps`` / ``save_checkpoint_secs`` and at the last step.
 """
 
+import math
 import os
 import time
 
@@ -24,25 +25,40 @@ from trainkit import periodic
 from trainkit import summaries
 
 DONE_FILE = "DONE"
+LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
+SUMMARY_IMAGES = 3
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
-def learning_rate_fn(config, steps_per_epoch):
-    """``lr(step) = learning_rate * learning_rate_decay ** (epochs / num_epochs_per_decay)``.
+LR_SCHEDULES = ("exponential", "cosine")
 
-    The exponent is floored with ``staircase`` (the classic tutorials' step
-    decay). A function of the restored global step, so a resumed run
-    continues the schedule where it stopped.
+
+def learning_rate_fn(config, steps_per_epoch):
+    """The learning rate as a function of the global step.
+
+    ``exponential``: ``learning_rate * learning_rate_decay ** (epochs /
+    num_epochs_per_decay)``, the exponent floored with ``staircase`` (the
+    classic tutorials' step decay). ``cosine``: from ``learning_rate`` down to
+    0 at ``max_steps`` along half a cosine. Either is a function of the
+    restored global step, so a resumed run continues where it stopped.
     """
+    if config.lr_schedule == "cosine":
+        def cosine(step):
+            progress = tf.minimum(tf.cast(step, tf.float32) / config.max_steps, 1.0)
+            return config.learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        return cosine
+    if config.lr_schedule != "exponential":
+        raise errors.UserError(f"unknown --lr_schedule={config.lr_schedule}; "
+                               f"choose one of {', '.join(LR_SCHEDULES)}")
     decay_steps = max(1.0, steps_per_epoch * config.num_epochs_per_decay)
 
-    def learning_rate(step):
+    def exponential(step):
         progress = tf.cast(step, tf.float32) / decay_steps
         if config.staircase:
             progress = tf.floor(progress)
         return config.learning_rate * tf.pow(config.learning_rate_decay, progress)
 
-    return learning_rate
+    return exponential
 
 
 def make_optimizer(config, learning_rate):
@@ -136,6 +152,10 @@ class Trainer:
                          config.train_dir, self.resumed_from, int(self.step))
         else:
             logging.info("Starting a new run in %s at step 0", config.train_dir)
+        # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
+        self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
+        self._activations = keras.Model(
+            self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
         self._train_step = self._make_train_step()
 
     def _make_train_step(self):
@@ -155,9 +175,29 @@ class Trainer:
             optimizer.apply_gradients(zip(grads, trainable))
             self.step.assign_add(1)
             self.averages.update()
-            return loss, total_loss
+            t = tf.cast(self.step, tf.float32)
+            decay = tf.minimum(LOSS_AVERAGE_DECAY, (1.0 + t) / (10.0 + t))
+            self.loss_averages.assign(decay * self.loss_averages
+                                      + (1.0 - decay) * tf.stack([loss, total_loss]))
+            # The batch goes out too (no copy), for the summaries' images and activations.
+            return loss, total_loss, images
 
         return train_step
+
+    def _write_summaries(self, writer, step, loss, total_loss, images):
+        """Losses, learning rate, weights, activations and a few inputs, as the tutorial."""
+        averages = self.loss_averages.numpy()
+        scalars = {"loss": loss, "total_loss": total_loss, "loss_average": averages[0],
+                   "total_loss_average": averages[1],
+                   "learning_rate": self.learning_rate(step)}
+        histograms = {v.path: v.value for v in self.model.trainable_variables}
+        layers = [layer for layer in self.model.layers if layer.weights]
+        for layer, activation in zip(layers, self._activations(images, training=False)):
+            histograms[f"activations/{layer.name}"] = activation
+            scalars[f"sparsity/{layer.name}"] = tf.math.zero_fraction(activation)
+        writer.scalars(step, scalars)
+        writer.histograms(step, histograms)
+        writer.images(step, {"input_images": summaries.to_uint8(images[:SUMMARY_IMAGES])})
 
     def run(self):
         """Trains until ``max_steps``, saves, writes DONE; returns the final step."""
@@ -172,11 +212,10 @@ class Trainer:
             action.start(current)
         last_saved = current if self.resumed_from else None
         last_log_time, last_log_step = time.monotonic(), current
-        trainable = self.model.trainable_variables
 
         iterator = iter(self.dataset)
         while current < config.max_steps:
-            loss, total_loss = self._train_step(iterator)
+            loss, total_loss, images = self._train_step(iterator)
             current += 1
             if logger.should_fire(current):
                 loss_value = float(loss)  # waits for the step to finish
@@ -187,9 +226,7 @@ class Trainer:
                              sec_per_batch)
                 last_log_time, last_log_step = now, current
             if summarizer.should_fire(current):
-                writer.scalars(current, {"loss": loss, "total_loss": total_loss,
-                                         "learning_rate": self.learning_rate(current)})
-                writer.histograms(current, {v.path: v.value for v in trainable})
+                self._write_summaries(writer, current, loss, total_loss, images)
             if saver.should_fire(current):
                 path = _save(self.manager, current)
                 last_saved = current

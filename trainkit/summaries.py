@@ -40,6 +40,15 @@ def histogram_buckets(values, bucket_count=HISTOGRAM_BUCKETS):
     return tf.stack([edges[:-1], edges[1:], tf.cast(counts, tf.float64)], axis=1)
 
 
+def to_uint8(images):
+    """Float images (any range) -> uint8, each stretched to 0..255 for viewing."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+    scaled = (images - low) / tf.maximum(high - low, 1e-6) * 255.0
+    return tf.cast(tf.round(scaled), tf.uint8)
+
+
 def scalar(name, value, step):
     tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=_SCALAR)
 

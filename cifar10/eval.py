@@ -1,0 +1,21 @@
+"""Evaluates a CIFAR-10 run's checkpoints: ``python -m cifar10.eval --train_dir=runs/c1``.
+
+As the tutorial's cifar10_eval: polls every 300 s, scores the moving-average
+weights of each new checkpoint on the 10,000 test images (``--num_examples``
+fewer), and exits once the trainer is done; ``--run_once`` scores the latest
+checkpoint and exits. Unlike the tutorial's, every image counts exactly once.
+"""
+
+from cifar10 import input as cifar10_input
+from cifar10 import model as cifar10_model
+from trainkit import flags as tk_flags
+
+tk_flags.define_eval_flags(dict(train_dir="runs/cifar10", eval_interval_secs=300))
+
+
+def run():
+    tk_flags.run_evaluator(cifar10_input, cifar10_model)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,201 @@
+"""CIFAR-10 input: the official binary files through tf.data (the tutorial's cifar10_input).
+
+Each record of ``data_batch_1..5.bin`` (training) and ``test_batch.bin``
+(evaluation) is 1 label byte and 3,072 pixel bytes, depth-major (1,024 red,
+1,024 green, 1,024 blue). ``--data_dir`` may be the folder holding those
+files, or a folder holding ``cifar-10-batches-bin/`` or
+``cifar-10-binary.tar.gz``; when none is there, the archive is downloaded
+from the official host, checked against its published MD5 and extracted
+(no member may land outside the folder).
+
+Training batches are the tutorial's ``distorted_inputs``: a random 24x24
+crop, a random left-right flip, random brightness (max delta 63), random
+contrast (0.2 to 1.8), per-image standardization. The shuffle buffer holds
+the whole training set (the tutorial's queue held 40% of it), and the
+distortions run on whole batches, in parallel, ahead of the step.
+Evaluation batches are the tutorial's ``inputs``: the central 24x24 crop and
+per-image standardization, every test image exactly once.
+"""
+
+import os
+
+import tensorflow as tf
+from absl import logging
+
+from trainkit import data as data_lib
+from trainkit import errors
+
+IMAGE_SIZE = 24
+ORIGINAL_SIZE = 32
+NUM_CLASSES = 10
+CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
+               "dog", "frog", "horse", "ship", "truck"]
+LABEL_BYTES = 1
+IMAGE_BYTES = ORIGINAL_SIZE * ORIGINAL_SIZE * 3
+RECORD_BYTES = LABEL_BYTES + IMAGE_BYTES
+RECORDS_PER_FILE = 10000  # in the official files
+TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
+TEST_FILES = ["test_batch.bin"]
+BATCHES_DIR = "cifar-10-batches-bin"
+ARCHIVE = "cifar-10-binary.tar.gz"
+ARCHIVE_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # published for the official archive
+MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
+
+
+def _has_batches(folder):
+    return any(os.path.exists(os.path.join(folder, name)) for name in TRAIN_FILES + TEST_FILES)
+
+
+def _verify_archive(path):
+    digest = data_lib.file_digest(path, "md5")
+    if digest != ARCHIVE_MD5:
+        return f"checksum mismatch (MD5 {digest}, expected {ARCHIVE_MD5})"
+    return None
+
+
+def maybe_download(data_dir, mirrors=MIRRORS):
+    """The folder holding the ``.bin`` files, extracting or downloading as needed."""
+    for folder in (data_dir, os.path.join(data_dir, BATCHES_DIR)):
+        if _has_batches(folder):
+            return folder
+    archive = os.path.join(data_dir, ARCHIVE)
+    if not os.path.exists(archive):
+        try:
+            data_lib.download_verified(ARCHIVE, data_dir, mirrors, _verify_archive)
+        except errors.UserError as e:
+            raise errors.UserError(
+                f"CIFAR-10 not found in {data_dir} and {e}; put {ARCHIVE} or "
+                f"its {BATCHES_DIR}/ folder there") from None
+    data_lib.safe_extract(archive, data_dir)
+    folder = os.path.join(data_dir, BATCHES_DIR)
+    if not _has_batches(folder):
+        raise errors.UserError(f"{archive} holds no {BATCHES_DIR}/*.bin files; "
+                               "it is not the CIFAR-10 binary archive")
+    return folder
+
+
+def check_files(folder, names):
+    """Full paths of ``names`` in ``folder`` and their record count, or UserError.
+
+    A file must exist and hold a whole number of 3,073-byte records; the
+    official files hold 10,000 each (a smaller file only gets a warning, so
+    that tests and slices can use small files).
+    """
+    paths, total = [], 0
+    expected = RECORDS_PER_FILE * RECORD_BYTES
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            raise errors.UserError(
+                f"{path} is missing (expected {expected:,} bytes); put the complete "
+                f"{BATCHES_DIR}/ folder in --data_dir")
+        size = os.path.getsize(path)
+        if size == 0 or size % RECORD_BYTES:
+            raise errors.UserError(
+                f"{path} is {size:,} bytes, expected {expected:,} ({RECORDS_PER_FILE:,} records "
+                f"of {RECORD_BYTES:,} bytes): truncated or not a CIFAR-10 binary file; "
+                "replace it with a complete copy")
+        if size != expected:
+            logging.warning("%s holds %d records, not the official %d", path,
+                            size // RECORD_BYTES, RECORDS_PER_FILE)
+        paths.append(path)
+        total += size // RECORD_BYTES
+    return paths, total
+
+
+def files_for(config, split):
+    """Paths and example count of ``split`` (``train`` or ``test``)."""
+    if split not in ("train", "test"):
+        raise errors.UserError(f"unknown split {split!r} for CIFAR-10; choose train or test")
+    folder = maybe_download(config.data_dir, tuple(config.data_mirrors) or MIRRORS)
+    return check_files(folder, TRAIN_FILES if split == "train" else TEST_FILES)
+
+
+def decode(records):
+    """Raw records [N] -> uint8 images [N, 32, 32, 3] and int32 labels [N]."""
+    raw = tf.io.decode_raw(records, tf.uint8)
+    labels = tf.cast(raw[:, 0], tf.int32)
+    images = tf.reshape(raw[:, LABEL_BYTES:], [-1, 3, ORIGINAL_SIZE, ORIGINAL_SIZE])
+    return tf.transpose(images, [0, 2, 3, 1]), labels
+
+
+def _random_crop(images, seed):
+    """An independent random 24x24 crop of each image, as one gather per axis."""
+    batch = tf.shape(images)[0]
+    span = ORIGINAL_SIZE - IMAGE_SIZE + 1
+    offsets = tf.random.stateless_uniform([batch, 2], seed, maxval=span, dtype=tf.int32)
+    window = tf.range(IMAGE_SIZE)
+    rows = offsets[:, :1] + window
+    cols = offsets[:, 1:] + window
+    images = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(images, cols, axis=2, batch_dims=1)
+
+
+def distort(images, seed):
+    """The tutorial's training distortions on a float batch [N, 32, 32, 3] in 0..255.
+
+    ``seed`` (shape [2]) makes every random choice; one batch, one seed.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    images = _random_crop(images, seeds[0])
+    batch = tf.shape(images)[0]
+    flip = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[1]) < 0.5
+    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    delta = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[2], -63.0, 63.0)
+    images = images + delta
+    factor = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[3], 0.2, 1.8)
+    # adjust_contrast: (x - mean) * factor + mean, per image and channel.
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    images = (images - mean) * factor + mean
+    return tf.image.per_image_standardization(images)
+
+
+def central_crop(images):
+    """The tutorial's eval preprocessing on uint8 [N, 32, 32, 3]: central 24x24, standardized."""
+    offset = (ORIGINAL_SIZE - IMAGE_SIZE) // 2
+    images = images[:, offset:offset + IMAGE_SIZE, offset:offset + IMAGE_SIZE, :]
+    return tf.image.per_image_standardization(tf.cast(images, tf.float32))
+
+
+def train_dataset(config):
+    """Endless distorted batches of the 50,000 training images, and their count."""
+    paths, count = files_for(config, "train")
+    seed = tf.constant([config.seed, 0], tf.int64)
+
+    def preprocess(index, records):
+        images, labels = decode(records)
+        batch_seed = tf.random.experimental.stateless_fold_in(seed, index)
+        return distort(tf.cast(images, tf.float32), batch_seed), labels
+
+    dataset = (tf.data.FixedLengthRecordDataset(paths, RECORD_BYTES)
+               .shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
+               .repeat()
+               .batch(config.batch_size, drop_remainder=True)
+               .enumerate()
+               .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset, count
+
+
+def eval_dataset(config, split, batch_size):
+    """Every image of ``split`` exactly once, centrally cropped; and the count."""
+    paths, count = files_for(config, split)
+
+    def preprocess(records):
+        images, labels = decode(records)
+        return central_crop(images), labels
+
+    dataset = (tf.data.FixedLengthRecordDataset(paths, RECORD_BYTES)
+               .batch(batch_size)
+               .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset, count
+
+
+def prepare(data_dir, mirrors=MIRRORS):
+    """Downloads/extracts what is missing and checks every file; returns a summary line."""
+    folder = maybe_download(data_dir, mirrors)
+    _, train_count = check_files(folder, TRAIN_FILES)
+    _, test_count = check_files(folder, TEST_FILES)
+    return (f"CIFAR-10 in {folder}: {train_count:,} training and {test_count:,} test images, "
+            "all files of a valid size")

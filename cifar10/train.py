@@ -1,0 +1,35 @@
+"""Trains a CIFAR-10 model: ``python -m cifar10.train --train_dir=runs/c1``.
+
+``--schedule=tutorial`` (default) is the classic cifar10_train: batch 128,
+plain SGD at 0.1 decayed x0.1 every 350 epochs, moving-average decay 0.9999,
+1,000,000 steps; days on a CPU. ``--schedule=short`` is the documented
+schedule for machines without a GPU: SGD with momentum 0.9 and a cosine
+learning rate over 40 epochs (15,625 steps). The README gives what each
+reaches on this machine and how long it takes.
+"""
+
+from cifar10 import input as cifar10_input
+from cifar10 import model as cifar10_model
+from trainkit import flags as tk_flags
+
+DEFAULTS = dict(
+    model="tutorial", batch_size=128, max_steps=1000000, optimizer="sgd", learning_rate=0.1,
+    learning_rate_decay=0.1, num_epochs_per_decay=350.0, staircase=True, momentum=0.9,
+    l2_regularization=0.004, moving_average_decay=0.9999, log_frequency=10,
+    save_summaries_steps=100, save_checkpoint_steps=0, save_checkpoint_secs=600,
+    data_mirrors=list(cifar10_input.MIRRORS),
+)
+SCHEDULES = {
+    "tutorial": {},
+    "short": dict(optimizer="momentum", momentum=0.9, learning_rate=0.02,
+                  lr_schedule="cosine", max_steps=15625, save_checkpoint_secs=300),
+}
+tk_flags.define_train_flags("cifar10", cifar10_model.MODELS, DEFAULTS, SCHEDULES)
+
+
+def run():
+    tk_flags.run_trainer("cifar10", cifar10_input, cifar10_model, SCHEDULES)
+
+
+if __name__ == "__main__":
+    run()

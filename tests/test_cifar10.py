@@ -1,0 +1,262 @@
+"""cifar10/: binary records, distortions, safe extraction, download, the model, the CLIs."""
+
+import hashlib
+import io
+import os
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cifar10 import input as cifar10_input
+from cifar10 import model as cifar10_model
+from tests import helpers
+from trainkit import config as config_lib
+from trainkit import data as data_lib
+from trainkit import errors
+from trainkit import summaries
+
+
+def make_config(data_dir, **overrides):
+    return helpers.train_config("cifar10", data_dir, **{"l2_regularization": 0.004, **overrides})
+
+
+def test_records_decode_to_the_exact_labels_and_pixels(tmp_path):
+    images, labels = helpers.synthetic_cifar(7, seed=5)
+    records = helpers.cifar_records(images, labels)
+    path = tmp_path / "test_batch.bin"
+    path.write_bytes(records)
+    dataset = tf.data.FixedLengthRecordDataset([str(path)], cifar10_input.RECORD_BYTES).batch(7)
+    got_images, got_labels = cifar10_input.decode(next(iter(dataset)))
+    np.testing.assert_array_equal(got_images.numpy(), images)
+    np.testing.assert_array_equal(got_labels.numpy(), labels)
+    # Depth-major: the second byte of a record is the red value of pixel (0, 0).
+    assert records[1] == images[0, 0, 0, 0] and records[1 + 1024] == images[0, 0, 0, 1]
+
+
+def test_eval_pipeline_counts_every_record_once_with_central_crop(cifar_data):
+    dataset, count = cifar10_input.eval_dataset(make_config(cifar_data), "test", batch_size=16)
+    sizes = [int(labels.shape[0]) for _, labels in dataset]
+    assert count == 50 and sizes == [16, 16, 16, 2]
+    images, _ = next(iter(dataset))
+    assert images.shape == (16, 24, 24, 3)
+    per_image = images.numpy().reshape(16, -1)
+    np.testing.assert_allclose(per_image.mean(axis=1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(per_image.std(axis=1), 1.0, atol=1e-3)
+    # The central crop of the raw image, standardized.
+    raw, _ = helpers.synthetic_cifar(50, seed=0)
+    expected = tf.image.per_image_standardization(raw[0, 4:28, 4:28].astype(np.float32))
+    np.testing.assert_allclose(images[0].numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_train_pipeline_distorts_crops_and_standardizes(cifar_data):
+    dataset, count = cifar10_input.train_dataset(make_config(cifar_data, batch_size=32))
+    assert count == 200
+    batches = list(dataset.take(3))
+    for images, labels in batches:
+        assert images.shape == (32, 24, 24, 3) and labels.shape == (32,)
+        flat = images.numpy().reshape(32, -1)
+        np.testing.assert_allclose(flat.mean(axis=1), 0.0, atol=1e-3)
+        np.testing.assert_allclose(flat.std(axis=1), 1.0, atol=1e-2)
+
+
+def test_distortions_crop_flip_and_vary_per_image():
+    images = tf.cast(tf.reshape(tf.range(2 * 32 * 32 * 3) % 251, [2, 32, 32, 3]), tf.float32)
+    images = tf.concat([images] * 32, axis=0)  # 64 copies of two images
+    crops = cifar10_input._random_crop(images, tf.constant([1, 2], tf.int64))
+    assert crops.shape == (64, 24, 24, 3)
+    # Each crop is a window of its source image.
+    source = images.numpy()
+    for i in range(8):
+        crop = crops[i].numpy()
+        assert any(np.array_equal(crop, source[i, r:r + 24, c:c + 24])
+                   for r in range(9) for c in range(9))
+    out = cifar10_input.distort(images, tf.constant([3, 4], tf.int64)).numpy()
+    assert len({out[i].tobytes() for i in range(0, 64, 2)}) > 20  # not one shared choice
+    # Same seed, same batch: identical (the randomness is keyed on the seed).
+    again = cifar10_input.distort(images, tf.constant([3, 4], tf.int64)).numpy()
+    np.testing.assert_array_equal(out, again)
+
+
+def test_truncated_and_missing_files_name_file_and_sizes(tmp_path):
+    folder = helpers.make_cifar_dir(str(tmp_path))
+    path = os.path.join(folder, "data_batch_3.bin")
+    with open(path, "r+b") as f:
+        f.truncate(40 * 3073 - 5)
+    with pytest.raises(errors.UserError) as info:
+        cifar10_input.files_for(make_config(str(tmp_path)), "train")
+    assert f"{path} is 122,915 bytes, expected 30,730,000" in str(info.value)
+    os.remove(os.path.join(folder, "test_batch.bin"))
+    with pytest.raises(errors.UserError, match=r"test_batch.bin is missing"):
+        cifar10_input.files_for(make_config(str(tmp_path)), "test")
+
+
+def test_model_is_the_tutorials_with_1068298_parameters():
+    model = cifar10_model.build_model(make_config("unused"))
+    assert model.count_params() == 1068298
+    assert [layer.name for layer in model.layers] == [
+        "conv1", "pool1", "norm1", "conv2", "norm2", "pool2", "flatten", "local3", "local4",
+        "softmax_linear"]
+    config = make_config("unused", l2_regularization=0.004)
+    expected = 0.004 * sum(float(tf.nn.l2_loss(model.get_layer(n).kernel.value))
+                           for n in ("local3", "local4"))
+    assert float(cifar10_model.regularization_loss(model, config)) == pytest.approx(expected)
+
+
+# --- archives and downloads ---------------------------------------------------------
+
+def _tar(path, members):
+    """members: list of (TarInfo-configuring callable, bytes or None)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for info, payload in members:
+            tar.addfile(info, io.BytesIO(payload) if payload is not None else None)
+
+
+def _file(name, payload):
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    return info, payload
+
+
+def _archive_of(folder, path):
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-bin")
+
+
+@pytest.mark.parametrize("member", ["../escape.bin", "/tmp/abs_escape.bin",
+                                    "cifar-10-batches-bin/../../escape.bin", "link", "hardlink"])
+def test_safe_extract_refuses_malicious_archives(tmp_path, member):
+    archive = str(tmp_path / "evil.tar.gz")
+    if member == "link":
+        info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        members = [(info, None)]
+    elif member == "hardlink":
+        info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+        info.type, info.linkname = tarfile.LNKTYPE, "../../outside"
+        members = [(info, None)]
+    else:
+        members = [_file("cifar-10-batches-bin/ok.bin", b"x" * 3073), _file(member, b"evil")]
+    _tar(archive, members)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(errors.UserError, match="refusing to extract"):
+        data_lib.safe_extract(archive, str(dest))
+    # Nothing at all was written, not even the good member before the bad one.
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "escape.bin").exists() and not os.path.exists("/tmp/abs_escape.bin")
+
+
+def test_data_dir_with_only_the_archive_is_extracted(tmp_path, cifar_data):
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    _archive_of(cifar_data, str(data_dir / cifar10_input.ARCHIVE))
+    _, count = cifar10_input.files_for(make_config(str(data_dir)), "test")
+    assert count == 50
+    assert (data_dir / "cifar-10-batches-bin" / "test_batch.bin").exists()
+
+
+@pytest.fixture
+def mirror(tmp_path, cifar_data):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    _archive_of(cifar_data, str(root / cifar10_input.ARCHIVE))
+    server = helpers.HttpServer(str(root))
+    yield server, root
+    server.close()
+
+
+def test_download_verifies_checksum_and_extracts(mirror, tmp_path, monkeypatch):
+    server, root = mirror
+    digest = hashlib.md5((root / cifar10_input.ARCHIVE).read_bytes()).hexdigest()
+    monkeypatch.setattr(cifar10_input, "ARCHIVE_MD5", digest)
+    data_dir = str(tmp_path / "fresh")
+    _, count = cifar10_input.files_for(make_config(data_dir, data_mirrors=(server.url,)), "train")
+    assert count == 200
+
+
+def test_download_with_wrong_checksum_is_refused(mirror, tmp_path):
+    server, _ = mirror  # the real published MD5 does not match the test's archive
+    data_dir = tmp_path / "fresh"
+    with pytest.raises(errors.UserError, match="checksum mismatch .*expected c32a1d4ab5"):
+        cifar10_input.files_for(make_config(str(data_dir), data_mirrors=(server.url,)), "test")
+    assert not any(data_dir.iterdir())
+
+
+def test_malicious_download_is_not_extracted(tmp_path, monkeypatch):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    _tar(str(root / cifar10_input.ARCHIVE), [_file("../../pwned.bin", b"evil")])
+    digest = hashlib.md5((root / cifar10_input.ARCHIVE).read_bytes()).hexdigest()
+    monkeypatch.setattr(cifar10_input, "ARCHIVE_MD5", digest)
+    server = helpers.HttpServer(str(root))
+    try:
+        data_dir = tmp_path / "a" / "b"
+        with pytest.raises(errors.UserError, match="would land outside"):
+            cifar10_input.files_for(make_config(str(data_dir), data_mirrors=(server.url,)),
+                                    "test")
+    finally:
+        server.close()
+    assert not (tmp_path / "pwned.bin").exists() and not (tmp_path / "a" / "pwned.bin").exists()
+
+
+# --- the two processes --------------------------------------------------------------
+
+def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
+    train_dir = str(tmp_path / "run")
+    evaluator = helpers.start_cli("cifar10.eval", f"--train_dir={train_dir}",
+                                  "--eval_interval_secs=0.2", "--eval_batch_size=16",
+                                  "--num_threads=1")
+    trainer = helpers.run_cli(
+        "cifar10.train", f"--train_dir={train_dir}", f"--data_dir={cifar_data}",
+        "--schedule=short", "--max_steps=240", "--batch_size=16", "--save_checkpoint_steps=30",
+        "--save_checkpoint_secs=0", "--max_to_keep=10", "--log_frequency=30",
+        "--save_summaries_steps=60", "--moving_average_decay=0.99")
+    assert trainer.returncode == 0, trainer.stderr
+    eval_out, _ = evaluator.communicate(timeout=120)
+    assert evaluator.returncode == 0, eval_out
+    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    steps = [r["step"] for r in records]
+    assert len(steps) > 1 and steps == sorted(set(steps)) and steps[-1] == 240, eval_out
+    assert all(r["num_examples"] == 50 for r in records)
+    saved = config_lib.read_train_config(train_dir)
+    assert (saved.schedule, saved.optimizer, saved.lr_schedule) == ("short", "momentum", "cosine")
+    # The tutorial's summaries are in the trainer's event files.
+    tags = set()
+    for name in os.listdir(os.path.join(train_dir, "train")):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(train_dir, "train", name)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"loss", "total_loss", "loss_average", "learning_rate", "input_images",
+            "activations/conv1", "sparsity/local3"} <= tags
+
+
+def test_cifar10_eval_num_examples_and_run_once(tmp_path, cifar_data):
+    train_dir = str(tmp_path / "run")
+    result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
+                             f"--data_dir={cifar_data}", "--max_steps=3", "--batch_size=8")
+    assert result.returncode == 0, result.stderr
+    result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once",
+                             "--num_examples=37", "--eval_batch_size=10")
+    assert result.returncode == 0, result.stderr
+    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    assert [(r["step"], r["num_examples"]) for r in records] == [(3, 37)]
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "mnist"])
+def test_prepare_data_verifies_without_training(dataset, cifar_data, mnist_data):
+    data_dir = cifar_data if dataset == "cifar10" else mnist_data
+    result = helpers.run_cli("trainkit.prepare_data", f"--dataset={dataset}",
+                             f"--data_dir={data_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "all files" in result.stderr and "training and" in result.stderr
+
+
+def test_prepare_data_without_data_or_network_is_one_line(tmp_path):
+    result = helpers.run_cli("trainkit.prepare_data", "--dataset=cifar10",
+                             f"--data_dir={tmp_path / 'none'}",
+                             "--data_mirrors=http://127.0.0.1:9/")
+    assert result.returncode == 2
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1 and "CIFAR-10 not found in" in lines[0], result.stderr
+    assert "cifar-10-binary.tar.gz" in lines[0] and "127.0.0.1:9" in lines[0]

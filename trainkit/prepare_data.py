@@ -1,0 +1,28 @@
+"""Downloads and verifies a dataset without training: ``make data DATASET=cifar10``.
+
+``python -m trainkit.prepare_data --dataset=mnist --data_dir=data/mnist``
+"""
+
+import importlib
+
+from absl import flags
+from absl import logging
+
+from trainkit import flags as tk_flags
+
+flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "mnist"], "Dataset to download and check.")
+flags.DEFINE_string("data_dir", None, "Where the dataset goes (default: data/DATASET).")
+flags.DEFINE_list("data_mirrors", None,
+                  "Comma-separated base URLs to download from (default: the official hosts).")
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    input_lib = importlib.import_module(f"{f.dataset}.input")
+    mirrors = tuple(f.data_mirrors or input_lib.MIRRORS)
+    logging.info(input_lib.prepare(f.data_dir or f"data/{f.dataset}", mirrors))
+
+
+if __name__ == "__main__":
+    tk_flags.run(main)
