@@ -14,7 +14,8 @@ contrast (0.2 to 1.8), per-image standardization. The shuffle buffer holds
 the whole training set (the tutorial's queue held 40% of it), and the
 distortions run on whole batches, in parallel, ahead of the step.
 Evaluation batches are the tutorial's ``inputs``: the central 24x24 crop and
-per-image standardization, every test image exactly once.
+per-image standardization, every test image exactly once. ``--validation_size``
+(default 0) holds out the last training records as a validation split.
 """
 
 import os
@@ -104,16 +105,37 @@ def check_files(folder, names):
 
 
 def files_for(config, split):
-    """Paths and example count of ``split`` (``train`` or ``test``)."""
-    if split not in ("train", "test"):
-        raise errors.UserError(f"unknown split {split!r} for CIFAR-10; choose train or test")
+    """Paths and record count of the files behind ``split`` (train/validation: the training files)."""
+    if split not in ("train", "validation", "test"):
+        raise errors.UserError(
+            f"unknown split {split!r} for CIFAR-10; choose train, validation or test")
     folder = maybe_download(config.data_dir, tuple(config.data_mirrors) or MIRRORS)
-    return check_files(folder, TRAIN_FILES if split == "train" else TEST_FILES)
+    return check_files(folder, TEST_FILES if split == "test" else TRAIN_FILES)
 
 
-def decode(records):
+def records(config, split):
+    """The raw records of ``split`` and their count.
+
+    ``validation`` is the last ``validation_size`` training records (the
+    official set has no validation split); ``train`` is the rest.
+    """
+    paths, count = files_for(config, split)
+    dataset = tf.data.FixedLengthRecordDataset(paths, RECORD_BYTES)
+    if split == "test":
+        return dataset, count
+    held_out = config.validation_size
+    if held_out >= count or (split == "validation" and held_out == 0):
+        raise errors.UserError(
+            f"--validation_size={held_out} must be between 1 and {count - 1} for a validation "
+            f"split of the {count:,} training images")
+    if split == "validation":
+        return dataset.skip(count - held_out), held_out
+    return dataset.take(count - held_out), count - held_out
+
+
+def decode(raw_records):
     """Raw records [N] -> uint8 images [N, 32, 32, 3] and int32 labels [N]."""
-    raw = tf.io.decode_raw(records, tf.uint8)
+    raw = tf.io.decode_raw(raw_records, tf.uint8)
     labels = tf.cast(raw[:, 0], tf.int32)
     images = tf.reshape(raw[:, LABEL_BYTES:], [-1, 3, ORIGINAL_SIZE, ORIGINAL_SIZE])
     return tf.transpose(images, [0, 2, 3, 1]), labels
@@ -159,15 +181,15 @@ def central_crop(images):
 
 def train_dataset(config):
     """Endless distorted batches of the 50,000 training images, and their count."""
-    paths, count = files_for(config, "train")
+    dataset, count = records(config, "train")
     seed = tf.constant([config.seed, 0], tf.int64)
 
-    def preprocess(index, records):
-        images, labels = decode(records)
+    def preprocess(index, raw):
+        images, labels = decode(raw)
         batch_seed = tf.random.experimental.stateless_fold_in(seed, index)
         return distort(tf.cast(images, tf.float32), batch_seed), labels
 
-    dataset = (tf.data.FixedLengthRecordDataset(paths, RECORD_BYTES)
+    dataset = (dataset
                .shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
                .repeat()
                .batch(config.batch_size, drop_remainder=True)
@@ -179,13 +201,13 @@ def train_dataset(config):
 
 def eval_dataset(config, split, batch_size):
     """Every image of ``split`` exactly once, centrally cropped; and the count."""
-    paths, count = files_for(config, split)
+    dataset, count = records(config, split)
 
-    def preprocess(records):
-        images, labels = decode(records)
+    def preprocess(raw):
+        images, labels = decode(raw)
         return central_crop(images), labels
 
-    dataset = (tf.data.FixedLengthRecordDataset(paths, RECORD_BYTES)
+    dataset = (dataset
                .batch(batch_size)
                .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
                .prefetch(tf.data.AUTOTUNE))

@@ -16,7 +16,7 @@ DEFAULTS = dict(
     learning_rate_decay=0.95, num_epochs_per_decay=1.0, staircase=True, momentum=0.9,
     l2_regularization=5e-4, moving_average_decay=0.99, log_frequency=100,
     save_summaries_steps=100, save_checkpoint_steps=500, save_checkpoint_secs=0,
-    validation_size=5000, data_mirrors=list(mnist_input.MIRRORS),
+    validation_size=5000, validate_every_steps=1000, data_mirrors=list(mnist_input.MIRRORS),
 )
 tk_flags.define_train_flags("mnist", mnist_model.MODELS, DEFAULTS)
 

@@ -71,6 +71,18 @@ def latest(train_dir):
     return tf.train.latest_checkpoint(train_dir)
 
 
+def write_state(directory, name):
+    """Writes the ``checkpoint`` index file naming ``name`` as the one checkpoint in ``directory``.
+
+    The same text format CheckpointManager writes, so ``tf.train.latest_checkpoint``
+    finds it; the name is relative, so the folder can be moved.
+    """
+    path = os.path.join(directory, "checkpoint")
+    with open(path + ".tmp", "w") as f:
+        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+    os.replace(path + ".tmp", path)
+
+
 def manager(checkpoint, train_dir, max_to_keep):
     return tf.train.CheckpointManager(checkpoint, train_dir, max_to_keep=max_to_keep,
                                       checkpoint_name=CHECKPOINT_PREFIX)

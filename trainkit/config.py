@@ -44,6 +44,8 @@ class TrainConfig:
     data_mirrors: tuple = ()
     lr_schedule: str = "exponential"
     schedule: str = ""
+    validate_every_steps: int = 0
+    early_stopping_steps: int = 0
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
@@ -90,6 +92,9 @@ class EvalConfig:
     device: str
     num_threads: int
     num_examples: int = 0
+    eval_policy: str = "latest"
+    timeout_secs: float = 0.0
+    early_stopping_evals: int = 0
 
 
 def write_train_config(config):

@@ -86,9 +86,17 @@ def define_train_flags(dataset, models, defaults, schedules=None):
     flags.DEFINE_integer("seed", d.get("seed", 0), "Random seed for weights and data order.")
     flags.DEFINE_boolean("resume", False,
                          "Continue the run in --train_dir from its latest checkpoint.")
-    if "validation_size" in d:
-        flags.DEFINE_integer("validation_size", d["validation_size"],
-                             "Training examples held out for validation.", lower_bound=0)
+    flags.DEFINE_integer("validation_size", d.get("validation_size", 0),
+                         "Training examples held out for validation (not trained on).",
+                         lower_bound=0)
+    flags.DEFINE_integer("validate_every_steps", d.get("validate_every_steps", 0),
+                         "Steps between scoring the averaged weights on the validation split; "
+                         "a new best is saved in TRAIN_DIR/best_validation. 0 = never.",
+                         lower_bound=0)
+    flags.DEFINE_integer("early_stopping_steps", d.get("early_stopping_steps", 0),
+                         "Stop when validation precision has not improved for this many steps "
+                         "(the classic tutorials' require_improvement); 0 = never.",
+                         lower_bound=0)
 
 
 def train_config(dataset, schedules=None):
@@ -145,7 +153,17 @@ def define_eval_flags(defaults):
     flags.DEFINE_integer("num_examples", 0,
                          "Evaluate only the first N examples of the split; 0 = all of them.",
                          lower_bound=0)
-    flags.DEFINE_boolean("run_once", False, "Evaluate the latest checkpoint once and exit.")
+    flags.DEFINE_boolean("run_once", False,
+                         "Evaluate the latest checkpoint once, write PNG reports, and exit.")
+    flags.DEFINE_enum("eval_policy", "latest", ["latest", "all"],
+                      "latest: the newest checkpoint at each poll, as the tutorial; all: every "
+                      "checkpoint still on disk, in step order, so none is skipped.")
+    flags.DEFINE_float("timeout_secs", 0,
+                       "Exit when no new checkpoint has come for this many seconds; 0 = wait "
+                       "until the trainer writes DONE.", lower_bound=0.0)
+    flags.DEFINE_integer("early_stopping_evals", 0,
+                         "Ask the trainer to stop after this many evaluations without a new "
+                         "best precision; 0 = never.", lower_bound=0)
     flags.DEFINE_string("device", "cpu",
                         "cpu (default: off every GPU), gpu:N (only GPU N, memory grown as "
                         "needed) or auto (TensorFlow's choice).")
@@ -171,6 +189,9 @@ def eval_config():
         device=f.device,
         num_threads=f.num_threads,
         num_examples=f.num_examples,
+        eval_policy=f.eval_policy,
+        timeout_secs=f.timeout_secs,
+        early_stopping_evals=f.early_stopping_evals,
     )
 
 

@@ -9,6 +9,7 @@ the step. Around it, ``PeriodicAction``s log a line every
 ``save_checkpoint_steps`` / ``save_checkpoint_secs`` and at the last step.
 """
 
+import json
 import math
 import os
 import time
@@ -21,10 +22,15 @@ from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
+from trainkit import metrics
 from trainkit import periodic
 from trainkit import summaries
 
 DONE_FILE = "DONE"
+STOP_FILE = "STOP"  # a stop request, written by the evaluator's --early_stopping_evals
+BEST_VALIDATION_DIR = "best_validation"
+VALIDATION_BATCH_SIZE = 1000
+STOP_CHECK_SECS = 1.0
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -76,7 +82,7 @@ def prepare_train_dir(config):
     """Checks the train dir against ``--resume``; returns the checkpoint to resume or None.
 
     Never deletes anything: a train dir with checkpoints is refused unless
-    ``--resume`` is given. Writes config.json and clears a stale DONE marker.
+    ``--resume`` is given. Writes config.json and clears stale DONE and STOP markers.
     """
     train_dir = config.train_dir
     latest = checkpoints.latest(train_dir)
@@ -84,6 +90,9 @@ def prepare_train_dir(config):
         raise errors.UserError(
             f"{train_dir} already holds checkpoints (latest: {latest}); pass --resume to "
             "continue that run, or choose a new --train_dir")
+    if config.validate_every_steps and not config.validation_size:
+        raise errors.UserError("--validate_every_steps needs held-out data: set --validation_size "
+                               "(examples taken from the training set)")
     if config.resume and not latest:
         raise errors.UserError(
             f"--resume given but {train_dir} holds no checkpoint to resume; "
@@ -97,9 +106,9 @@ def prepare_train_dir(config):
     try:
         os.makedirs(train_dir, exist_ok=True)
         config_lib.write_train_config(config)
-        done = os.path.join(train_dir, DONE_FILE)
-        if os.path.exists(done):
-            os.remove(done)
+        for marker in (DONE_FILE, STOP_FILE):
+            if os.path.exists(os.path.join(train_dir, marker)):
+                os.remove(os.path.join(train_dir, marker))
     except OSError as e:
         raise errors.UserError(
             f"cannot write to train dir {train_dir}: {e.strerror or e}; "
@@ -116,6 +125,56 @@ def _save(manager, step):
             f"saving the checkpoint at step {step} in {manager.directory} failed: {message}; "
             "earlier checkpoints are untouched (free space or fix permissions, then --resume)"
         ) from None
+
+
+class Validator:
+    """In-run validation of the averaged weights, as the classic MNIST tutorials did.
+
+    Every ``validate_every_steps`` the shadow values are copied into a second
+    model and scored on the validation split. A new best saves the whole
+    training checkpoint to ``TRAIN_DIR/best_validation/`` (with best.json);
+    ``early_stopping_steps`` without one ends training.
+    """
+
+    def __init__(self, config, input_lib, model_lib, trainer):
+        self.config = config
+        self.dataset, self.num_examples = input_lib.eval_dataset(
+            config, "validation", VALIDATION_BATCH_SIZE)
+        self.model = model_lib.build_model(config)
+        shadows = trainer.averages.shadows
+        sources = checkpoints.model_variables(trainer.model)
+        self._pairs = [(var, shadows[key] if key in shadows else sources[key].value)
+                       for key, var in checkpoints.model_variables(self.model).items()]
+        self.scorer = metrics.Scorer(self.model, len(input_lib.CLASS_NAMES))
+        self.dir = os.path.join(config.train_dir, BEST_VALIDATION_DIR)
+        self.manager = tf.train.CheckpointManager(trainer.checkpoint, self.dir, max_to_keep=1,
+                                                  checkpoint_name=checkpoints.CHECKPOINT_PREFIX)
+        self.best = {"step": 0, "precision_at_1": -1.0}
+        try:
+            with open(os.path.join(self.dir, "best.json")) as f:
+                self.best = json.load(f)
+        except (OSError, ValueError):
+            pass
+
+    def validate(self, step):
+        """Scores the averaged weights; returns (precision, improved)."""
+        for var, source in self._pairs:
+            var.assign(source)
+        precision = self.scorer.score(self.dataset)["precision_at_1"]
+        improved = precision > self.best["precision_at_1"]
+        if improved:
+            path = _save(self.manager, step)
+            self.best = {"step": step, "precision_at_1": precision, "checkpoint": path,
+                         "num_examples": self.num_examples}
+            with open(os.path.join(self.dir, "best.json.tmp"), "w") as f:
+                json.dump(self.best, f, indent=2, sort_keys=True)
+            os.replace(os.path.join(self.dir, "best.json.tmp"),
+                       os.path.join(self.dir, "best.json"))
+        return precision, improved
+
+    def should_stop(self, step):
+        patience = self.config.early_stopping_steps
+        return bool(patience) and step - self.best["step"] >= patience
 
 
 class Trainer:
@@ -157,6 +216,8 @@ class Trainer:
         self._activations = keras.Model(
             self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
         self._train_step = self._make_train_step()
+        self.validator = (Validator(config, input_lib, model_lib, self)
+                          if config.validate_every_steps else None)
 
     def _make_train_step(self):
         model, optimizer, config = self.model, self.optimizer, self.config
@@ -207,14 +268,19 @@ class Trainer:
         summarizer = periodic.PeriodicAction(every_steps=config.save_summaries_steps)
         saver = periodic.PeriodicAction(every_steps=config.save_checkpoint_steps,
                                         every_secs=config.save_checkpoint_secs)
+        validator = periodic.PeriodicAction(every_steps=config.validate_every_steps)
+        # A stat() of the train dir per second, not per step.
+        stop_check = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS)
+        stop_file = os.path.join(config.train_dir, STOP_FILE)
         current = int(self.step)
-        for action in (logger, summarizer, saver):
+        for action in (logger, summarizer, saver, validator, stop_check):
             action.start(current)
         last_saved = current if self.resumed_from else None
         last_log_time, last_log_step = time.monotonic(), current
 
         iterator = iter(self.dataset)
-        while current < config.max_steps:
+        stopping = None
+        while current < config.max_steps and not stopping:
             loss, total_loss, images = self._train_step(iterator)
             current += 1
             if logger.should_fire(current):
@@ -227,10 +293,27 @@ class Trainer:
                 last_log_time, last_log_step = now, current
             if summarizer.should_fire(current):
                 self._write_summaries(writer, current, loss, total_loss, images)
+            if self.validator and validator.should_fire(current):
+                start = time.monotonic()
+                precision, improved = self.validator.validate(current)
+                logging.info("step %d, validation precision @ 1 = %.4f%s (%.1f s)", current,
+                             precision, " *" if improved else "", time.monotonic() - start)
+                writer.scalars(current, {"validation/precision_at_1": precision})
+                if self.validator.should_stop(current):
+                    best = self.validator.best
+                    stopping = (f"no validation improvement for {current - best['step']} steps "
+                                f"(best {best['precision_at_1']:.4f} at step {best['step']}, "
+                                f"kept in {self.validator.dir})")
+                # Validation time is not training time: keep it out of examples/sec.
+                last_log_time += time.monotonic() - start
+            if stop_check.should_fire(current) and os.path.exists(stop_file):
+                stopping = "stop requested in " + stop_file + _stop_reason(stop_file)
             if saver.should_fire(current):
                 path = _save(self.manager, current)
                 last_saved = current
                 logging.info("Saved checkpoint %s", path)
+        if stopping:
+            logging.info("Stopping early at step %d: %s", current, stopping)
         if last_saved != current:
             path = _save(self.manager, current)
             logging.info("Saved checkpoint %s", path)
@@ -240,6 +323,14 @@ class Trainer:
             f.write(f"{current}\n")
         logging.info("Training finished at step %d; wrote %s", current, done)
         return current
+
+
+def _stop_reason(path):
+    try:
+        with open(path) as f:
+            return f" ({json.load(f)['reason']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def train(config, input_lib, model_lib):
