@@ -142,11 +142,7 @@ class Evaluator:
         return os.path.join(self.staging_dir, os.path.basename(path))
 
     def evaluate(self, path, keep_misclassified=0):
-        """Metrics of checkpoint ``path`` (averaged weights) as a dict.
-
-        Raises ``tf.errors.OpError`` (or ValueError/AssertionError) when the
-        checkpoint cannot be read.
-        """
+        """Restores checkpoint ``path``'s averaged weights and scores them; a dict."""
         start = self._clock()
         checkpoints.restore_averaged(path, self.model)
         result = self.scorer.score(self.dataset, keep_misclassified)
@@ -156,15 +152,18 @@ class Evaluator:
     def evaluate_and_record(self, path, keep_misclassified=0):
         """Stages, evaluates, logs and records checkpoint ``path``; None if it was unreadable."""
         step = checkpoints.step_of(path)
+        start = self._clock()
         try:
             staged = self._stage(path)
-            result = self.evaluate(staged, keep_misclassified)
-        except (OSError, tf.errors.OpError, ValueError, AssertionError) as e:
-            logging.warning("Skipping checkpoint %s: it is gone, incomplete or corrupt (%s)",
-                            path, _first_line(e))
+            checkpoints.restore_averaged(staged, self.model)
+        except Exception as e:  # noqa: BLE001 -- a corrupt file can fail in any reader layer
+            logging.warning("Skipping checkpoint %s: it is gone, incomplete or corrupt (%s: %s)",
+                            path, type(e).__name__, _first_line(e))
             self.skipped.add(path)
             shutil.rmtree(self.staging_dir, ignore_errors=True)
             return None
+        result = self.scorer.score(self.dataset, keep_misclassified)
+        result["eval_secs"] = round(self._clock() - start, 3)
         precision, recall = metrics.per_class(result["confusion"])
         improved = self.best is None or result["precision_at_1"] > self.best["precision_at_1"]
         record = {

@@ -73,22 +73,23 @@ def write_pngs(out_dir, step, confusion, class_names, misclassified, first_kerne
     fig.savefig(paths[-1])
     plt.close(fig)
 
-    if misclassified:
-        columns = min(5, len(misclassified))
-        rows = math.ceil(len(misclassified) / columns)
-        fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows), squeeze=False)
-        for axis in axes.flat:
-            axis.axis("off")
-        for axis, (image, true, predicted) in zip(axes.flat, misclassified):
-            axis.axis("on")
-            _show(axis, image)
-            axis.set_title(f"true {class_names[true]}\npredicted {class_names[predicted]}",
-                           fontsize=8)
-        fig.suptitle(f"misclassified test images at step {step}")
-        fig.tight_layout()
-        paths.append(os.path.join(out_dir, "misclassified.png"))
-        fig.savefig(paths[-1])
-        plt.close(fig)
+    columns = max(1, min(5, len(misclassified)))
+    rows = max(1, math.ceil(len(misclassified) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns + 1, 2.2 * rows + 0.5),
+                             squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (image, true, predicted) in zip(axes.flat, misclassified):
+        axis.axis("on")
+        _show(axis, image)
+        axis.set_title(f"true {class_names[true]}\npredicted {class_names[predicted]}",
+                       fontsize=8)
+    fig.suptitle(f"misclassified test images at step {step}" if misclassified
+                 else f"no misclassified images at step {step}")
+    fig.tight_layout()
+    paths.append(os.path.join(out_dir, "misclassified.png"))
+    fig.savefig(paths[-1])
+    plt.close(fig)
 
     if first_kernel is not None:
         kernel = np.asarray(first_kernel)  # [height, width, in, out]
