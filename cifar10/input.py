@@ -10,9 +10,10 @@ from the official host, checked against its published MD5 and extracted
 
 Training batches are the tutorial's ``distorted_inputs``: a random 24x24
 crop, a random left-right flip, random brightness (max delta 63), random
-contrast (0.2 to 1.8), per-image standardization. The shuffle buffer holds
-the whole training set (the tutorial's queue held 40% of it), and the
-distortions run on whole batches, in parallel, ahead of the step.
+contrast (0.2 to 1.8), per-image standardization. Each epoch is a fresh
+permutation of the whole training set (the tutorial's queue mixed 40% of it)
+and the distortions run on whole batches, in parallel, ahead of the step;
+both are keyed on (seed, step), see ``trainkit.pipeline``.
 Evaluation batches are the tutorial's ``inputs``: the central 24x24 crop and
 per-image standardization, every test image exactly once. ``--validation_size``
 (default 0) holds out the last training records as a validation split.
@@ -25,6 +26,7 @@ from absl import logging
 
 from trainkit import data as data_lib
 from trainkit import errors
+from trainkit import pipeline
 
 IMAGE_SIZE = 24
 ORIGINAL_SIZE = 32
@@ -179,23 +181,17 @@ def central_crop(images):
     return tf.image.per_image_standardization(tf.cast(images, tf.float32))
 
 
-def train_dataset(config):
-    """Endless distorted batches of the 50,000 training images, and their count."""
+def train_dataset(config, start_step=0):
+    """Endless distorted batches of the training images from ``start_step``, and their count."""
     dataset, count = records(config, "train")
-    seed = tf.constant([config.seed, 0], tf.int64)
+    # 150 MB of uint8 in memory: the whole split, so batches are a function of the step.
+    images, labels = decode(dataset.batch(count).get_single_element())
 
-    def preprocess(index, raw):
-        images, labels = decode(raw)
-        batch_seed = tf.random.experimental.stateless_fold_in(seed, index)
-        return distort(tf.cast(images, tf.float32), batch_seed), labels
+    def preprocess(images, labels, seed):
+        return distort(tf.cast(images, tf.float32), seed), labels
 
-    dataset = (dataset
-               .shuffle(count, seed=config.seed, reshuffle_each_iteration=True)
-               .repeat()
-               .batch(config.batch_size, drop_remainder=True)
-               .enumerate()
-               .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-               .prefetch(tf.data.AUTOTUNE))
+    dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
+                                     start_step, preprocess)
     return dataset, count
 
 

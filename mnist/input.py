@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from trainkit import data as data_lib
 from trainkit import errors
+from trainkit import pipeline
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -139,15 +140,16 @@ def _normalize(images, labels):
     return tf.expand_dims(images, -1), labels
 
 
-def train_dataset(config):
-    """Endless shuffled batches of the training split, and its size."""
+def train_dataset(config, start_step=0):
+    """Endless shuffled batches of the training split from ``start_step``, and its size."""
     images, labels = load(config, "train")
-    dataset = (tf.data.Dataset.from_tensor_slices((images, labels))
-               .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
-               .repeat()
-               .batch(config.batch_size, drop_remainder=True)
-               .map(_normalize, num_parallel_calls=tf.data.AUTOTUNE)
-               .prefetch(tf.data.AUTOTUNE))
+
+    def preprocess(images, labels, seed):
+        del seed  # MNIST batches are not augmented
+        return _normalize(images, labels)
+
+    dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
+                                     start_step, preprocess)
     return dataset, len(images)
 
 

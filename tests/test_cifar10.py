@@ -260,3 +260,13 @@ def test_prepare_data_without_data_or_network_is_one_line(tmp_path):
     lines = helpers.error_lines(result.stderr)
     assert len(lines) == 1 and "CIFAR-10 not found in" in lines[0], result.stderr
     assert "cifar-10-binary.tar.gz" in lines[0] and "127.0.0.1:9" in lines[0]
+
+
+def test_train_batches_resume_exactly_at_any_step(cifar_data):
+    """Batch s of a pipeline started at step s equals batch s of one started at 0, pixels too."""
+    config = make_config(cifar_data, batch_size=32)
+    full = list(cifar10_input.train_dataset(config, start_step=0)[0].take(9))
+    resumed = list(cifar10_input.train_dataset(config, start_step=6)[0].take(3))
+    for (a_images, a_labels), (b_images, b_labels) in zip(full[6:], resumed):
+        np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
+        np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())

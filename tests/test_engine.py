@@ -162,3 +162,24 @@ def test_train_summaries_and_config_written(mnist_data, tmp_path):
             tags.update(v.tag for v in record.summary.value)
     assert {"loss", "total_loss", "learning_rate"} <= tags
     assert any(t.endswith("conv1/kernel") for t in tags)
+
+
+def test_pipeline_epochs_are_permutations_and_resume_exactly():
+    from trainkit import pipeline
+    images = np.arange(10, dtype=np.int32)[:, None]  # each "image" is its own index
+    labels = np.arange(10, dtype=np.int32)
+
+    def preprocess(x, y, seed):
+        return x, y, seed
+
+    full = [b for b in pipeline.train_batches(images, labels, 4, 3, 0, preprocess).take(10)]
+    order = np.concatenate([b[1].numpy() for b in full])
+    for epoch in range(4):
+        assert sorted(order[epoch * 10:(epoch + 1) * 10]) == list(range(10))
+    assert list(order[:10]) != list(order[10:20])  # a fresh order each epoch
+    resumed = list(pipeline.train_batches(images, labels, 4, 3, 7, preprocess).take(3))
+    for a, b in zip(full[7:], resumed):
+        np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+        np.testing.assert_array_equal(a[2].numpy(), b[2].numpy())  # same augmentation seed
+    other_seed = list(pipeline.train_batches(images, labels, 4, 4, 0, preprocess).take(3))
+    assert not all(np.array_equal(a[1].numpy(), b[1].numpy()) for a, b in zip(full, other_seed))

@@ -2,9 +2,11 @@
 
 A dataset package supplies two modules with the same function names:
 
-* ``input``: ``train_dataset(config)`` returning ``(tf.data.Dataset of
-  (images, labels) batches, num_examples)``, and ``eval_dataset(config,
-  split, batch_size)`` likewise, with every example exactly once.
+* ``input``: ``train_dataset(config, start_step)`` returning
+  ``(tf.data.Dataset of (images, labels) batches from that global step on,
+  num_examples)`` (see ``trainkit.pipeline``), ``eval_dataset(config, split,
+  batch_size)`` likewise with every example exactly once, ``CLASS_NAMES``,
+  ``MIRRORS`` and ``prepare(data_dir, mirrors)``.
 * ``model``: ``build_model(config)`` returning a Keras model with explicitly
   named layers, and ``regularization_loss(model, config)``.
 

@@ -189,13 +189,11 @@ class Trainer:
         self.resumed_from = prepare_train_dir(config)
         keras.utils.set_random_seed(config.seed)
 
-        self.dataset, num_examples = input_lib.train_dataset(config)
-        self.steps_per_epoch = num_examples / config.batch_size
         self.model = model_lib.build_model(config)
         self._regularization_loss = model_lib.regularization_loss
 
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
+        # Called by the optimizer at each step; set below, once the data size is known.
         self.optimizer = make_optimizer(config, lambda: self.learning_rate(self.step))
         # Building the slots now lets a restore fill them at once instead of lazily.
         self.optimizer.build(self.model.trainable_variables)
@@ -211,6 +209,10 @@ class Trainer:
                          config.train_dir, self.resumed_from, int(self.step))
         else:
             logging.info("Starting a new run in %s at step 0", config.train_dir)
+        # The batches from the restored step on: the data order needs no checkpointing.
+        self.dataset, num_examples = input_lib.train_dataset(config, int(self.step))
+        self.steps_per_epoch = num_examples / config.batch_size
+        self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
         # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
         self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
         self._activations = keras.Model(
