@@ -18,6 +18,7 @@ import os
 import re
 
 import tensorflow as tf
+from absl import logging
 
 from trainkit import errors
 
@@ -88,16 +89,33 @@ def manager(checkpoint, train_dir, max_to_keep):
                                       checkpoint_name=CHECKPOINT_PREFIX)
 
 
-def restore_for_training(checkpoint, path):
-    """Restores everything a training checkpoint holds, or raises UserError."""
-    try:
-        status = checkpoint.restore(path)
-        # Every variable the trainer created must come back; optimizer slots
-        # exist already (the optimizer is built before restoring).
-        status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise errors.UserError(f"cannot restore checkpoint {path}: {first_line}") from None
+def restore_for_training(checkpoint, train_dir):
+    """Restores the newest readable checkpoint of ``train_dir``; returns its path.
+
+    Everything must come back (optimizer slots exist already: the optimizer
+    is built first). If the newest is unreadable (a kill -9 mid-save on a
+    file system without atomic renames, a truncated file), the one before is
+    used, with a warning naming both; UserError if none can be read.
+    """
+    state = tf.train.get_checkpoint_state(train_dir)
+    paths = [state.model_checkpoint_path] if state else []
+    paths += [p for p in reversed(state.all_model_checkpoint_paths if state else [])
+              if p not in paths]
+    failures = []
+    for path in paths:
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 -- a corrupt file can fail in any reader layer
+            text = str(e).strip()
+            failures.append(f"{path} ({text.splitlines()[0] if text else type(e).__name__})")
+            continue
+        if failures:
+            logging.warning("Checkpoint %s is unreadable; resuming from the one before, %s",
+                            "; ".join(failures), path)
+        return path
+    raise errors.UserError(
+        f"no readable checkpoint in {train_dir}: " + ("; ".join(failures) or "none listed")
+        + "; start a new run with a new --train_dir")
 
 
 def restore_averaged(path, model):

@@ -46,6 +46,7 @@ class TrainConfig:
     schedule: str = ""
     validate_every_steps: int = 0
     early_stopping_steps: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.

@@ -7,3 +7,11 @@ class UserError(ValueError):
     The command-line entry points turn it into one line on stderr and a
     non-zero exit, so the message must name the problem and the way out.
     """
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal after saving; the entry point exits with ``exit_code``."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code

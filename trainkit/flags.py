@@ -84,6 +84,9 @@ def define_train_flags(dataset, models, defaults, schedules=None):
     flags.DEFINE_integer("max_to_keep", d.get("max_to_keep", 5),
                          "Checkpoints to keep; older ones are deleted.", lower_bound=1)
     flags.DEFINE_integer("seed", d.get("seed", 0), "Random seed for weights and data order.")
+    flags.DEFINE_boolean("deterministic", False,
+                         "TensorFlow op determinism and fixed seeds: a run stopped and resumed "
+                         "ends bitwise equal to an uninterrupted one (slower on some ops).")
     flags.DEFINE_boolean("resume", False,
                          "Continue the run in --train_dir from its latest checkpoint.")
     flags.DEFINE_integer("validation_size", d.get("validation_size", 0),
@@ -229,6 +232,13 @@ def run(main):
             logging.flush()
             sys.stderr.write(f"error: {e}\n")
             sys.exit(2)
+        except errors.Interrupted as e:
+            logging.info("%s", e)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            sys.stderr.write("aborted at once (second interrupt); the newest checkpoint on disk "
+                             "is intact: continue with --resume\n")
+            sys.exit(130)
 
     app.run(guarded)
 

@@ -12,6 +12,8 @@ the step. Around it, ``PeriodicAction``s log a line every
 import json
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -116,7 +118,7 @@ def prepare_train_dir(config):
     return latest
 
 
-def _save(manager, step):
+def _write_checkpoint(manager, step):
     try:
         return manager.save(checkpoint_number=step)
     except (OSError, tf.errors.OpError) as e:
@@ -163,7 +165,7 @@ class Validator:
         precision = self.scorer.score(self.dataset)["precision_at_1"]
         improved = precision > self.best["precision_at_1"]
         if improved:
-            path = _save(self.manager, step)
+            path = _write_checkpoint(self.manager, step)
             self.best = {"step": step, "precision_at_1": precision, "checkpoint": path,
                          "num_examples": self.num_examples}
             with open(os.path.join(self.dir, "best.json.tmp"), "w") as f:
@@ -186,7 +188,9 @@ class Trainer:
 
     def __init__(self, config, input_lib, model_lib):
         self.config = config.validate()
-        self.resumed_from = prepare_train_dir(config)
+        resume = prepare_train_dir(config)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
 
         self.model = model_lib.build_model(config)
@@ -203,8 +207,9 @@ class Trainer:
         self.checkpoint = checkpoints.training_checkpoint(
             self.step, self.model, self.optimizer, self.averages.shadows)
         self.manager = checkpoints.manager(self.checkpoint, config.train_dir, config.max_to_keep)
-        if self.resumed_from:
-            checkpoints.restore_for_training(self.checkpoint, self.resumed_from)
+        self.resumed_from = None
+        if resume:
+            self.resumed_from = checkpoints.restore_for_training(self.checkpoint, config.train_dir)
             logging.info("Resuming %s from %s at step %d",
                          config.train_dir, self.resumed_from, int(self.step))
         else:
@@ -215,6 +220,9 @@ class Trainer:
         self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
         # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
         self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
+        # The first step whose loss was NaN or infinite (0: none yet), set inside the step
+        # and read only when something is about to be saved or logged.
+        self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._activations = keras.Model(
             self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
         self._train_step = self._make_train_step()
@@ -242,6 +250,9 @@ class Trainer:
             decay = tf.minimum(LOSS_AVERAGE_DECAY, (1.0 + t) / (10.0 + t))
             self.loss_averages.assign(decay * self.loss_averages
                                       + (1.0 - decay) * tf.stack([loss, total_loss]))
+            first_bad = tf.logical_and(tf.logical_not(tf.math.is_finite(total_loss)),
+                                       tf.equal(self.nonfinite_step, 0))
+            self.nonfinite_step.assign(tf.where(first_bad, self.step, self.nonfinite_step))
             # The batch goes out too (no copy), for the summaries' images and activations.
             return loss, total_loss, images
 
@@ -262,8 +273,29 @@ class Trainer:
         writer.histograms(step, histograms)
         writer.images(step, {"input_images": summaries.to_uint8(images[:SUMMARY_IMAGES])})
 
+    def _check_finite(self, last_saved):
+        bad = int(self.nonfinite_step)
+        if bad:
+            raise errors.UserError(
+                f"the loss became NaN or infinite at step {bad}; stopped without saving it "
+                f"(the newest checkpoint, step {last_saved or 'none'}, holds finite values): "
+                "lower --learning_rate and --resume, or start again")
+
+    def _save(self, step, last_saved):
+        """Saves a checkpoint at ``step`` unless the loss went non-finite; returns its path."""
+        self._check_finite(last_saved)
+        path = _write_checkpoint(self.manager, step)
+        logging.info("Saved checkpoint %s", path)
+        return path
+
     def run(self):
-        """Trains until ``max_steps``, saves, writes DONE; returns the final step."""
+        """Trains until ``max_steps``, saves, writes DONE; returns the final step.
+
+        SIGTERM or SIGINT: the current step finishes, a checkpoint is saved,
+        and ``errors.Interrupted`` is raised (exit 0 for SIGTERM, 130 for
+        SIGINT); no DONE is written, since the run is not finished. A second
+        SIGINT aborts at once.
+        """
         config = self.config
         writer = summaries.Writer(os.path.join(config.train_dir, "train"))
         logger = periodic.PeriodicAction(every_steps=config.log_frequency)
@@ -282,49 +314,85 @@ class Trainer:
 
         iterator = iter(self.dataset)
         stopping = None
-        while current < config.max_steps and not stopping:
-            loss, total_loss, images = self._train_step(iterator)
-            current += 1
-            if logger.should_fire(current):
-                loss_value = float(loss)  # waits for the step to finish
-                now = time.monotonic()
-                sec_per_batch = (now - last_log_time) / (current - last_log_step)
-                logging.info("step %d, loss = %.4f (%.1f examples/sec; %.4f sec/batch)",
-                             current, loss_value, config.batch_size / sec_per_batch,
-                             sec_per_batch)
-                last_log_time, last_log_step = now, current
-            if summarizer.should_fire(current):
-                self._write_summaries(writer, current, loss, total_loss, images)
-            if self.validator and validator.should_fire(current):
-                start = time.monotonic()
-                precision, improved = self.validator.validate(current)
-                logging.info("step %d, validation precision @ 1 = %.4f%s (%.1f s)", current,
-                             precision, " *" if improved else "", time.monotonic() - start)
-                writer.scalars(current, {"validation/precision_at_1": precision})
-                if self.validator.should_stop(current):
-                    best = self.validator.best
-                    stopping = (f"no validation improvement for {current - best['step']} steps "
-                                f"(best {best['precision_at_1']:.4f} at step {best['step']}, "
-                                f"kept in {self.validator.dir})")
-                # Validation time is not training time: keep it out of examples/sec.
-                last_log_time += time.monotonic() - start
-            if stop_check.should_fire(current) and os.path.exists(stop_file):
-                stopping = "stop requested in " + stop_file + _stop_reason(stop_file)
-            if saver.should_fire(current):
-                path = _save(self.manager, current)
+        with _StopSignals() as signals:
+            while current < config.max_steps and not stopping and not signals.received:
+                loss, total_loss, images = self._train_step(iterator)
+                current += 1
+                if logger.should_fire(current):
+                    self._check_finite(last_saved)
+                    loss_value = float(loss)  # waits for the step to finish
+                    now = time.monotonic()
+                    sec_per_batch = (now - last_log_time) / (current - last_log_step)
+                    logging.info("step %d, loss = %.4f (%.1f examples/sec; %.4f sec/batch)",
+                                 current, loss_value, config.batch_size / sec_per_batch,
+                                 sec_per_batch)
+                    last_log_time, last_log_step = now, current
+                if summarizer.should_fire(current):
+                    self._write_summaries(writer, current, loss, total_loss, images)
+                if self.validator and validator.should_fire(current):
+                    self._check_finite(last_saved)
+                    start = time.monotonic()
+                    precision, improved = self.validator.validate(current)
+                    logging.info("step %d, validation precision @ 1 = %.4f%s (%.1f s)", current,
+                                 precision, " *" if improved else "", time.monotonic() - start)
+                    writer.scalars(current, {"validation/precision_at_1": precision})
+                    if self.validator.should_stop(current):
+                        best = self.validator.best
+                        stopping = (f"no validation improvement for {current - best['step']} "
+                                    f"steps (best {best['precision_at_1']:.4f} at step "
+                                    f"{best['step']}, kept in {self.validator.dir})")
+                    # Validation time is not training time: keep it out of examples/sec.
+                    last_log_time += time.monotonic() - start
+                if stop_check.should_fire(current) and os.path.exists(stop_file):
+                    stopping = "stop requested in " + stop_file + _stop_reason(stop_file)
+                if saver.should_fire(current):
+                    self._save(current, last_saved)
+                    last_saved = current
+            # Still inside: a signal during the final save only marks it received.
+            if last_saved != current:
+                path = self._save(current, last_saved)
                 last_saved = current
-                logging.info("Saved checkpoint %s", path)
+        writer.close()
+        if signals.received:
+            name = signal.Signals(signals.received).name
+            raise errors.Interrupted(
+                f"Stopped by {name} at step {current}; the checkpoint for step {current} is "
+                f"saved in {config.train_dir}: continue with --resume",
+                exit_code=130 if signals.received == signal.SIGINT else 0)
         if stopping:
             logging.info("Stopping early at step %d: %s", current, stopping)
-        if last_saved != current:
-            path = _save(self.manager, current)
-            logging.info("Saved checkpoint %s", path)
-        writer.close()
         done = os.path.join(config.train_dir, DONE_FILE)
         with open(done, "w") as f:
             f.write(f"{current}\n")
         logging.info("Training finished at step %d; wrote %s", current, done)
         return current
+
+
+class _StopSignals:
+    """While active, SIGTERM/SIGINT only set ``received``; a second SIGINT aborts at once."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.received == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        logging.info("Received %s: finishing this step, then saving and stopping "
+                     "(Ctrl-C again aborts at once)", signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
 
 
 def _stop_reason(path):

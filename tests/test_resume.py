@@ -1,0 +1,126 @@
+"""Nothing lost: exact resume after SIGKILL, SIGTERM/SIGINT, a broken newest checkpoint, NaN."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers
+from trainkit import checkpoints
+
+BASE = ["--batch_size=20", "--validation_size=100", "--log_frequency=1",
+        "--save_summaries_steps=0", "--data_mirrors=http://127.0.0.1:9/",
+        "--validate_every_steps=0"]
+
+
+def all_tensors(path):
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH" and not name.startswith("save_counter")}
+
+
+def wait_for(predicate, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_sigkill_and_resume_is_bitwise_identical(tmp_path, mnist_data):
+    common = [f"--data_dir={mnist_data}", *BASE, "--model=deep_cnn", "--deterministic",
+              "--max_steps=60", "--save_checkpoint_steps=7", "--max_to_keep=3", "--seed=3"]
+    reference = str(tmp_path / "reference")
+    result = helpers.run_cli("mnist.train", f"--train_dir={reference}", *common)
+    assert result.returncode == 0, result.stderr
+
+    chaos = str(tmp_path / "chaos")
+    trainer = helpers.start_cli("mnist.train", f"--train_dir={chaos}", *common)
+    wait_for(lambda: (checkpoints.latest(chaos) or "").endswith("ckpt-21"), trainer)
+    trainer.send_signal(signal.SIGKILL)
+    trainer.communicate()
+    assert not os.path.exists(os.path.join(chaos, "DONE"))
+    killed_at = checkpoints.step_of(checkpoints.latest(chaos))
+    assert 21 <= killed_at < 60
+    result = helpers.run_cli("mnist.train", f"--train_dir={chaos}", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"at step {killed_at}" in result.stderr
+
+    expected = all_tensors(os.path.join(reference, "ckpt-60"))
+    got = all_tensors(os.path.join(chaos, "ckpt-60"))
+    assert set(got) == set(expected)
+    assert any(name.startswith("ema/") for name in got)
+    assert any(name.startswith("optimizer/") for name in got)
+    assert any("seed_generator" in name for name in got)  # dropout's random state
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signal_saves_at_the_current_step(tmp_path, mnist_data, signum, exit_code):
+    train_dir = str(tmp_path / "run")
+    trainer = helpers.start_cli("mnist.train", f"--train_dir={train_dir}",
+                                f"--data_dir={mnist_data}", *BASE, "--max_steps=1000000",
+                                "--save_checkpoint_steps=0")
+    lines = []
+
+    def reached_step_30():
+        line = trainer.stdout.readline()
+        lines.append(line)
+        return "step 30, loss" in line
+
+    wait_for(reached_step_30, trainer)
+    trainer.send_signal(signum)
+    out, _ = trainer.communicate(timeout=60)
+    out = "".join(lines) + out
+    assert trainer.returncode == exit_code, out
+    name = signal.Signals(signum).name
+    stopped = [l for l in out.splitlines() if f"Stopped by {name} at step" in l]
+    assert len(stopped) == 1, out
+    step = int(stopped[0].split("at step ")[1].split(";")[0])
+    assert step >= 30
+    assert checkpoints.latest(train_dir).endswith(f"ckpt-{step}")
+    assert not os.path.exists(os.path.join(train_dir, "DONE"))
+    # ... and the run resumes from exactly there.
+    result = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume",
+                             f"--max_steps={step + 5}")
+    assert result.returncode == 0, result.stderr
+    assert f"at step {step}" in result.stderr
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path, mnist_data):
+    train_dir = str(tmp_path / "run")
+    result = helpers.run_cli("mnist.train", f"--train_dir={train_dir}",
+                             f"--data_dir={mnist_data}", *BASE, "--max_steps=20",
+                             "--save_checkpoint_steps=10")
+    assert result.returncode == 0, result.stderr
+    data = os.path.join(train_dir, "ckpt-20.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    result = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume",
+                             "--max_steps=30")
+    assert result.returncode == 0, result.stderr
+    warning = [l for l in result.stderr.splitlines() if "is unreadable" in l]
+    assert len(warning) == 1 and "ckpt-20" in warning[0] and "ckpt-10" in warning[0]
+    assert f"from {train_dir}/ckpt-10 at step 10" in result.stderr
+    assert checkpoints.latest(train_dir).endswith("ckpt-30")
+
+
+def test_nan_loss_stops_with_the_step_and_saves_nothing_non_finite(tmp_path, mnist_data):
+    train_dir = str(tmp_path / "run")
+    result = helpers.run_cli("mnist.train", f"--train_dir={train_dir}",
+                             f"--data_dir={mnist_data}", *BASE, "--max_steps=200",
+                             "--save_checkpoint_steps=1", "--optimizer=sgd",
+                             "--learning_rate=1e30", "--log_frequency=1000")
+    assert result.returncode == 2, result.stderr
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1 and "the loss became NaN or infinite at step" in lines[0], lines
+    bad_step = int(lines[0].split("at step ")[1].split(";")[0])
+    for path in tf.train.get_checkpoint_state(train_dir).all_model_checkpoint_paths:
+        assert checkpoints.step_of(path) < bad_step
+        for name, value in all_tensors(path).items():
+            if np.issubdtype(np.asarray(value).dtype, np.floating):
+                assert np.all(np.isfinite(value)), (path, name)
