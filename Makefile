@@ -46,7 +46,7 @@ resume: $(VENV)/.installed
 	if [ -z "$$latest" ]; then \
 	  echo "make resume: $(TRAIN_DIR) holds no checkpoint to resume; start a run with 'make train TRAIN_DIR=$(TRAIN_DIR)'" >&2; exit 2; \
 	fi; \
-	echo "Resuming $(DATASET) in $(TRAIN_DIR) from $$latest"
+	echo "Resuming $(DATASET) in $(TRAIN_DIR) from step $${latest##*ckpt-} ($$latest)"
 	$(PY) -m $(DATASET).train --train_dir=$(TRAIN_DIR) --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir=$(DATA_DIR)) $(ARGS)
 
 # Build outputs only; train dirs (runs/) and downloaded data are never touched.

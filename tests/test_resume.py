@@ -124,3 +124,62 @@ def test_nan_loss_stops_with_the_step_and_saves_nothing_non_finite(tmp_path, mni
         for name, value in all_tensors(path).items():
             if np.issubdtype(np.asarray(value).dtype, np.floating):
                 assert np.all(np.isfinite(value)), (path, name)
+
+
+def test_failed_save_is_one_line_and_keeps_earlier_checkpoints(tmp_path, mnist_data):
+    train_dir = tmp_path / "run"
+    train_dir.mkdir()
+    # A plain file where TensorFlow writes ckpt-20's temporary shards: that save must fail
+    # (as on a full disk or a directory gone read-only), after ckpt-10 was written.
+    (train_dir / "ckpt-20_temp").write_text("in the way")
+    result = helpers.run_cli("mnist.train", f"--train_dir={train_dir}",
+                             f"--data_dir={mnist_data}", *BASE, "--max_steps=30",
+                             "--save_checkpoint_steps=10")
+    assert result.returncode == 2, result.stderr
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "saving the checkpoint at step 20" in lines[0] and "earlier checkpoints" in lines[0]
+    assert checkpoints.latest(str(train_dir)).endswith("ckpt-10")
+    assert all_tensors(str(train_dir / "ckpt-10"))  # intact and readable
+    # The obstacle gone (space freed), --resume continues and clears the litter.
+    result = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "left by a save that was interrupted" in result.stderr
+    assert not (train_dir / "ckpt-20_temp").exists()
+    assert checkpoints.latest(str(train_dir)).endswith("ckpt-30")
+
+
+needs_venv = pytest.mark.skipif(
+    not os.path.exists(os.path.join(helpers.REPO, ".venv", ".installed")),
+    reason="the make targets run the project's .venv (made by `make test`)")
+
+
+@needs_venv
+def test_make_resume_without_checkpoint_says_so(tmp_path):
+    import subprocess
+    result = subprocess.run(["make", "--no-print-directory", "resume", "DATASET=mnist",
+                             f"TRAIN_DIR={tmp_path / 'none'}"], cwd=helpers.REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"{tmp_path / 'none'} holds no checkpoint to resume" in result.stderr
+
+
+@needs_venv
+def test_make_train_refuses_and_make_resume_continues(tmp_path, mnist_data):
+    import subprocess
+    train_dir = str(tmp_path / "run")
+    make = ["make", "--no-print-directory", "DATASET=mnist", f"TRAIN_DIR={train_dir}",
+            f"DATA_DIR={mnist_data}"]
+    fast = "ARGS=" + " ".join(BASE + ["--max_steps=10", "--save_checkpoint_steps=5"])
+    first = subprocess.run(make + ["train", fast], cwd=helpers.REPO, capture_output=True,
+                           text=True, timeout=180)
+    assert first.returncode == 0, first.stderr
+    assert f"Training mnist in {train_dir} from step 0" in first.stdout
+    again = subprocess.run(make + ["train", fast], cwd=helpers.REPO, capture_output=True,
+                           text=True, timeout=180)
+    assert again.returncode != 0 and "already holds checkpoints" in again.stderr
+    resumed = subprocess.run(make + ["resume", "ARGS=--max_steps=15"], cwd=helpers.REPO,
+                             capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming mnist in {train_dir} from step 10 (ckpt-10)" in resumed.stdout
+    assert checkpoints.latest(train_dir).endswith("ckpt-15")

@@ -9,9 +9,11 @@ the step. Around it, ``PeriodicAction``s log a line every
 ``save_checkpoint_steps`` / ``save_checkpoint_secs`` and at the last step.
 """
 
+import glob
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -111,11 +113,28 @@ def prepare_train_dir(config):
         for marker in (DONE_FILE, STOP_FILE):
             if os.path.exists(os.path.join(train_dir, marker)):
                 os.remove(os.path.join(train_dir, marker))
+        if latest:
+            _remove_unfinished_saves(train_dir)
     except OSError as e:
         raise errors.UserError(
             f"cannot write to train dir {train_dir}: {e.strerror or e}; "
             "choose a writable --train_dir") from None
     return latest
+
+
+def _remove_unfinished_saves(train_dir):
+    """Removes the ``ckpt-N_temp`` shards that a save killed half-way leaves behind.
+
+    TensorFlow writes a checkpoint there first and renames it into place only
+    when complete, so these are never a checkpoint: only litter.
+    """
+    for path in glob.glob(os.path.join(glob.escape(train_dir),
+                                       checkpoints.CHECKPOINT_PREFIX + "-*_temp")):
+        logging.info("Removing %s, left by a save that was interrupted", path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
 
 
 def _write_checkpoint(manager, step):
