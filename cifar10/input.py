@@ -107,7 +107,10 @@ def check_files(folder, names):
 
 
 def files_for(config, split):
-    """Paths and record count of the files behind ``split`` (train/validation: the training files)."""
+    """Paths and record count of the files behind ``split``.
+
+    ``train`` and ``validation`` both read the training files (see ``records``).
+    """
     if split not in ("train", "validation", "test"):
         raise errors.UserError(
             f"unknown split {split!r} for CIFAR-10; choose train, validation or test")

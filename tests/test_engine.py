@@ -27,8 +27,8 @@ def test_ema_matches_hand_computation():
 
     averages = ema_lib.MovingAverages({"w": Wrapped}, decay=0.9, step=step)
     shadow = np.array([1.0, -2.0])
-    for t, new_value in enumerate([[3.0, 0.0], [5.0, 4.0], [0.0, 1.0]] + [[2.0, 2.0], [-1.0, 3.0]] * 50,
-                                  start=1):
+    values = [[3.0, 0.0], [5.0, 4.0], [0.0, 1.0]] + [[2.0, 2.0], [-1.0, 3.0]] * 50
+    for t, new_value in enumerate(values, start=1):
         var.assign(new_value)
         step.assign(t)
         averages.update()

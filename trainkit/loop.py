@@ -5,8 +5,11 @@ runs forward, backward, the optimizer update, the step counter and the
 moving-average update inside one compiled function; nothing else happens in
 the step. Around it, ``PeriodicAction``s log a line every
 ``log_frequency`` steps, write TensorBoard summaries every
-``save_summaries_steps`` and save a checkpoint every
-``save_checkpoint_steps`` / ``save_checkpoint_secs`` and at the last step.
+``save_summaries_steps``, validate the averaged weights every
+``validate_every_steps`` (``Validator``), look for the evaluator's stop
+request once a second, and save a checkpoint every ``save_checkpoint_steps``
+/ ``save_checkpoint_secs`` and at the last step. SIGTERM/SIGINT end the run
+after a save; a non-finite loss ends it before one.
 """
 
 import glob
@@ -38,8 +41,6 @@ STOP_CHECK_SECS = 1.0
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
 OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
 LR_SCHEDULES = ("exponential", "cosine")
 
 
@@ -79,14 +80,16 @@ def make_optimizer(config, learning_rate):
         return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
-    raise errors.UserError(f"unknown --optimizer={config.optimizer}; choose one of {', '.join(OPTIMIZERS)}")
+    raise errors.UserError(
+        f"unknown --optimizer={config.optimizer}; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def prepare_train_dir(config):
     """Checks the train dir against ``--resume``; returns the checkpoint to resume or None.
 
-    Never deletes anything: a train dir with checkpoints is refused unless
-    ``--resume`` is given. Writes config.json and clears stale DONE and STOP markers.
+    Never deletes a checkpoint: a train dir with checkpoints is refused unless
+    ``--resume`` is given. Writes config.json, clears stale DONE and STOP
+    markers and, on resume, the litter of interrupted saves.
     """
     train_dir = config.train_dir
     latest = checkpoints.latest(train_dir)
