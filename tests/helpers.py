@@ -63,6 +63,21 @@ def start_cli(module, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def run_pair(dataset, train_dir, eval_args, train_args, timeout=300):
+    """The two-terminal workflow: evaluator started first, then the trainer, on ``train_dir``.
+
+    Waits for both, asserts both exited 0, and returns their outputs.
+    """
+    evaluator = start_cli(f"{dataset}.eval", f"--train_dir={train_dir}", "--num_threads=1",
+                          *eval_args)
+    trainer = start_cli(f"{dataset}.train", f"--train_dir={train_dir}", *train_args)
+    train_out, _ = trainer.communicate(timeout=timeout)
+    eval_out, _ = evaluator.communicate(timeout=timeout)
+    assert trainer.returncode == 0, train_out
+    assert evaluator.returncode == 0, eval_out
+    return train_out, eval_out
+
+
 def run_cli(module, *args, timeout=180):
     """Runs a CLI to completion; returns the CompletedProcess (text output)."""
     return subprocess.run(cli(module, *args), capture_output=True, text=True,

@@ -205,17 +205,11 @@ def test_malicious_download_is_not_extracted(tmp_path, monkeypatch):
 
 def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
-    evaluator = helpers.start_cli("cifar10.eval", f"--train_dir={train_dir}",
-                                  "--eval_interval_secs=0.2", "--eval_batch_size=16",
-                                  "--num_threads=1")
-    trainer = helpers.run_cli(
-        "cifar10.train", f"--train_dir={train_dir}", f"--data_dir={cifar_data}",
-        "--schedule=short", "--max_steps=240", "--batch_size=16", "--save_checkpoint_steps=30",
-        "--save_checkpoint_secs=0", "--max_to_keep=10", "--log_frequency=30",
-        "--save_summaries_steps=60", "--moving_average_decay=0.99")
-    assert trainer.returncode == 0, trainer.stderr
-    eval_out, _ = evaluator.communicate(timeout=120)
-    assert evaluator.returncode == 0, eval_out
+    _, eval_out = helpers.run_pair(
+        "cifar10", train_dir, ["--eval_interval_secs=0.2", "--eval_batch_size=16"],
+        [f"--data_dir={cifar_data}", "--schedule=short", "--max_steps=240", "--batch_size=16",
+         "--save_checkpoint_steps=30", "--save_checkpoint_secs=0", "--max_to_keep=10",
+         "--log_frequency=30", "--save_summaries_steps=60", "--moving_average_decay=0.99"])
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
     steps = [r["step"] for r in records]
     assert len(steps) > 1 and steps == sorted(set(steps)) and steps[-1] == 240, eval_out

@@ -183,3 +183,13 @@ def test_pipeline_epochs_are_permutations_and_resume_exactly():
         np.testing.assert_array_equal(a[2].numpy(), b[2].numpy())  # same augmentation seed
     other_seed = list(pipeline.train_batches(images, labels, 4, 4, 0, preprocess).take(3))
     assert not all(np.array_equal(a[1].numpy(), b[1].numpy()) for a, b in zip(full, other_seed))
+
+
+def test_cosine_schedule_with_warmup(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, learning_rate=0.1, lr_schedule="cosine",
+                          max_steps=100, warmup_steps=10)
+    lr = loop.learning_rate_fn(config, steps_per_epoch=10)
+    assert float(lr(0)) == pytest.approx(0.1 * 0.1 * 0.5 * (1 + np.cos(0.0)))
+    assert float(lr(9)) == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 0.09)))
+    assert float(lr(50)) == pytest.approx(0.05, abs=1e-7)
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-8)

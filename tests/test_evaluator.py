@@ -44,16 +44,10 @@ def five_checkpoints(tmp_path_factory, mnist_data):
 def test_fast_trainer_with_max_to_keep_1_and_eager_evaluator(tmp_path, mnist_data):
     """Checkpoints deleted under the evaluator: no crash, no step scored twice."""
     train_dir = str(tmp_path / "run")
-    evaluator = helpers.start_cli("mnist.eval", f"--train_dir={train_dir}",
-                                  "--eval_interval_secs=0", "--eval_batch_size=50",
-                                  "--num_threads=1")
-    trainer = helpers.start_cli("mnist.train", f"--train_dir={train_dir}",
-                                f"--data_dir={mnist_data}", *FAST, "--max_steps=600",
-                                "--save_checkpoint_steps=3", "--max_to_keep=1")
-    train_out, _ = trainer.communicate(timeout=240)
-    assert trainer.returncode == 0, train_out
-    eval_out, _ = evaluator.communicate(timeout=120)
-    assert evaluator.returncode == 0, eval_out
+    _, eval_out = helpers.run_pair(
+        "mnist", train_dir, ["--eval_interval_secs=0", "--eval_batch_size=50"],
+        [f"--data_dir={mnist_data}", *FAST, "--max_steps=600", "--save_checkpoint_steps=3",
+         "--max_to_keep=1"])
     assert "Traceback" not in eval_out
     steps = steps_in(os.path.join(train_dir, "eval"))
     assert len(steps) == len(set(steps)) and len(steps) > 1, eval_out
@@ -138,16 +132,10 @@ def test_timeout_secs_ends_a_wait_for_checkpoints(tmp_path, five_checkpoints):
 
 def test_evaluator_early_stopping_stops_the_trainer(tmp_path, mnist_data):
     train_dir = str(tmp_path / "run")
-    evaluator = helpers.start_cli("mnist.eval", f"--train_dir={train_dir}",
-                                  "--eval_interval_secs=0.1", "--early_stopping_evals=2",
-                                  "--num_threads=1")
-    trainer = helpers.start_cli("mnist.train", f"--train_dir={train_dir}",
-                                f"--data_dir={mnist_data}", *FAST, "--max_steps=1000000",
-                                "--save_checkpoint_steps=40", "--max_to_keep=3")
-    train_out, _ = trainer.communicate(timeout=300)
-    eval_out, _ = evaluator.communicate(timeout=120)
-    assert trainer.returncode == 0, train_out
-    assert evaluator.returncode == 0, eval_out
+    train_out, eval_out = helpers.run_pair(
+        "mnist", train_dir, ["--eval_interval_secs=0.1", "--early_stopping_evals=2"],
+        [f"--data_dir={mnist_data}", *FAST, "--max_steps=1000000",
+         "--save_checkpoint_steps=40", "--max_to_keep=3"])
     assert "Early stopping" in eval_out and "asked the trainer to stop" in eval_out
     assert "Stopping early at step" in train_out and "stop requested" in train_out
     final = int(open(os.path.join(train_dir, "DONE")).read())

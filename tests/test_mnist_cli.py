@@ -38,18 +38,12 @@ def finished_run(tmp_path_factory, mnist_data):
 
 def test_trainer_and_evaluator_run_together(tmp_path, mnist_data):
     train_dir = str(tmp_path / "run")
-    # The evaluator starts first, as a user may, and waits for the trainer.
-    evaluator = helpers.start_cli("mnist.eval", f"--train_dir={train_dir}",
-                                  "--eval_interval_secs=0.2", "--eval_batch_size=64",
-                                  "--num_threads=1")
-    trainer = helpers.start_cli("mnist.train", *train_args(
-        train_dir, mnist_data, "--max_steps=1200", "--save_checkpoint_steps=100",
-        "--max_to_keep=20", "--log_frequency=100"))
-    train_out, _ = trainer.communicate(timeout=180)
-    assert trainer.returncode == 0, train_out
-    # The evaluator exits by itself once DONE is there and the last checkpoint is scored.
-    eval_out, _ = evaluator.communicate(timeout=120)
-    assert evaluator.returncode == 0, eval_out
+    # The evaluator starts first, as a user may, and waits for the trainer; it exits by
+    # itself once DONE is there and the last checkpoint is scored.
+    train_out, eval_out = helpers.run_pair(
+        "mnist", train_dir, ["--eval_interval_secs=0.2", "--eval_batch_size=64"],
+        train_args(train_dir, mnist_data, "--max_steps=1200", "--save_checkpoint_steps=100",
+                   "--max_to_keep=20", "--log_frequency=100")[1:])
     assert "exiting" in eval_out
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
     steps = [r["step"] for r in records]

@@ -47,6 +47,7 @@ class TrainConfig:
     validate_every_steps: int = 0
     early_stopping_steps: int = 0
     deterministic: bool = False
+    warmup_steps: int = 0
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.

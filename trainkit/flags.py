@@ -62,6 +62,9 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                       ["exponential", "cosine"],
                       "exponential: x--learning_rate_decay every --num_epochs_per_decay "
                       "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps.")
+    flags.DEFINE_integer("warmup_steps", d.get("warmup_steps", 0),
+                         "Steps over which the learning rate ramps up linearly from 0; "
+                         "0 = no warm-up.", lower_bound=0)
     flags.DEFINE_boolean("staircase", d.get("staircase", True),
                          "Decay the learning rate in steps (true) or continuously (false).")
     flags.DEFINE_float("momentum", d.get("momentum", 0.9),

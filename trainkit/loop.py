@@ -50,26 +50,33 @@ def learning_rate_fn(config, steps_per_epoch):
     ``exponential``: ``learning_rate * learning_rate_decay ** (epochs /
     num_epochs_per_decay)``, the exponent floored with ``staircase`` (the
     classic tutorials' step decay). ``cosine``: from ``learning_rate`` down to
-    0 at ``max_steps`` along half a cosine. Either is a function of the
-    restored global step, so a resumed run continues where it stopped.
+    0 at ``max_steps`` along half a cosine. Either is scaled by a linear
+    ramp over the first ``warmup_steps``, and is a function of the restored
+    global step, so a resumed run continues where it stopped.
     """
     if config.lr_schedule == "cosine":
-        def cosine(step):
+        def schedule(step):
             progress = tf.minimum(tf.cast(step, tf.float32) / config.max_steps, 1.0)
             return config.learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        return cosine
-    if config.lr_schedule != "exponential":
+    elif config.lr_schedule == "exponential":
+        decay_steps = max(1.0, steps_per_epoch * config.num_epochs_per_decay)
+
+        def schedule(step):
+            progress = tf.cast(step, tf.float32) / decay_steps
+            if config.staircase:
+                progress = tf.floor(progress)
+            return config.learning_rate * tf.pow(config.learning_rate_decay, progress)
+    else:
         raise errors.UserError(f"unknown --lr_schedule={config.lr_schedule}; "
                                f"choose one of {', '.join(LR_SCHEDULES)}")
-    decay_steps = max(1.0, steps_per_epoch * config.num_epochs_per_decay)
+    if not config.warmup_steps:
+        return schedule
 
-    def exponential(step):
-        progress = tf.cast(step, tf.float32) / decay_steps
-        if config.staircase:
-            progress = tf.floor(progress)
-        return config.learning_rate * tf.pow(config.learning_rate_decay, progress)
+    def warmed_up(step):
+        ramp = tf.minimum(1.0, (tf.cast(step, tf.float32) + 1.0) / config.warmup_steps)
+        return ramp * schedule(step)
 
-    return exponential
+    return warmed_up
 
 
 def make_optimizer(config, learning_rate):
