@@ -3,8 +3,8 @@
 ``--schedule=tutorial`` (default) is the classic cifar10_train: batch 128,
 plain SGD at 0.1 decayed x0.1 every 350 epochs, moving-average decay 0.9999,
 1,000,000 steps; days on a CPU. ``--schedule=short`` is the documented
-schedule for machines without a GPU: SGD with momentum 0.9, a one-epoch
-warm-up to 0.05 and a cosine decay to 0 over 40 epochs (15,625 steps). The README gives what each
+schedule for machines without a GPU: SGD with momentum 0.9 and a cosine
+decay of the learning rate from 0.02 to 0 over 40 epochs (15,625 steps). The README gives what each
 reaches on this machine and how long it takes.
 """
 
@@ -21,7 +21,9 @@ DEFAULTS = dict(
 )
 SCHEDULES = {
     "tutorial": {},
-    "short": dict(optimizer="momentum", momentum=0.9, learning_rate=0.05, warmup_steps=390,
+    # Measured here (README): 0.02 without warm-up reached 81.6%; 0.05 with a one-epoch
+    # warm-up, 81.0%.
+    "short": dict(optimizer="momentum", momentum=0.9, learning_rate=0.02,
                   lr_schedule="cosine", max_steps=15625, save_checkpoint_secs=300),
 }
 tk_flags.define_train_flags("cifar10", cifar10_model.MODELS, DEFAULTS, SCHEDULES)
