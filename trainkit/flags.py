@@ -1,10 +1,11 @@
 """Command-line flags shared by every dataset's train and eval entry points.
 
-Each dataset's ``train.py`` calls ``define_train_flags(defaults)`` with its
-own defaults (the tutorial's for CIFAR-10, the classic MNIST tutorials' for
-MNIST) and its list of models; ``main`` turns the parsed flags into a config
-object with ``train_config``/``eval_config``. Nothing below ``main`` reads
-flags.
+Each dataset's ``train.py`` calls ``define_train_flags(...)`` with its own
+defaults (the tutorial's for CIFAR-10, the classic MNIST tutorials' for
+MNIST), its models and its ``--schedule`` presets, then ``run_trainer``;
+``eval.py`` likewise with ``define_eval_flags`` and ``run_evaluator``. Their
+``main`` turns the parsed flags into a config object (``train_config`` /
+``eval_config``); nothing below it reads flags.
 """
 
 import dataclasses
@@ -239,8 +240,8 @@ def run(main):
             logging.info("%s", e)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
-            sys.stderr.write("aborted at once (second interrupt); the newest checkpoint on disk "
-                             "is intact: continue with --resume\n")
+            sys.stderr.write("aborted at once; every checkpoint already on disk is intact: "
+                             "continue with --resume\n")
             sys.exit(130)
 
     app.run(guarded)
