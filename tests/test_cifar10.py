@@ -264,3 +264,15 @@ def test_train_batches_resume_exactly_at_any_step(cifar_data):
     for (a_images, a_labels), (b_images, b_labels) in zip(full[6:], resumed):
         np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
         np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
+
+
+def test_validation_split_holds_out_the_last_training_records(cifar_data):
+    config = make_config(cifar_data, validation_size=30)
+    _, train_count = cifar10_input.train_dataset(config)
+    dataset, count = cifar10_input.eval_dataset(config, "validation", batch_size=7)
+    labels = np.concatenate([l.numpy() for _, l in dataset])
+    _, last_labels = helpers.synthetic_cifar(40, seed=5)  # data_batch_5's records
+    assert (train_count, count) == (170, 30)
+    np.testing.assert_array_equal(labels, last_labels[-30:])
+    with pytest.raises(errors.UserError, match="--validation_size=0 must be between 1"):
+        cifar10_input.eval_dataset(make_config(cifar_data), "validation", batch_size=7)

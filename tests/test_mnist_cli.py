@@ -161,3 +161,19 @@ def test_eval_nonexistent_train_dir(tmp_path):
     missing = str(tmp_path / "nope")
     result = helpers.run_cli("mnist.eval", f"--train_dir={missing}", "--run_once")
     assert_one_clear_line(result, missing, "does not exist")
+
+
+def test_eval_bad_device_is_one_line(finished_run):
+    result = helpers.run_cli("mnist.eval", f"--train_dir={finished_run}", "--run_once",
+                             "--device=tpu")
+    assert_one_clear_line(result, "--device=tpu", "cpu, auto or gpu:N")
+    result = helpers.run_cli("mnist.eval", f"--train_dir={finished_run}", "--run_once",
+                             "--device=gpu:3")
+    assert_one_clear_line(result, "--device=gpu:3", "visible GPU")
+
+
+def test_eval_waiting_for_a_trainer_that_never_comes_times_out(tmp_path):
+    missing = str(tmp_path / "never")
+    result = helpers.run_cli("mnist.eval", f"--train_dir={missing}", "--timeout_secs=1",
+                             "--eval_interval_secs=0.1")
+    assert_one_clear_line(result, "no trainer wrote", "--timeout_secs=1")

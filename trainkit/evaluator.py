@@ -141,14 +141,6 @@ class Evaluator:
                 shutil.copy2(name, target)  # another file system: copy instead
         return os.path.join(self.staging_dir, os.path.basename(path))
 
-    def evaluate(self, path, keep_misclassified=0):
-        """Restores checkpoint ``path``'s averaged weights and scores them; a dict."""
-        start = self._clock()
-        checkpoints.restore_averaged(path, self.model)
-        result = self.scorer.score(self.dataset, keep_misclassified)
-        result["eval_secs"] = round(self._clock() - start, 3)
-        return result
-
     def evaluate_and_record(self, path, keep_misclassified=0):
         """Stages, evaluates, logs and records checkpoint ``path``; None if it was unreadable."""
         step = checkpoints.step_of(path)
