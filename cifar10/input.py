@@ -146,11 +146,10 @@ def decode(raw_records):
     return tf.transpose(images, [0, 2, 3, 1]), labels
 
 
-def _random_crop(images, seed):
+def _random_crop(images, random):
     """An independent random 24x24 crop of each image, as one gather per axis."""
-    batch = tf.shape(images)[0]
     span = ORIGINAL_SIZE - IMAGE_SIZE + 1
-    offsets = tf.random.stateless_uniform([batch, 2], seed, maxval=span, dtype=tf.int32)
+    offsets = random.uniform([2], minval=0, maxval=span, dtype=tf.int32)
     window = tf.range(IMAGE_SIZE)
     rows = offsets[:, :1] + window
     cols = offsets[:, 1:] + window
@@ -158,19 +157,17 @@ def _random_crop(images, seed):
     return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
-def distort(images, seed):
+def distort(images, random):
     """The tutorial's training distortions on a float batch [N, 32, 32, 3] in 0..255.
 
-    ``seed`` (shape [2]) makes every random choice; one batch, one seed.
+    ``random`` (a ``trainkit.pipeline.BatchRandom``) makes every random
+    choice, per example, from the step's seed.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 4)
-    images = _random_crop(images, seeds[0])
-    batch = tf.shape(images)[0]
-    flip = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[1]) < 0.5
+    images = _random_crop(images, random)
+    flip = random.uniform([1, 1, 1]) < 0.5
     images = tf.where(flip, tf.reverse(images, axis=[2]), images)
-    delta = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[2], -63.0, 63.0)
-    images = images + delta
-    factor = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[3], 0.2, 1.8)
+    images = images + random.uniform([1, 1, 1], -63.0, 63.0)
+    factor = random.uniform([1, 1, 1], 0.2, 1.8)
     # adjust_contrast: (x - mean) * factor + mean, per image and channel.
     mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
     images = (images - mean) * factor + mean
@@ -184,17 +181,21 @@ def central_crop(images):
     return tf.image.per_image_standardization(tf.cast(images, tf.float32))
 
 
-def train_dataset(config, start_step=0):
-    """Endless distorted batches of the training images from ``start_step``, and their count."""
+def train_dataset(config, start_step=0, part=None):
+    """Endless distorted batches of the training images from ``start_step``, and their count.
+
+    ``part`` (a ``trainkit.pipeline.Part``): this input pipeline's share of
+    each global batch under a distribution strategy; None = all of it.
+    """
     dataset, count = records(config, "train")
     # 150 MB of uint8 in memory: the whole split, so batches are a function of the step.
     images, labels = decode(dataset.batch(count).get_single_element())
 
-    def preprocess(images, labels, seed):
-        return distort(tf.cast(images, tf.float32), seed), labels
+    def preprocess(images, labels, random):
+        return distort(tf.cast(images, tf.float32), random), labels
 
     dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
-                                     start_step, preprocess)
+                                     start_step, preprocess, part)
     return dataset, count
 
 

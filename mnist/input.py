@@ -140,16 +140,20 @@ def _normalize(images, labels):
     return tf.expand_dims(images, -1), labels
 
 
-def train_dataset(config, start_step=0):
-    """Endless shuffled batches of the training split from ``start_step``, and its size."""
+def train_dataset(config, start_step=0, part=None):
+    """Endless shuffled batches of the training split from ``start_step``, and its size.
+
+    ``part`` (a ``trainkit.pipeline.Part``): this input pipeline's share of
+    each global batch under a distribution strategy; None = all of it.
+    """
     images, labels = load(config, "train")
 
-    def preprocess(images, labels, seed):
-        del seed  # MNIST batches are not augmented
+    def preprocess(images, labels, random):
+        del random  # MNIST batches are not augmented
         return _normalize(images, labels)
 
     dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
-                                     start_step, preprocess)
+                                     start_step, preprocess, part)
     return dataset, len(images)
 
 

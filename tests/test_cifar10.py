@@ -15,6 +15,7 @@ from tests import helpers
 from trainkit import config as config_lib
 from trainkit import data as data_lib
 from trainkit import errors
+from trainkit import pipeline
 from trainkit import summaries
 
 
@@ -64,7 +65,8 @@ def test_train_pipeline_distorts_crops_and_standardizes(cifar_data):
 def test_distortions_crop_flip_and_vary_per_image():
     images = tf.cast(tf.reshape(tf.range(2 * 32 * 32 * 3) % 251, [2, 32, 32, 3]), tf.float32)
     images = tf.concat([images] * 32, axis=0)  # 64 copies of two images
-    crops = cifar10_input._random_crop(images, tf.constant([1, 2], tf.int64))
+    crops = cifar10_input._random_crop(
+        images, pipeline.BatchRandom(tf.constant([1, 2], tf.int64), 64))
     assert crops.shape == (64, 24, 24, 3)
     # Each crop is a window of its source image.
     source = images.numpy()
@@ -72,11 +74,16 @@ def test_distortions_crop_flip_and_vary_per_image():
         crop = crops[i].numpy()
         assert any(np.array_equal(crop, source[i, r:r + 24, c:c + 24])
                    for r in range(9) for c in range(9))
-    out = cifar10_input.distort(images, tf.constant([3, 4], tf.int64)).numpy()
+    seed = tf.constant([3, 4], tf.int64)
+    out = cifar10_input.distort(images, pipeline.BatchRandom(seed, 64)).numpy()
     assert len({out[i].tobytes() for i in range(0, 64, 2)}) > 20  # not one shared choice
     # Same seed, same batch: identical (the randomness is keyed on the seed).
-    again = cifar10_input.distort(images, tf.constant([3, 4], tf.int64)).numpy()
+    again = cifar10_input.distort(images, pipeline.BatchRandom(seed, 64)).numpy()
     np.testing.assert_array_equal(out, again)
+    # The second half of the batch, distorted as its own part, is that half of the whole.
+    half = cifar10_input.distort(
+        images[32:], pipeline.BatchRandom(seed, 64, start=32, size=32)).numpy()
+    np.testing.assert_allclose(half, out[32:], rtol=1e-5, atol=1e-5)
 
 
 def test_truncated_and_missing_files_name_file_and_sizes(tmp_path):

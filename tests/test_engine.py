@@ -169,8 +169,8 @@ def test_pipeline_epochs_are_permutations_and_resume_exactly():
     images = np.arange(10, dtype=np.int32)[:, None]  # each "image" is its own index
     labels = np.arange(10, dtype=np.int32)
 
-    def preprocess(x, y, seed):
-        return x, y, seed
+    def preprocess(x, y, random):
+        return x, y, random.uniform()
 
     full = [b for b in pipeline.train_batches(images, labels, 4, 3, 0, preprocess).take(10)]
     order = np.concatenate([b[1].numpy() for b in full])
@@ -183,6 +183,30 @@ def test_pipeline_epochs_are_permutations_and_resume_exactly():
         np.testing.assert_array_equal(a[2].numpy(), b[2].numpy())  # same augmentation seed
     other_seed = list(pipeline.train_batches(images, labels, 4, 4, 0, preprocess).take(3))
     assert not all(np.array_equal(a[1].numpy(), b[1].numpy()) for a, b in zip(full, other_seed))
+
+
+def test_pipeline_parts_make_the_same_global_batch():
+    """2 workers x 2 replicas each see, together, exactly the batch of one pipeline."""
+    from trainkit import pipeline
+    images = np.arange(16, dtype=np.int32)[:, None]
+    labels = np.arange(16, dtype=np.int32)
+
+    def preprocess(x, y, random):
+        return x, y, random.uniform()
+
+    whole = list(pipeline.train_batches(images, labels, 8, 5, 3, preprocess).take(2))
+    parts = [list(pipeline.train_batches(images, labels, 8, 5, 3, preprocess,
+                                         pipeline.Part(index, 2, replicas=2)).take(4))
+             for index in range(2)]
+    for step in range(2):
+        # Per step, each worker yields its 2 replica batches, one after the other.
+        pieces = [parts[w][2 * step + r] for w in range(2) for r in range(2)]
+        assert all(len(p[1]) == 2 for p in pieces)
+        for k in (1, 2):
+            np.testing.assert_array_equal(np.concatenate([p[k].numpy() for p in pieces]),
+                                          whole[step][k].numpy())
+    with pytest.raises(ValueError, match="not divisible by the 3 replicas"):
+        pipeline.train_batches(images, labels, 8, 5, 0, preprocess, pipeline.Part(0, 1, 3))
 
 
 def test_cosine_schedule_with_warmup(mnist_data, tmp_path):

@@ -32,24 +32,83 @@ def example_indices(num_examples, seed, start):
             .skip(start % num_examples))
 
 
-def train_batches(images, labels, batch_size, seed, start_step, preprocess):
-    """Batches ``preprocess(images[idx], labels[idx], batch_seed)`` from global step ``start_step``.
+class Part:
+    """Which part of every global batch one input pipeline makes, and for how many replicas.
+
+    Under a ``tf.distribute`` strategy each worker runs one input pipeline
+    (``index`` of ``count``); it makes examples ``[index * n, (index + 1) * n)``
+    of each global batch (``n = global_batch / count``) and hands them to its
+    ``replicas`` local devices in equal consecutive slices. The whole batch is
+    therefore the same whatever the number of devices and workers.
+    """
+
+    def __init__(self, index=0, count=1, replicas=1):
+        self.index, self.count, self.replicas = index, count, replicas
+
+    @classmethod
+    def of(cls, input_context):
+        """The part a ``tf.distribute.InputContext`` asks for."""
+        return cls(input_context.input_pipeline_id, input_context.num_input_pipelines,
+                   input_context.num_replicas_in_sync // input_context.num_input_pipelines)
+
+
+class BatchRandom:
+    """Random numbers for one global batch, drawn statelessly from ``seed``.
+
+    Every draw is made for all ``global_size`` examples of the batch and cut
+    to this pipeline's ``[start, start + size)``, so an example gets the same
+    crop, flip or brightness whichever worker or device processes it. The
+    draws are tiny (a few numbers per example); the images are never
+    processed twice.
+    """
+
+    def __init__(self, seed, global_size, start=0, size=None):
+        self._seed = seed
+        self._global_size = global_size
+        self._start = start
+        self._end = global_size if size is None else start + size
+        self._draws = 0
+
+    def uniform(self, shape=(), minval=0.0, maxval=None, dtype=tf.float32):
+        """Per-example uniform values of ``shape``: a tensor [size, *shape]."""
+        self._draws += 1
+        seed = tf.random.experimental.stateless_fold_in(self._seed, self._draws)
+        values = tf.random.stateless_uniform([self._global_size, *shape], seed,
+                                             minval=minval, maxval=maxval, dtype=dtype)
+        return values[self._start:self._end]
+
+
+def train_batches(images, labels, batch_size, seed, start_step, preprocess, part=None):
+    """Batches ``preprocess(images[idx], labels[idx], random)`` from global step ``start_step``.
 
     ``images``/``labels`` hold the whole split; ``preprocess`` turns a uint8
-    batch into model input, drawing any randomness from ``batch_seed`` (shape [2]).
+    batch into model input, drawing any randomness from ``random``, a
+    ``BatchRandom`` of that step. ``batch_size`` is the global batch; with a
+    ``part`` (see ``Part``) this pipeline yields, per step, its share of the
+    global batch as ``part.replicas`` consecutive per-replica batches.
     """
+    part = part or Part()
+    if batch_size % (part.count * part.replicas):
+        raise ValueError(f"batch size {batch_size} is not divisible by the "
+                         f"{part.count * part.replicas} replicas")
     images = tf.convert_to_tensor(images)
     labels = tf.convert_to_tensor(labels)
     num_examples = int(labels.shape[0])
     base_seed = tf.constant([seed, 0], tf.int64)
     indices = example_indices(num_examples, seed, start_step * batch_size).batch(
         batch_size, drop_remainder=True)
+    share = batch_size // part.count
+    start = part.index * share
 
     def make_batch(step, batch_indices):
-        batch_seed = tf.random.experimental.stateless_fold_in(base_seed, step)
+        batch_indices = batch_indices[start:start + share]
+        random = BatchRandom(tf.random.experimental.stateless_fold_in(base_seed, step),
+                             batch_size, start, share)
         return preprocess(tf.gather(images, batch_indices), tf.gather(labels, batch_indices),
-                          batch_seed)
+                          random)
 
-    return (tf.data.Dataset.zip(tf.data.Dataset.range(start_step, _FOREVER), indices)
-            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    dataset = (tf.data.Dataset.zip(tf.data.Dataset.range(start_step, _FOREVER), indices)
+               .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE))
+    if part.replicas > 1:
+        dataset = dataset.rebatch(share // part.replicas)
+    return dataset.prefetch(tf.data.AUTOTUNE)
