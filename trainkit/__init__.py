@@ -2,9 +2,10 @@
 
 A dataset package supplies two modules with the same function names:
 
-* ``input``: ``train_dataset(config, start_step)`` returning
+* ``input``: ``train_dataset(config, start_step, part=None)`` returning
   ``(tf.data.Dataset of (images, labels) batches from that global step on,
-  num_examples)`` (see ``trainkit.pipeline``), ``eval_dataset(config, split,
+  num_examples)`` (see ``trainkit.pipeline``; ``part`` is the share of each
+  global batch one worker's pipeline makes), ``eval_dataset(config, split,
   batch_size)`` likewise with every example exactly once, ``CLASS_NAMES``,
   ``MIRRORS`` and ``prepare(data_dir, mirrors)``.
 * ``model``: ``build_model(config)`` returning a Keras model with explicitly
@@ -14,8 +15,12 @@ The engine does the rest: the training loop with moving averages and
 checkpoints (``loop``), and the polling evaluator (``evaluator``).
 """
 
+import logging
 import os
 
 # TensorFlow's C++ start-up chatter (CPU features, oneDNN) buries the run's
 # own log lines; errors still show. Set before TensorFlow is first imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's Python INFO lines (collective set-up, checkpoint sharding
+# timings) likewise; its warnings still show.
+logging.getLogger("tensorflow").setLevel(logging.WARNING)

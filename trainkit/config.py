@@ -48,6 +48,9 @@ class TrainConfig:
     early_stopping_steps: int = 0
     deterministic: bool = False
     warmup_steps: int = 0
+    strategy: str = "default"
+    num_gpus: int = 0
+    cpu_replicas: int = 0
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.

@@ -18,6 +18,7 @@ from absl import logging
 
 from trainkit import config as config_lib
 from trainkit import devices
+from trainkit import distribution
 from trainkit import errors
 from trainkit import evaluator
 from trainkit import loop
@@ -104,6 +105,19 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "Stop when validation precision has not improved for this many steps "
                          "(the classic tutorials' require_improvement); 0 = never.",
                          lower_bound=0)
+    flags.DEFINE_enum("strategy", "default", list(distribution.STRATEGIES),
+                      "default: one device; mirrored: tf.distribute.MirroredStrategy over the "
+                      "visible GPUs (or --cpu_replicas logical CPUs); multi_worker: "
+                      "MultiWorkerMirroredStrategy across the processes named in TF_CONFIG "
+                      "(see scripts/multi_worker.py). --batch_size stays the global batch.")
+    flags.DEFINE_integer("num_gpus", 0,
+                         "The tutorial's multi-GPU switch: N > 0 means --strategy=mirrored over "
+                         "the first N GPUs; 0 = all visible GPUs with --strategy=mirrored.",
+                         lower_bound=0)
+    flags.DEFINE_integer("cpu_replicas", 0,
+                         "With --strategy=mirrored on a machine without GPUs: split the CPU into "
+                         "N logical devices, one replica each (for trying and testing "
+                         "multi-device training anywhere); 0 = no split.", lower_bound=0)
 
 
 def train_config(dataset, schedules=None):
@@ -207,7 +221,9 @@ def run_trainer(dataset, input_lib, model_lib, schedules=None):
 
     def main(argv):
         del argv
-        loop.train(train_config(dataset, schedules), input_lib, model_lib)
+        config = train_config(dataset, schedules)
+        # Devices and the strategy before any other TensorFlow op.
+        loop.train(config, input_lib, model_lib, distribution.configure(config))
 
     run(main)
 
@@ -228,6 +244,7 @@ def run(main):
     """``absl.app.run(main)`` where bad user input ends in one line and exit code 2."""
 
     def guarded(argv):
+        logging.get_absl_handler().addFilter(_quiet_checkpoint_timings)
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
@@ -245,6 +262,11 @@ def run(main):
             sys.exit(130)
 
     app.run(guarded)
+
+
+def _quiet_checkpoint_timings(record):
+    """Drops TensorFlow's per-save "Sharding callback duration" INFO line (absl-logged)."""
+    return not record.getMessage().startswith("Sharding callback duration")
 
 
 def _resumed_values(train_dir):

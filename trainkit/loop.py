@@ -27,10 +27,12 @@ from absl import logging
 
 from trainkit import checkpoints
 from trainkit import config as config_lib
+from trainkit import distribution as distribution_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
 from trainkit import metrics
 from trainkit import periodic
+from trainkit import pipeline
 from trainkit import summaries
 
 DONE_FILE = "DONE"
@@ -91,12 +93,13 @@ def make_optimizer(config, learning_rate):
         f"unknown --optimizer={config.optimizer}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def prepare_train_dir(config):
+def prepare_train_dir(config, is_chief=True):
     """Checks the train dir against ``--resume``; returns the checkpoint to resume or None.
 
     Never deletes a checkpoint: a train dir with checkpoints is refused unless
-    ``--resume`` is given. Writes config.json, clears stale DONE and STOP
-    markers and, on resume, the litter of interrupted saves.
+    ``--resume`` is given. The chief writes config.json, clears stale DONE and
+    STOP markers and, on resume, the litter of interrupted saves; other
+    workers of a multi-worker run only check.
     """
     train_dir = config.train_dir
     latest = checkpoints.latest(train_dir)
@@ -117,6 +120,8 @@ def prepare_train_dir(config):
             raise errors.UserError(
                 f"{train_dir} holds a {previous.dataset} --model={previous.model} run; "
                 f"cannot resume it as {config.dataset} --model={config.model}")
+    if not is_chief:
+        return latest
     try:
         os.makedirs(train_dir, exist_ok=True)
         config_lib.write_train_config(config)
@@ -167,7 +172,7 @@ class Validator:
     ``early_stopping_steps`` without one ends training.
     """
 
-    def __init__(self, config, input_lib, model_lib, trainer):
+    def __init__(self, config, input_lib, model_lib, trainer, directory):
         self.config = config
         self.dataset, self.num_examples = input_lib.eval_dataset(
             config, "validation", VALIDATION_BATCH_SIZE)
@@ -177,7 +182,7 @@ class Validator:
         self._pairs = [(var, shadows[key] if key in shadows else sources[key].value)
                        for key, var in checkpoints.model_variables(self.model).items()]
         self.scorer = metrics.Scorer(self.model, len(input_lib.CLASS_NAMES))
-        self.dir = os.path.join(config.train_dir, BEST_VALIDATION_DIR)
+        self.dir = os.path.join(directory, BEST_VALIDATION_DIR)
         self.manager = tf.train.CheckpointManager(trainer.checkpoint, self.dir, max_to_keep=1,
                                                   checkpoint_name=checkpoints.CHECKPOINT_PREFIX)
         self.best = {"step": 0, "precision_at_1": -1.0}
@@ -213,66 +218,99 @@ class Trainer:
 
     Building it checks the train dir (see ``prepare_train_dir``) and, with
     ``--resume``, restores step, weights, optimizer slots and shadow values.
+    ``distribution`` (``trainkit.distribution``; default: one device) says
+    which strategy replicates the step and whether this process writes.
     """
 
-    def __init__(self, config, input_lib, model_lib):
+    def __init__(self, config, input_lib, model_lib, distribution=None):
         self.config = config.validate()
-        resume = prepare_train_dir(config)
+        self.distribution = distribution or distribution_lib.default()
+        strategy = self.distribution.strategy
+        resume = prepare_train_dir(config, self.distribution.is_chief)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
 
-        self.model = model_lib.build_model(config)
+        # Everything with state is made in the strategy's scope, so it is
+        # mirrored on every replica.
+        with strategy.scope():
+            self.model = model_lib.build_model(config)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            # Called by the optimizer at each step; set below, once the data size is known.
+            self.optimizer = make_optimizer(config, lambda: self.learning_rate(self.step))
+            # Building the slots now lets a restore fill them at once instead of lazily.
+            self.optimizer.build(self.model.trainable_variables)
+            self.averages = ema_lib.MovingAverages(
+                checkpoints.model_variables(self.model, trainable_only=True),
+                config.moving_average_decay, self.step)
+            # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
+            self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
+            # The first step whose loss was NaN or infinite (0: none yet), set inside the
+            # step and read only when something is about to be saved or logged.
+            self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._regularization_loss = model_lib.regularization_loss
-
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        # Called by the optimizer at each step; set below, once the data size is known.
-        self.optimizer = make_optimizer(config, lambda: self.learning_rate(self.step))
-        # Building the slots now lets a restore fill them at once instead of lazily.
-        self.optimizer.build(self.model.trainable_variables)
-        self.averages = ema_lib.MovingAverages(
-            checkpoints.model_variables(self.model, trainable_only=True),
-            config.moving_average_decay, self.step)
         self.checkpoint = checkpoints.training_checkpoint(
             self.step, self.model, self.optimizer, self.averages.shadows)
-        self.manager = checkpoints.manager(self.checkpoint, config.train_dir, config.max_to_keep)
+        # Only the chief saves into the train dir (see trainkit.distribution).
+        self.save_dir = self.distribution.writable_dir(config.train_dir)
+        self.manager = checkpoints.manager(self.checkpoint, self.save_dir, config.max_to_keep)
         self.resumed_from = None
         if resume:
             self.resumed_from = checkpoints.restore_for_training(self.checkpoint, config.train_dir)
             logging.info("Resuming %s from %s at step %d",
-                         config.train_dir, self.resumed_from, int(self.step))
+                         config.train_dir, self.resumed_from, int(self.step.numpy()))
         else:
             logging.info("Starting a new run in %s at step 0", config.train_dir)
+        if self.distribution.name != "default":
+            logging.info("%s", self.distribution.describe(config.batch_size))
         # The batches from the restored step on: the data order needs no checkpointing.
-        self.dataset, num_examples = input_lib.train_dataset(config, int(self.step))
-        self.steps_per_epoch = num_examples / config.batch_size
+        # Each worker's input pipeline makes its share of every global batch.
+        start_step, sizes = int(self.step.numpy()), []
+
+        def dataset_fn(input_context):
+            dataset, num_examples = input_lib.train_dataset(
+                config, start_step, pipeline.Part.of(input_context))
+            sizes.append(num_examples)
+            return dataset
+
+        self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
+        self.steps_per_epoch = sizes[0] / config.batch_size
         self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
-        # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
-        self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
-        # The first step whose loss was NaN or infinite (0: none yet), set inside the step
-        # and read only when something is about to be saved or logged.
-        self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._activations = keras.Model(
             self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
         self._train_step = self._make_train_step()
-        self.validator = (Validator(config, input_lib, model_lib, self)
+        self._agree = self._make_agreement() if self.distribution.num_workers > 1 else None
+        self.validator = (Validator(config, input_lib, model_lib, self, self.save_dir)
                           if config.validate_every_steps else None)
 
     def _make_train_step(self):
         model, optimizer, config = self.model, self.optimizer, self.config
+        strategy = self.distribution.strategy
         trainable = model.trainable_variables
         regularization_loss = self._regularization_loss
 
-        @tf.function
-        def train_step(iterator):
-            images, labels = next(iterator)
+        def replica_step(images, labels):
+            """On each replica, its slice of the global batch."""
             with tf.GradientTape() as tape:
                 logits = model(images, training=True)
-                loss = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-                total_loss = loss + regularization_loss(model, config)
+                # Sum over this slice / the global batch: summed over replicas, the mean.
+                loss = tf.nn.compute_average_loss(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits),
+                    global_batch_size=config.batch_size)
+                total_loss = loss + tf.nn.scale_regularization_loss(
+                    regularization_loss(model, config))
             grads = tape.gradient(total_loss, trainable)
+            # Keras all-reduces (sums) the gradients across replicas, then applies them.
             optimizer.apply_gradients(zip(grads, trainable))
+            return loss, total_loss, images
+
+        @tf.function
+        def train_step(iterator):
+            per_replica = strategy.run(replica_step, args=next(iterator))
+            loss, total_loss = (strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                                for value in per_replica[:2])
+            # The first replica's slice, for the summaries' images and activations.
+            images = strategy.experimental_local_results(per_replica[2])[0]
             self.step.assign_add(1)
             self.averages.update()
             t = tf.cast(self.step, tf.float32)
@@ -282,10 +320,28 @@ class Trainer:
             first_bad = tf.logical_and(tf.logical_not(tf.math.is_finite(total_loss)),
                                        tf.equal(self.nonfinite_step, 0))
             self.nonfinite_step.assign(tf.where(first_bad, self.step, self.nonfinite_step))
-            # The batch goes out too (no copy), for the summaries' images and activations.
             return loss, total_loss, images
 
         return train_step
+
+    def _make_agreement(self):
+        """Multi-worker: an all-reduce that makes every worker see any worker's request.
+
+        A worker that saved or stopped alone would leave the others waiting
+        in their next collective, so a signal, a STOP file and a save due by
+        the clock are acted on only once agreed, at the same step everywhere.
+        """
+        strategy = self.distribution.strategy
+
+        @tf.function
+        def agree(requests):
+            def replica(requests):
+                # A copy made on the replica's device: the all-reduce needs one.
+                return tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.identity(requests))
+            return strategy.experimental_local_results(strategy.run(replica, (requests,)))[0]
+
+        return agree
 
     def _write_summaries(self, writer, step, loss, total_loss, images):
         """Losses, learning rate, weights, activations and a few inputs, as the tutorial."""
@@ -303,7 +359,7 @@ class Trainer:
         writer.images(step, {"input_images": summaries.to_uint8(images[:SUMMARY_IMAGES])})
 
     def _check_finite(self, last_saved):
-        bad = int(self.nonfinite_step)
+        bad = int(self.nonfinite_step.numpy())
         if bad:
             raise errors.UserError(
                 f"the loss became NaN or infinite at step {bad}; stopped without saving it "
@@ -323,28 +379,36 @@ class Trainer:
         SIGTERM or SIGINT: the current step finishes, a checkpoint is saved,
         and ``errors.Interrupted`` is raised (exit 0 for SIGTERM, 130 for
         SIGINT); no DONE is written, since the run is not finished. A second
-        SIGINT aborts at once.
+        SIGINT aborts at once. In a multi-worker run, a signal to any worker
+        stops them all at the same step.
         """
-        config = self.config
-        writer = summaries.Writer(os.path.join(config.train_dir, "train"))
+        try:
+            return self._run()
+        finally:
+            self.distribution.close()
+
+    def _run(self):
+        config, chief = self.config, self.distribution.is_chief
+        writer = summaries.Writer(os.path.join(config.train_dir, "train")) if chief else None
         logger = periodic.PeriodicAction(every_steps=config.log_frequency)
-        summarizer = periodic.PeriodicAction(every_steps=config.save_summaries_steps)
-        saver = periodic.PeriodicAction(every_steps=config.save_checkpoint_steps,
-                                        every_secs=config.save_checkpoint_secs)
+        summarizer = periodic.PeriodicAction(every_steps=config.save_summaries_steps if chief
+                                             else 0)
+        saver = periodic.PeriodicAction(every_steps=config.save_checkpoint_steps)
+        timed_saver = periodic.PeriodicAction(every_secs=config.save_checkpoint_secs)
         validator = periodic.PeriodicAction(every_steps=config.validate_every_steps)
         # A stat() of the train dir per second, not per step.
         stop_check = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS)
         stop_file = os.path.join(config.train_dir, STOP_FILE)
-        current = int(self.step)
-        for action in (logger, summarizer, saver, validator, stop_check):
+        current = int(self.step.numpy())
+        for action in (logger, summarizer, saver, timed_saver, validator, stop_check):
             action.start(current)
         last_saved = current if self.resumed_from else None
         last_log_time, last_log_step = time.monotonic(), current
 
         iterator = iter(self.dataset)
-        stopping = None
+        stopping = interrupted = None
         with _StopSignals() as signals:
-            while current < config.max_steps and not stopping and not signals.received:
+            while current < config.max_steps and not stopping and not interrupted:
                 loss, total_loss, images = self._train_step(iterator)
                 current += 1
                 if logger.should_fire(current):
@@ -364,7 +428,8 @@ class Trainer:
                     precision, improved = self.validator.validate(current)
                     logging.info("step %d, validation precision @ 1 = %.4f%s (%.1f s)", current,
                                  precision, " *" if improved else "", time.monotonic() - start)
-                    writer.scalars(current, {"validation/precision_at_1": precision})
+                    if writer:
+                        writer.scalars(current, {"validation/precision_at_1": precision})
                     if self.validator.should_stop(current):
                         best = self.validator.best
                         stopping = (f"no validation improvement for {current - best['step']} "
@@ -372,28 +437,44 @@ class Trainer:
                                     f"{best['step']}, kept in {self.validator.dir})")
                     # Validation time is not training time: keep it out of examples/sec.
                     last_log_time += time.monotonic() - start
-                if stop_check.should_fire(current) and os.path.exists(stop_file):
-                    stopping = "stop requested in " + stop_file + _stop_reason(stop_file)
-                if saver.should_fire(current):
+                # Requests from outside the step: a signal, the evaluator's STOP file, the
+                # clock. Multi-worker runs act on them only once every worker has agreed.
+                requests = [signals.received is not None,
+                            stop_check.should_fire(current) and os.path.exists(stop_file),
+                            timed_saver.should_fire(current)]
+                if self._agree:
+                    requests = [n > 0 for n in self._agree(tf.constant(requests, tf.float32))]
+                signalled, stop_requested, save_due = requests
+                if signalled:
+                    interrupted = signals.received or "another worker's stop signal"
+                if stop_requested and not stopping:
+                    stopping = ("stop requested in " + stop_file + _stop_reason(stop_file)
+                                if os.path.exists(stop_file) else "stop requested by the chief")
+                if saver.should_fire(current) or save_due:
                     self._save(current, last_saved)
                     last_saved = current
             # Still inside: a signal during the final save only marks it received.
             if last_saved != current:
                 path = self._save(current, last_saved)
                 last_saved = current
-        writer.close()
-        if signals.received:
-            name = signal.Signals(signals.received).name
+        if writer:
+            writer.close()
+        if interrupted:
+            name = (signal.Signals(interrupted).name if isinstance(interrupted, int)
+                    else interrupted)
             raise errors.Interrupted(
                 f"Stopped by {name} at step {current}; the checkpoint for step {current} is "
                 f"saved in {config.train_dir}: continue with --resume",
-                exit_code=130 if signals.received == signal.SIGINT else 0)
+                exit_code=130 if interrupted == signal.SIGINT else 0)
         if stopping:
             logging.info("Stopping early at step %d: %s", current, stopping)
-        done = os.path.join(config.train_dir, DONE_FILE)
-        with open(done, "w") as f:
-            f.write(f"{current}\n")
-        logging.info("Training finished at step %d; wrote %s", current, done)
+        if chief:
+            done = os.path.join(config.train_dir, DONE_FILE)
+            with open(done, "w") as f:
+                f.write(f"{current}\n")
+            logging.info("Training finished at step %d; wrote %s", current, done)
+        else:
+            logging.info("Training finished at step %d (%s)", current, self.distribution.task)
         return current
 
 
@@ -432,6 +513,6 @@ def _stop_reason(path):
         return ""
 
 
-def train(config, input_lib, model_lib):
+def train(config, input_lib, model_lib, distribution=None):
     """The whole trainer: builds a ``Trainer`` and runs it; returns the final step."""
-    return Trainer(config, input_lib, model_lib).run()
+    return Trainer(config, input_lib, model_lib, distribution).run()

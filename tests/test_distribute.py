@@ -1,0 +1,161 @@
+"""tf.distribute: mirrored on logical CPU devices, multi-worker on 127.0.0.1, and their resume.
+
+No GPU and no second host are needed: ``--cpu_replicas=2`` splits the CPU
+into two logical devices for ``mirrored``, and ``scripts/multi_worker.py``
+runs the workers as local processes on free 127.0.0.1 ports.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from tests import helpers
+from trainkit import checkpoints
+from trainkit import summaries
+
+BASE = ["--batch_size=32", "--validation_size=100", "--log_frequency=1",
+        "--save_summaries_steps=0", "--data_mirrors=http://127.0.0.1:9/",
+        "--validate_every_steps=0"]
+MIRRORED = ["--strategy=mirrored", "--cpu_replicas=2"]
+# After 10 steps, mirrored and one-device weights differ only by float rounding
+# (measured: at most ~5e-8); chaotic growth makes longer runs drift further.
+WEIGHT_TOLERANCE = 1e-5
+
+
+def weights(path):
+    """Every float tensor of a checkpoint's model, optimizer and moving averages."""
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith(("model/", "ema/", "optimizer/", "step"))}
+
+
+def train(*args):
+    result = helpers.run_cli("mnist.train", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path, mnist_data):
+    common = [f"--data_dir={mnist_data}", *BASE, "--max_steps=10", "--seed=4"]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    train(f"--train_dir={one}", *common)
+    log = train(f"--train_dir={two}", *common, *MIRRORED)
+    assert "Strategy mirrored: 2 replica(s) in sync" in log
+    assert "global batch 32 = 2 x 16 per replica" in log
+    expected, got = weights(os.path.join(one, "ckpt-10")), weights(os.path.join(two, "ckpt-10"))
+    assert set(got) == set(expected) and any(name.startswith("ema/") for name in got)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=WEIGHT_TOLERANCE,
+                                   err_msg=name)
+
+
+def test_resumed_mirrored_run_continues_exactly(tmp_path, mnist_data):
+    common = [f"--data_dir={mnist_data}", *BASE, *MIRRORED, "--deterministic",
+              "--max_steps=40", "--save_checkpoint_steps=0", "--seed=5"]
+    reference = str(tmp_path / "reference")
+    train(f"--train_dir={reference}", *common)
+
+    stopped = str(tmp_path / "stopped")
+    trainer = helpers.start_cli("mnist.train", f"--train_dir={stopped}", *common)
+    lines = []
+    for line in trainer.stdout:
+        lines.append(line)
+        if "step 15, loss" in line:
+            break
+    trainer.send_signal(signal.SIGTERM)
+    out = "".join(lines) + trainer.communicate(timeout=60)[0]
+    assert trainer.returncode == 0, out
+    step = checkpoints.step_of(checkpoints.latest(stopped))
+    assert 15 <= step < 40 and f"Stopped by SIGTERM at step {step}" in out
+
+    log = train(f"--train_dir={stopped}", "--resume")  # strategy and all from config.json
+    assert f"at step {step}" in log and "Strategy mirrored" in log
+    expected = weights(os.path.join(reference, "ckpt-40"))
+    got = weights(os.path.join(stopped, "ckpt-40"))
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def launcher(tmp_path, *args):
+    env = helpers.cli_env()
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where non-chief workers keep their scratch saves
+    os.makedirs(env["TMPDIR"], exist_ok=True)
+    return subprocess.Popen([sys.executable, os.path.join(helpers.REPO, "scripts",
+                                                          "multi_worker.py"), *args],
+                            env=env, cwd=helpers.REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_workers_train_the_chief_checkpoints_and_the_evaluator_scores(tmp_path, mnist_data):
+    train_dir = str(tmp_path / "run")
+    process = launcher(tmp_path, "--dataset=mnist", "--workers=2", "--eval",
+                       "--eval_flags=--eval_interval_secs=0.2 --eval_policy=all",
+                       "--", f"--train_dir={train_dir}", f"--data_dir={mnist_data}", *BASE,
+                       "--max_steps=20", "--save_checkpoint_steps=10", "--seed=6")
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out
+    assert "Exit codes: " in out and "worker 0: 0" in out and "worker 1: 0" in out
+    assert "worker 0 of 2 processes, the chief" in out
+    # Both workers took every step, in lockstep, with the same loss.
+    for step in (10, 20):
+        losses = {line.split("] ")[0]: line.split("loss = ")[1].split()[0]
+                  for line in out.splitlines() if f" step {step}, loss" in line}
+        assert set(losses) == {"[worker 0", "[worker 1"} and len(set(losses.values())) == 1
+    # Only the chief wrote into the train dir, each checkpoint once.
+    files = sorted(f for f in os.listdir(train_dir) if f.startswith("ckpt-"))
+    assert [f.split(".")[0] for f in files] == ["ckpt-10", "ckpt-10", "ckpt-20", "ckpt-20"]
+    assert os.path.exists(os.path.join(train_dir, "DONE"))
+    assert os.listdir(tmp_path / "tmp") == []  # worker 1's scratch saves are gone
+    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    assert [r["step"] for r in records] == [10, 20]
+    assert all(r["num_examples"] == 250 for r in records)
+
+
+def test_sigterm_stops_every_worker_at_one_step_and_resume_finishes(tmp_path, mnist_data):
+    train_dir = str(tmp_path / "run")
+    flags = [f"--train_dir={train_dir}", f"--data_dir={mnist_data}", *BASE, "--seed=7",
+             "--save_checkpoint_steps=0"]
+    process = launcher(tmp_path, "--dataset=mnist", "--workers=2", "--",
+                       *flags, "--max_steps=100000")
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "[worker 1]" in line and "step 10, loss" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    out = "".join(lines) + process.communicate(timeout=120)[0]
+    assert process.returncode == 0, out
+    stops = [line.split("Stopped by SIGTERM at step ")[1].split(";")[0]
+             for line in out.splitlines() if "Stopped by SIGTERM at step" in line]
+    assert len(stops) == 2 and stops[0] == stops[1], out  # the same step on both workers
+    step = int(stops[0])
+    assert checkpoints.latest(train_dir).endswith(f"ckpt-{step}")
+    assert not os.path.exists(os.path.join(train_dir, "DONE"))
+
+    process = launcher(tmp_path, "--dataset=mnist", "--workers=2", "--",
+                       f"--train_dir={train_dir}", "--resume", f"--max_steps={step + 5}")
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out
+    assert out.count(f"Resuming {train_dir} from {train_dir}/ckpt-{step} at step {step}") == 2
+    assert checkpoints.latest(train_dir).endswith(f"ckpt-{step + 5}")
+    assert os.path.exists(os.path.join(train_dir, "DONE"))
+
+
+def test_bad_strategy_settings_are_one_line_each(tmp_path, mnist_data):
+    common = [f"--train_dir={tmp_path / 'run'}", f"--data_dir={mnist_data}", *BASE]
+    cases = [
+        (["--cpu_replicas=2"], "--cpu_replicas=2 splits the CPU for --strategy=mirrored"),
+        (["--strategy=multi_worker"], "needs the TF_CONFIG environment variable"),
+        ([*MIRRORED, "--batch_size=33"], "must be divisible by the 2 replicas"),
+        (["--num_gpus=1"], "this machine has 0 visible GPU(s)"),
+    ]
+    for args, message in cases:
+        result = helpers.run_cli("mnist.train", *common, *args)
+        assert result.returncode == 2, result.stderr
+        lines = helpers.error_lines(result.stderr)
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not os.path.exists(tmp_path / "run" / "config.json")
