@@ -1,48 +1,17 @@
 """Test helpers: synthetic data in the real file formats, and running the real CLIs."""
 
 import functools
-import gzip
 import http.server
 import os
 import subprocess
 import sys
 import threading
 
-import numpy as np
+from trainkit.synthetic import (  # noqa: F401 -- re-exported for the tests
+    cifar_records, make_cifar_dir, make_mnist_dir, synthetic_cifar, synthetic_mnist, write_idx)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
-
-
-def write_idx(path, array, compress=True):
-    """Writes ``array`` (uint8) as an IDX file, as the official MNIST files are."""
-    array = np.asarray(array, dtype=np.uint8)
-    magic = 2051 if array.ndim == 3 else 2049
-    header = magic.to_bytes(4, "big") + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as f:
-        f.write(header + array.tobytes())
-
-
-def synthetic_mnist(num, seed):
-    """Learnable fake digits: label k lights a 6x6 block at a class-specific place."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size=num).astype(np.uint8)
-    images = rng.integers(0, 60, size=(num, 28, 28)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        row, col = divmod(int(label), 5)
-        images[i, 4 + row * 12:10 + row * 12, 2 + col * 5:8 + col * 5] = 255
-    return images, labels
-
-
-def make_mnist_dir(path, num_train=600, num_test=250):
-    os.makedirs(path, exist_ok=True)
-    for prefix, num, seed in (("train", num_train, 1), ("t10k", num_test, 2)):
-        images, labels = synthetic_mnist(num, seed)
-        write_idx(os.path.join(path, f"{prefix}-images-idx3-ubyte.gz"), images)
-        write_idx(os.path.join(path, f"{prefix}-labels-idx1-ubyte.gz"), labels)
-    return path
 
 
 def cli_env():
@@ -100,37 +69,6 @@ def tree_state(path):
             st = os.stat(full)
             state[os.path.relpath(full, path)] = (st.st_size, st.st_mtime_ns)
     return state
-
-
-def synthetic_cifar(num, seed):
-    """Learnable fake CIFAR-10: uint8 images [N, 32, 32, 3] whose colour encodes the label."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size=num).astype(np.uint8)
-    images = rng.integers(0, 80, size=(num, 32, 32, 3)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        channel, level = divmod(int(label), 4)
-        images[i, 8:24, 8:24, channel] = 100 + 50 * level
-    return images, labels
-
-
-def cifar_records(images, labels):
-    """The official binary layout: label byte, then 1,024 red, 1,024 green, 1,024 blue bytes."""
-    planes = np.transpose(images, (0, 3, 1, 2)).reshape(len(images), -1)
-    return np.concatenate([labels[:, None], planes], axis=1).astype(np.uint8).tobytes()
-
-
-def make_cifar_dir(path, per_file=40, num_test=50):
-    """cifar-10-batches-bin/ with five small training files and a test file."""
-    folder = os.path.join(path, "cifar-10-batches-bin")
-    os.makedirs(folder, exist_ok=True)
-    for i in range(1, 6):
-        images, labels = synthetic_cifar(per_file, seed=i)
-        with open(os.path.join(folder, f"data_batch_{i}.bin"), "wb") as f:
-            f.write(cifar_records(images, labels))
-    images, labels = synthetic_cifar(num_test, seed=0)
-    with open(os.path.join(folder, "test_batch.bin"), "wb") as f:
-        f.write(cifar_records(images, labels))
-    return folder
 
 
 class HttpServer:
