@@ -111,6 +111,22 @@ def test_model_is_the_tutorials_with_1068298_parameters():
     assert float(cifar10_model.regularization_loss(model, config)) == pytest.approx(expected)
 
 
+def test_banded_lrn_equals_tensorflows_lrn_and_its_gradient():
+    x = tf.nn.relu(tf.random.stateless_normal([8, 12, 12, 64], [1, 2])) * 3.0
+    for beta in (0.75, 0.6):  # the rsqrt path and the general one
+        layer = cifar10_model.LocalResponseNormalization(beta=beta)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours = layer(x)
+            reference = tf.nn.local_response_normalization(
+                x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=beta)
+            weights = tf.random.stateless_normal(x.shape, [3, 4])
+            ours_loss, reference_loss = (tf.reduce_sum(y * weights) for y in (ours, reference))
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tape.gradient(ours_loss, x), tape.gradient(reference_loss, x),
+                                   rtol=1e-4, atol=1e-5)
+
+
 # --- archives and downloads ---------------------------------------------------------
 
 def _tar(path, members):
