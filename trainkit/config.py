@@ -51,6 +51,8 @@ class TrainConfig:
     strategy: str = "default"
     num_gpus: int = 0
     cpu_replicas: int = 0
+    jit_compile: bool = False
+    steps_per_call: int = 10
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
@@ -100,6 +102,7 @@ class EvalConfig:
     eval_policy: str = "latest"
     timeout_secs: float = 0.0
     early_stopping_evals: int = 0
+    nice: int = 10
 
 
 def write_train_config(config):

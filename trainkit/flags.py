@@ -105,6 +105,14 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "Stop when validation precision has not improved for this many steps "
                          "(the classic tutorials' require_improvement); 0 = never.",
                          lower_bound=0)
+    flags.DEFINE_boolean("jit_compile", d.get("jit_compile", False),
+                         "Compile the training step with XLA (tf.function(jit_compile=True)). "
+                         "See the README's benchmark for what it does on CPU.")
+    flags.DEFINE_integer("steps_per_call", d.get("steps_per_call", 10),
+                         "Training steps per call of the compiled step function (saves the "
+                         "per-call dispatch; log lines, summaries, validation and step-based "
+                         "saves still land on their exact steps). Signals and timed saves are "
+                         "handled between calls.", lower_bound=1)
     flags.DEFINE_enum("strategy", "default", list(distribution.STRATEGIES),
                       "default: one device; mirrored: tf.distribute.MirroredStrategy over the "
                       "visible GPUs (or --cpu_replicas logical CPUs); multi_worker: "
@@ -191,6 +199,10 @@ def define_eval_flags(defaults):
     flags.DEFINE_integer("num_threads", d.get("num_threads", 0),
                          "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
                          lower_bound=0)
+    flags.DEFINE_integer("nice", 10,
+                         "Lower this process's CPU priority by N (Unix nice, 0-19) so that a "
+                         "trainer on the same cores keeps its speed; 0 = unchanged.",
+                         lower_bound=0, upper_bound=19)
 
 
 def eval_config():
@@ -213,6 +225,7 @@ def eval_config():
         eval_policy=f.eval_policy,
         timeout_secs=f.timeout_secs,
         early_stopping_evals=f.early_stopping_evals,
+        nice=f.nice,
     )
 
 
@@ -234,7 +247,7 @@ def run_evaluator(input_lib, model_lib):
     def main(argv):
         del argv
         config = eval_config()
-        devices.configure(config.device, config.num_threads)
+        devices.configure(config.device, config.num_threads, config.nice)
         evaluator.run(config, input_lib, model_lib)
 
     run(main)
