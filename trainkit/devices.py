@@ -1,13 +1,17 @@
 """Device and thread placement, done before TensorFlow touches a device."""
 
+import os
+
 import tensorflow as tf
 
 from trainkit import errors
 
 
-def configure(device, num_threads=0):
+def configure(device, num_threads=0, nice=0):
     """Pins this process to ``device`` (``cpu``, ``gpu:N`` or ``auto``) and caps its threads.
 
+    ``nice`` > 0 lowers the process's CPU priority, so that on shared cores
+    the trainer's threads run first and the evaluator takes what is left.
     ``cpu`` hides every GPU, so an evaluator never takes memory on the
     trainer's card; ``gpu:N`` shows only GPU N and lets its memory grow as
     needed instead of grabbing it all. ``num_threads`` > 0 caps TensorFlow's
@@ -30,6 +34,8 @@ def configure(device, num_threads=0):
         tf.config.experimental.set_memory_growth(gpus[index], True)
     elif device != "auto":
         raise errors.UserError(f"--device={device}: expected cpu, auto or gpu:N")
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)
     if num_threads > 0:
         tf.config.threading.set_intra_op_parallelism_threads(num_threads)
         tf.config.threading.set_inter_op_parallelism_threads(num_threads)
