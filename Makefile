@@ -13,7 +13,7 @@ ifeq ($(filter $(DATASET),mnist cifar10),)
 $(error DATASET=$(DATASET): expected mnist or cifar10)
 endif
 
-.PHONY: venv test data train eval resume clean
+.PHONY: venv test data train eval resume bench clean
 
 # The stamp is remade whenever setup.cfg or pyproject.toml changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -48,6 +48,12 @@ resume: $(VENV)/.installed
 	fi; \
 	echo "Resuming $(DATASET) in $(TRAIN_DIR) from step $${latest##*ckpt-} ($$latest)"
 	$(PY) -m $(DATASET).train --train_dir=$(TRAIN_DIR) --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir=$(DATA_DIR)) $(ARGS)
+
+# The benchmark (README "Speed"): ours vs keras.Model.fit and more, into bench/results.json.
+# ARGS="--quick" for a smoke check (under 3 minutes, nothing written); ARGS="--cifar10_data=...
+# --mnist_data=..." to use real data instead of synthetic files of the same size.
+bench: $(VENV)/.installed
+	$(PY) scripts/bench.py $(ARGS)
 
 # Build outputs only; train dirs (runs/) and downloaded data are never touched.
 clean:

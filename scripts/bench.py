@@ -1,0 +1,426 @@
+"""The benchmark: our trainer against keras.Model.fit, in one run, on this machine.
+
+    python scripts/bench.py                      # full: writes bench/results.json (~20 min)
+    python scripts/bench.py --quick              # smoke check, under 3 minutes, nothing written
+    python scripts/bench.py --table bench/results.json   # the README's table from a results file
+
+For the CIFAR-10 tutorial model and the MNIST cnn it measures, each in a
+fresh process so that no run inherits another's threads or compiled code:
+
+1. our trainer's examples/sec on its real input pipeline (augmentation,
+   moving averages, log lines, summaries, checkpoints every
+   ``--save_secs`` all on) against ``keras.Model.fit`` with Keras's
+   defaults on the same model, optimizer, loss, pipeline and batch: the
+   ratio ours / Keras;
+2. the input pipeline alone: its examples/sec over the trainer's (headroom);
+3. one full evaluation pass (every test image, shadow weights) in seconds,
+   and the trainer's examples/sec with an evaluator polling beside it
+   (``--num_threads=1`` and its default ``--nice=10``) against without
+   (slowdown), alternated A/B/A/B;
+4. the training step's FLOP rate against a measured fp32 matmul peak;
+5. what XLA (``--jit_compile``) and TensorFlow's thread-pool sizes do.
+
+Data: ``--cifar10_data``/``--mnist_data`` if given, else synthetic files in
+the real formats (the pipeline's cost does not depend on the pixels).
+Timings are never asserted anywhere; they are noisy on a shared machine,
+which is why every comparison is a ratio of runs made in the same command.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = {"cifar10": "tutorial", "mnist": "cnn"}
+# Targets from issue 7, checked in the results.
+TARGETS = {"ratio_cifar10": 1.05, "ratio_mnist": 1.15, "fraction_of_peak_cifar10": 0.60,
+           "headroom": 10.0, "evaluator_slowdown": 0.05}
+
+
+# ---------------------------------------------------------------- in a worker process
+
+def _train_config(dataset, train_dir, data_dir, extra=()):
+    """The dataset's real trainer defaults (its flags module), with ``extra`` flags."""
+    import importlib
+
+    from absl import flags
+
+    from trainkit import flags as tk_flags
+    module = importlib.import_module(f"{dataset}.train")
+    flags.FLAGS([dataset, f"--train_dir={train_dir}", f"--data_dir={data_dir}", *extra])
+    return tk_flags.train_config(dataset, getattr(module, "SCHEDULES", None))
+
+
+def _libs(dataset):
+    import importlib
+    return (importlib.import_module(f"{dataset}.input"),
+            importlib.import_module(f"{dataset}.model"))
+
+
+def flops_per_example(model):
+    """Training FLOPs per example: 3x the forward multiply-adds x 2 of convs and dense layers."""
+    import keras
+    forward = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, _ = layer.output.shape
+            forward += 2 * h * w * int(layer.kernel.numpy().size)
+        elif isinstance(layer, keras.layers.Dense):
+            forward += 2 * int(layer.kernel.numpy().size)
+    return 3 * forward  # backward: gradients for inputs and for weights
+
+
+def task_peak(args):
+    """fp32 matmul GFLOP/s, best of several timed repetitions."""
+    import tensorflow as tf
+    n = 2048
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+
+    @tf.function
+    def chain(a, b):
+        for _ in range(10):
+            a = tf.matmul(a, b) * (1.0 / n)
+        return a
+
+    chain(a, b).numpy()
+    best = 0.0
+    for _ in range(3 if args.quick else 6):
+        start = time.perf_counter()
+        chain(a, b).numpy()
+        best = max(best, 10 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return {"matmul_peak_gflops": best, "matmul_size": n}
+
+
+def task_train(args):
+    """Pipeline alone, then our trainer (optionally with an evaluator beside it)."""
+    import tensorflow as tf
+    if args.threads:
+        intra, inter = (int(x) for x in args.threads.split(","))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    from trainkit import loop
+    input_lib, model_lib = _libs(args.dataset)
+    train_dir = os.path.join(args.workdir, f"{args.dataset}-{args.label}")
+    extra = [f"--model={MODELS[args.dataset]}", "--validate_every_steps=0",
+             f"--save_checkpoint_secs={args.save_secs}", "--save_checkpoint_steps=0",
+             f"--jit_compile={bool(args.jit)}"]
+    config = _train_config(args.dataset, train_dir, args.data_dir, extra)
+    result = {}
+    if args.pipeline:
+        dataset, _ = input_lib.train_dataset(config)
+        iterator = iter(dataset)
+        for _ in range(20):
+            next(iterator)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < args.seconds / 2:
+            next(iterator)
+            count += 1
+        result["pipeline_examples_per_sec"] = count * config.batch_size / (
+            time.perf_counter() - start)
+
+    config.max_steps = args.warmup_steps
+    trainer = loop.Trainer(config, input_lib, model_lib)
+    trainer.run()  # compiles the step, fills the pipeline
+    evaluator = None
+    if args.with_evaluator:
+        evaluator = subprocess.Popen(
+            [sys.executable, "-m", f"{args.dataset}.eval", f"--train_dir={train_dir}",
+             "--num_threads=1", f"--eval_interval_secs={args.eval_interval}",
+             "--eval_policy=latest"], cwd=REPO, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        time.sleep(8)  # its start-up is not what we measure
+    # Timed: enough steps for ``seconds`` at the warm-up's pace, whole log intervals.
+    config.max_steps = args.warmup_steps + args.steps
+    start = time.perf_counter()
+    trainer.run()
+    elapsed = time.perf_counter() - start
+    if evaluator:
+        evaluator.terminate()
+        evaluator.wait()
+    result["ours_examples_per_sec"] = args.steps * config.batch_size / elapsed
+    result["flops_per_example"] = flops_per_example(trainer.model)
+    result["batch_size"] = config.batch_size
+    result["steps"] = args.steps
+    return result
+
+
+def task_keras(args):
+    """keras.Model.fit with Keras's defaults on the same model, optimizer, loss and pipeline."""
+    import keras
+    import tensorflow as tf
+
+    from trainkit import loop
+    input_lib, model_lib = _libs(args.dataset)
+    config = _train_config(args.dataset, os.path.join(args.workdir, "keras"), args.data_dir,
+                           [f"--model={MODELS[args.dataset]}"])
+    dataset, num_examples = input_lib.train_dataset(config)
+    model = model_lib.build_model(config)
+    learning_rate = loop.learning_rate_fn(config, num_examples / config.batch_size)
+    optimizer = loop.make_optimizer(config, lambda: learning_rate(optimizer.iterations))
+
+    def loss(labels, logits):
+        return (tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(labels, tf.int32), logits=logits))
+            + model_lib.regularization_loss(model, config))
+
+    model.compile(optimizer=optimizer, loss=loss, steps_per_execution=args.spe or 1)
+    model.fit(dataset, epochs=1, steps_per_epoch=args.warmup_steps, verbose=0)
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+    elapsed = time.perf_counter() - start
+    return {"keras_fit_examples_per_sec": args.steps * config.batch_size / elapsed,
+            "keras_jit_compile": bool(model.jit_compile), "keras_version": keras.__version__}
+
+
+TASKS = {"peak": task_peak, "train": task_train, "keras": task_keras}
+
+
+# ---------------------------------------------------------------- the driver
+
+def run_task(task, **options):
+    """Runs one task in a fresh process; returns its JSON result."""
+    command = [sys.executable, os.path.abspath(__file__), f"--task={task}"]
+    for key, value in options.items():
+        if isinstance(value, bool):
+            command.append(f"--{key}" if value else "")
+        else:
+            command.append(f"--{key}={value}")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([c for c in command if c], capture_output=True, text=True,
+                            cwd=REPO, env=env)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode or not lines:
+        raise RuntimeError(f"benchmark task {task} {options} failed:\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def eval_pass_secs(dataset, train_dir):
+    """One evaluator pass (``--run_once``) over the whole test split, as it logs it."""
+    env = dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, "-m", f"{dataset}.eval", f"--train_dir={train_dir}",
+                             "--run_once"], capture_output=True, text=True, cwd=REPO, env=env)
+    for line in result.stderr.splitlines():
+        if "precision @ 1 =" in line and "test examples (" in line:
+            return float(line.split("test examples (")[1].split(" s")[0])
+    raise RuntimeError(f"evaluator failed:\n{result.stderr[-2000:]}")
+
+
+def prepare_data(args, workdir):
+    """The data dirs: as given, or synthetic files of the real size in ``workdir``."""
+    from trainkit import synthetic
+    dirs = {"cifar10": args.cifar10_data, "mnist": args.mnist_data}
+    if not dirs["cifar10"]:
+        dirs["cifar10"] = synthetic.make_cifar_dir(os.path.join(workdir, "cifar10"),
+                                                   per_file=10000, num_test=10000)
+    if not dirs["mnist"]:
+        dirs["mnist"] = synthetic.make_mnist_dir(os.path.join(workdir, "mnist"),
+                                                 num_train=60000, num_test=10000)
+    return dirs
+
+
+def machine():
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import tensorflow as tf
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "tensorflow": tf.__version__}
+
+
+def benchmark(args):
+    quick = args.quick
+    seconds = 8 if quick else 60
+    workdir = tempfile.mkdtemp(prefix="bench-")
+    data = prepare_data(args, workdir)
+    log = lambda message: sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # noqa
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "mode": "quick" if quick else "full", "machine": machine(),
+               "data": {k: ("synthetic" if workdir in v else v) for k, v in data.items()},
+               "models": {}}
+    log("matmul peak")
+    results.update(run_task("peak", quick=quick, workdir=workdir))
+    # Steps per timed window, from each model's measured pace on this machine (a first
+    # guess refined by the first measurement).
+    pace = {"cifar10": 1100 / 128, "mnist": 4400 / 64}
+    for dataset in ("cifar10", "mnist"):
+        common = dict(dataset=dataset, data_dir=data[dataset], workdir=workdir,
+                      warmup_steps=(20 if quick else 30) if dataset == "cifar10" else 100)
+        steps = int(pace[dataset] * seconds)
+        log(f"{dataset}: our trainer, with the input pipeline alone first")
+        ours = run_task("train", label="ours", steps=steps, seconds=seconds, pipeline=True,
+                        save_secs=seconds / 3, jit=False, **common)
+        pace[dataset] = ours["ours_examples_per_sec"] / ours["batch_size"]
+        steps = int(pace[dataset] * seconds)
+        log(f"{dataset}: keras.Model.fit")
+        keras_result = run_task("keras", steps=steps, **common)
+        entry = dict(ours)
+        entry.update(keras_result)
+        entry["ratio_ours_over_keras"] = (ours["ours_examples_per_sec"]
+                                          / keras_result["keras_fit_examples_per_sec"])
+        entry["pipeline_headroom"] = (ours["pipeline_examples_per_sec"]
+                                      / ours["ours_examples_per_sec"])
+        entry["gflops_per_example"] = ours["flops_per_example"] / 1e9
+        entry["fraction_of_peak"] = (ours["ours_examples_per_sec"] * ours["flops_per_example"]
+                                     / 1e9 / results["matmul_peak_gflops"])
+        log(f"{dataset}: one evaluation pass")
+        entry["eval_pass_secs"] = eval_pass_secs(dataset, os.path.join(workdir, f"{dataset}-ours"))
+        if not quick:
+            log(f"{dataset}: keras.Model.fit with steps_per_execution=10")
+            entry["keras_fit_spe10_examples_per_sec"] = run_task(
+                "keras", steps=steps, spe=10, **common)["keras_fit_examples_per_sec"]
+            log(f"{dataset}: XLA")
+            entry["xla_ours_examples_per_sec"] = run_task(
+                "train", label="xla", steps=steps, seconds=seconds, save_secs=seconds / 3,
+                jit=True, **common)["ours_examples_per_sec"]
+            entry["threads"] = {}
+            for threads in ("1,1", "2,1", "1,2"):
+                log(f"{dataset}: threads intra,inter = {threads}")
+                entry["threads"][threads] = run_task(
+                    "train", label=f"threads{threads.replace(',', '-')}", steps=steps,
+                    seconds=seconds, save_secs=seconds / 3, jit=False, threads=threads,
+                    **common)["ours_examples_per_sec"]
+        results["models"][dataset] = entry
+
+    # The evaluator beside the trainer: A/B/A/B on the CIFAR-10 tutorial model.
+    dataset = "cifar10"
+    window = 15 if quick else 120
+    interval = 10 if quick else 30
+    steps = int(pace[dataset] * window)
+    alone, beside = [], []
+    for round_ in range(1 if quick else 2):
+        for with_evaluator, bucket in ((False, alone), (True, beside)):
+            log(f"{dataset}: trainer {'with' if with_evaluator else 'without'} an evaluator "
+                f"(round {round_ + 1})")
+            bucket.append(run_task(
+                "train", label=f"slow{round_}{int(with_evaluator)}", steps=steps,
+                seconds=window, save_secs=interval, jit=False, with_evaluator=with_evaluator,
+                eval_interval=interval, dataset=dataset, data_dir=data[dataset],
+                workdir=workdir, warmup_steps=30)["ours_examples_per_sec"])
+    results["evaluator_beside"] = {
+        "dataset": dataset, "eval_interval_secs": interval, "window_secs": window,
+        "alone_examples_per_sec": alone, "beside_examples_per_sec": beside,
+        "slowdown": 1.0 - (sum(beside) / len(beside)) / (sum(alone) / len(alone))}
+    results["targets"] = check_targets(results)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def check_targets(results):
+    models = results["models"]
+    rows = [
+        ("trainer / Keras fit, cifar10 tutorial", TARGETS["ratio_cifar10"], ">=",
+         models["cifar10"]["ratio_ours_over_keras"]),
+        ("trainer / Keras fit, mnist cnn", TARGETS["ratio_mnist"], ">=",
+         models["mnist"]["ratio_ours_over_keras"]),
+        ("cifar10 step, fraction of matmul peak", TARGETS["fraction_of_peak_cifar10"], ">=",
+         models["cifar10"]["fraction_of_peak"]),
+        ("input pipeline headroom, cifar10", TARGETS["headroom"], ">=",
+         models["cifar10"]["pipeline_headroom"]),
+        ("input pipeline headroom, mnist", TARGETS["headroom"], ">=",
+         models["mnist"]["pipeline_headroom"]),
+        ("slowdown with an evaluator beside", TARGETS["evaluator_slowdown"], "<=",
+         results["evaluator_beside"]["slowdown"]),
+    ]
+    return [{"name": name, "target": target, "measured": measured,
+             "met": measured >= target if op == ">=" else measured <= target, "op": op}
+            for name, target, op, measured in rows]
+
+
+def table(results):
+    """The README's table (markdown) from a results dict."""
+    m = results["models"]
+    out = [f"Measured {results['date']} ({results['mode']} mode) on {results['machine']['cpu']}, "
+           f"{results['machine']['cores']} cores, TensorFlow {results['machine']['tensorflow']}; "
+           f"fp32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s.", "",
+           "| | cifar10 tutorial | mnist cnn |", "| --- | --- | --- |"]
+
+    def row(label, key, fmt):
+        out.append(f"| {label} | " + " | ".join(
+            fmt(m[d][key]) if key in m[d] else "-" for d in ("cifar10", "mnist")) + " |")
+
+    row("our trainer, examples/s", "ours_examples_per_sec", lambda v: f"{v:,.0f}")
+    row("keras.Model.fit, examples/s", "keras_fit_examples_per_sec", lambda v: f"{v:,.0f}")
+    row("ours / Keras", "ratio_ours_over_keras", lambda v: f"{v:.2f}")
+    row("keras.Model.fit, steps_per_execution=10, examples/s",
+        "keras_fit_spe10_examples_per_sec", lambda v: f"{v:,.0f}")
+    row("input pipeline alone, examples/s", "pipeline_examples_per_sec", lambda v: f"{v:,.0f}")
+    row("pipeline headroom", "pipeline_headroom", lambda v: f"{v:.1f}x")
+    row("training GFLOP per example", "gflops_per_example", lambda v: f"{v:.4f}")
+    row("fraction of matmul peak", "fraction_of_peak", lambda v: f"{100 * v:.0f}%")
+    row("one evaluation pass (10,000 images), s", "eval_pass_secs", lambda v: f"{v:.1f}")
+    row("ours with XLA (--jit_compile), examples/s", "xla_ours_examples_per_sec",
+        lambda v: f"{v:,.0f}")
+    for threads in ("1,1", "2,1", "1,2"):
+        out.append(f"| threads intra,inter={threads}, examples/s | " + " | ".join(
+            f"{m[d]['threads'][threads]:,.0f}" if "threads" in m[d] else "-"
+            for d in ("cifar10", "mnist")) + " |")
+    e = results["evaluator_beside"]
+    out += ["", f"Evaluator beside the trainer ({e['dataset']}, --num_threads=1 --nice=10, "
+            "polling every "
+            f"{e['eval_interval_secs']:.0f} s, {e['window_secs']:.0f}-s windows alternated): "
+            f"alone {', '.join(f'{v:,.0f}' for v in e['alone_examples_per_sec'])} examples/s, "
+            f"beside {', '.join(f'{v:,.0f}' for v in e['beside_examples_per_sec'])}: "
+            f"slowdown {100 * e['slowdown']:.1f}%.", "", "| target | goal | measured | met |",
+            "| --- | --- | --- | --- |"]
+    for t in results["targets"]:
+        value = t["measured"]
+        shown = f"{100 * value:.1f}%" if "slowdown" in t["name"] or "peak" in t["name"] \
+            else f"{value:.2f}"
+        goal = f"{100 * t['target']:.0f}%" if "slowdown" in t["name"] or "peak" in t["name"] \
+            else f"{t['target']}"
+        out.append(f"| {t['name']} | {t['op']} {goal} | {shown} | "
+                   f"{'yes' if t['met'] else '**no**'} |")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke check: < 3 min, no file")
+    parser.add_argument("--out", default=os.path.join(REPO, "bench", "results.json"))
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a results file")
+    parser.add_argument("--cifar10_data", default=None)
+    parser.add_argument("--mnist_data", default=None)
+    # Worker-process options (--task=...), set by the driver.
+    parser.add_argument("--task", choices=sorted(TASKS), help=argparse.SUPPRESS)
+    for name in ("dataset", "data_dir", "workdir", "label", "threads"):
+        parser.add_argument(f"--{name}", default="", help=argparse.SUPPRESS)
+    for name, kind in (("steps", int), ("warmup_steps", int), ("spe", int), ("seconds", float),
+                       ("save_secs", float), ("eval_interval", float)):
+        parser.add_argument(f"--{name}", type=kind, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--with_evaluator", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.task:
+        sys.path.insert(0, REPO)
+        print(json.dumps(TASKS[args.task](args)))
+        return 0
+    if args.table:
+        with open(args.table) as f:
+            print(table(json.load(f)))
+        return 0
+    results = benchmark(args)
+    print(table(results))
+    if not args.quick:
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+        sys.stderr.write(f"wrote {args.out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
