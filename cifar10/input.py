@@ -30,6 +30,11 @@ from trainkit import pipeline
 
 IMAGE_SIZE = 24
 ORIGINAL_SIZE = 32
+# resnet input: per-channel mean and standard deviation of the training images (0..255),
+# and the largest random shift of the flip-and-translate augmentation.
+CHANNEL_MEAN = (125.3, 123.0, 113.9)
+CHANNEL_STD = (63.0, 62.1, 66.7)
+TRANSLATE = 2
 NUM_CLASSES = 10
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck"]
@@ -146,11 +151,11 @@ def decode(raw_records):
     return tf.transpose(images, [0, 2, 3, 1]), labels
 
 
-def _random_crop(images, random):
-    """An independent random 24x24 crop of each image, as one gather per axis."""
-    span = ORIGINAL_SIZE - IMAGE_SIZE + 1
+def _random_crop(images, random, size=IMAGE_SIZE):
+    """An independent random ``size`` x ``size`` crop of each image, as one gather per axis."""
+    span = images.shape[1] - size + 1
     offsets = random.uniform([2], minval=0, maxval=span, dtype=tf.int32)
-    window = tf.range(IMAGE_SIZE)
+    window = tf.range(size)
     rows = offsets[:, :1] + window
     cols = offsets[:, 1:] + window
     images = tf.gather(images, rows, axis=1, batch_dims=1)
@@ -174,6 +179,21 @@ def distort(images, random):
     return tf.image.per_image_standardization(images)
 
 
+def normalize(images):
+    """``resnet`` input: uint8 or float 0..255 [N, 32, 32, 3] -> per-channel standardized."""
+    return (tf.cast(images, tf.float32) - CHANNEL_MEAN) / CHANNEL_STD
+
+
+def flip_translate(images, random):
+    """``resnet`` augmentation on a float batch: random mirror, random shift by up to
+    ``TRANSLATE`` pixels (reflection-padded), as the fast CIFAR-10 recipes do."""
+    flip = random.uniform([1, 1, 1]) < 0.5
+    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    padded = tf.pad(images, [[0, 0], [TRANSLATE, TRANSLATE], [TRANSLATE, TRANSLATE], [0, 0]],
+                    mode="REFLECT")
+    return _random_crop(padded, random, size=ORIGINAL_SIZE)
+
+
 def central_crop(images):
     """The tutorial's eval preprocessing on uint8 [N, 32, 32, 3]: central 24x24, standardized."""
     offset = (ORIGINAL_SIZE - IMAGE_SIZE) // 2
@@ -192,6 +212,8 @@ def train_dataset(config, start_step=0, part=None):
     images, labels = decode(dataset.batch(count).get_single_element())
 
     def preprocess(images, labels, random):
+        if config.model == "resnet":
+            return flip_translate(normalize(images), random), labels
         return distort(tf.cast(images, tf.float32), random), labels
 
     dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
@@ -205,7 +227,7 @@ def eval_dataset(config, split, batch_size):
 
     def preprocess(raw):
         images, labels = decode(raw)
-        return central_crop(images), labels
+        return (normalize(images) if config.model == "resnet" else central_crop(images)), labels
 
     dataset = (dataset
                .batch(batch_size)

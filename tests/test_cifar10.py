@@ -12,6 +12,7 @@ import tensorflow as tf
 from cifar10 import input as cifar10_input
 from cifar10 import model as cifar10_model
 from tests import helpers
+from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import data as data_lib
 from trainkit import errors
@@ -125,6 +126,61 @@ def test_banded_lrn_equals_tensorflows_lrn_and_its_gradient():
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(tape.gradient(ours_loss, x), tape.gradient(reference_loss, x),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_resnet_shapes_keys_weight_decay_and_test_time_flip():
+    config = make_config("unused", model="resnet", l2_regularization=5e-4)
+    model = cifar10_model.build_model(config)
+    images = tf.random.stateless_normal([4, 32, 32, 3], [5, 6])
+    logits = model(images, training=False)
+    assert logits.shape == (4, 10)
+    keys = checkpoints.model_variables(model)  # raises if two variables share a key
+    assert any(key.endswith("moving_mean") for key in keys)
+    assert any(key.startswith("cifar10_resnet.layer1_residual.res1.") for key in keys)
+    kernels = [v for v in model.trainable_variables if v.name == "kernel"]
+    assert len(kernels) == 9  # 8 convolutions and the classifier
+    expected = 5e-4 * sum(float(tf.nn.l2_loss(k.value)) for k in kernels)
+    assert float(cifar10_model.regularization_loss(model, config)) == pytest.approx(expected,
+                                                                                 rel=1e-5)
+    # Test-time flip: the mean of the image's and its mirror's logits; the tutorial has none.
+    mirrored = model(tf.reverse(images, axis=[2]), training=False)
+    np.testing.assert_allclose(cifar10_model.eval_logits(model, images, config),
+                               (logits + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    tutorial = cifar10_model.build_model(make_config("unused"))
+    crops = images[:, :24, :24]
+    np.testing.assert_array_equal(
+        cifar10_model.eval_logits(tutorial, crops, make_config("unused")),
+        tutorial(crops, training=False))
+
+
+def test_flip_translate_shifts_each_image_by_at_most_two_pixels():
+    images = tf.cast(tf.reshape(tf.range(16 * 32 * 32 * 3) % 251, [16, 32, 32, 3]), tf.float32)
+    out = cifar10_input.flip_translate(
+        images, pipeline.BatchRandom(tf.constant([7, 8], tf.int64), 16)).numpy()
+    source = images.numpy()
+    moves = set()
+    for i in range(16):
+        center = out[i, 2:30, 2:30]
+        found = [(flip, dr, dc) for flip, image in ((0, source[i]), (1, source[i, :, ::-1]))
+                 for dr in range(-2, 3) for dc in range(-2, 3)
+                 if np.array_equal(center, image[2 + dr:30 + dr, 2 + dc:30 + dc])]
+        assert found, i
+        moves.add(found[0])
+    assert len(moves) > 4  # each image its own shift and flip
+
+
+def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
+    train_dir = str(tmp_path / "run")
+    result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
+                             f"--data_dir={cifar_data}", "--schedule=resnet", "--max_steps=4",
+                             "--batch_size=16", "--warmup_steps=2", "--save_checkpoint_secs=0")
+    assert result.returncode == 0, result.stderr
+    saved = config_lib.read_train_config(train_dir)
+    assert (saved.model, saved.lr_schedule, saved.label_smoothing) == ("resnet", "linear", 0.2)
+    result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
+    assert result.returncode == 0, result.stderr
+    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    assert [(r["step"], r["num_examples"]) for r in records] == [(4, 50)]
 
 
 # --- archives and downloads ---------------------------------------------------------

@@ -209,6 +209,16 @@ def test_pipeline_parts_make_the_same_global_batch():
         pipeline.train_batches(images, labels, 8, 5, 0, preprocess, pipeline.Part(0, 1, 3))
 
 
+def test_linear_one_cycle_schedule(mnist_data, tmp_path):
+    config = train_config(tmp_path, mnist_data, learning_rate=0.4, lr_schedule="linear",
+                          max_steps=100, warmup_steps=20)
+    lr = loop.learning_rate_fn(config, steps_per_epoch=10)
+    assert float(lr(0)) == pytest.approx(0.4 / 20)
+    assert float(lr(19)) == pytest.approx(0.4 * 0.81)  # the peak, at the end of the warm-up
+    assert float(lr(60)) == pytest.approx(0.4 * 0.4)
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-8)
+
+
 def test_cosine_schedule_with_warmup(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, learning_rate=0.1, lr_schedule="cosine",
                           max_steps=100, warmup_steps=10)

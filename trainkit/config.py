@@ -53,6 +53,7 @@ class TrainConfig:
     cpu_replicas: int = 0
     jit_compile: bool = False
     steps_per_call: int = 10
+    label_smoothing: float = 0.0
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.

@@ -80,7 +80,8 @@ class Evaluator:
                             .batch(eval_config.eval_batch_size).prefetch(tf.data.AUTOTUNE))
         self.class_names = list(input_lib.CLASS_NAMES)
         self.model = model_lib.build_model(self.train_config)
-        self.scorer = metrics.Scorer(self.model, len(self.class_names))
+        self.scorer = metrics.Scorer(self.model, len(self.class_names),
+                                     metrics.eval_logits_fn(model_lib, self.train_config))
         self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
         self.best_dir = os.path.join(eval_config.eval_dir, BEST_DIR)
         self.staging_dir = os.path.join(eval_config.eval_dir, STAGING_DIR)

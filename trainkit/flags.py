@@ -61,9 +61,14 @@ def define_train_flags(dataset, models, defaults, schedules=None):
     flags.DEFINE_float("num_epochs_per_decay", d["num_epochs_per_decay"],
                        "Epochs between learning-rate decays.", lower_bound=0.0)
     flags.DEFINE_enum("lr_schedule", d.get("lr_schedule", "exponential"),
-                      ["exponential", "cosine"],
+                      ["exponential", "cosine", "linear"],
                       "exponential: x--learning_rate_decay every --num_epochs_per_decay "
-                      "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps.")
+                      "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps; "
+                      "linear: straight down to 0 at --max_steps (with --warmup_steps, the "
+                      "one-cycle triangle).")
+    flags.DEFINE_float("label_smoothing", d.get("label_smoothing", 0.0),
+                       "Train on targets (1 - e) * one_hot + e / classes; 0 = plain labels.",
+                       lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("warmup_steps", d.get("warmup_steps", 0),
                          "Steps over which the learning rate ramps up linearly from 0; "
                          "0 = no warm-up.", lower_bound=0)

@@ -43,7 +43,7 @@ STOP_CHECK_SECS = 1.0
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
 OPTIMIZERS = ("sgd", "momentum", "adam")
-LR_SCHEDULES = ("exponential", "cosine")
+LR_SCHEDULES = ("exponential", "cosine", "linear")
 
 
 def learning_rate_fn(config, steps_per_epoch):
@@ -52,7 +52,10 @@ def learning_rate_fn(config, steps_per_epoch):
     ``exponential``: ``learning_rate * learning_rate_decay ** (epochs /
     num_epochs_per_decay)``, the exponent floored with ``staircase`` (the
     classic tutorials' step decay). ``cosine``: from ``learning_rate`` down to
-    0 at ``max_steps`` along half a cosine. Either is scaled by a linear
+    0 at ``max_steps`` along half a cosine. ``linear``: from ``learning_rate``
+    straight down to 0 at ``max_steps`` (with ``warmup_steps``, the
+    triangular "one-cycle" schedule of the fast CIFAR-10 recipes). Each is
+    scaled by a linear
     ramp over the first ``warmup_steps``, and is a function of the restored
     global step, so a resumed run continues where it stopped.
     """
@@ -60,6 +63,10 @@ def learning_rate_fn(config, steps_per_epoch):
         def schedule(step):
             progress = tf.minimum(tf.cast(step, tf.float32) / config.max_steps, 1.0)
             return config.learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
+    elif config.lr_schedule == "linear":
+        def schedule(step):
+            progress = tf.minimum(tf.cast(step, tf.float32) / config.max_steps, 1.0)
+            return config.learning_rate * (1.0 - progress)
     elif config.lr_schedule == "exponential":
         decay_steps = max(1.0, steps_per_epoch * config.num_epochs_per_decay)
 
@@ -181,7 +188,8 @@ class Validator:
         sources = checkpoints.model_variables(trainer.model)
         self._pairs = [(var, shadows[key] if key in shadows else sources[key].value)
                        for key, var in checkpoints.model_variables(self.model).items()]
-        self.scorer = metrics.Scorer(self.model, len(input_lib.CLASS_NAMES))
+        self.scorer = metrics.Scorer(self.model, len(input_lib.CLASS_NAMES),
+                                     metrics.eval_logits_fn(model_lib, config))
         self.dir = os.path.join(directory, BEST_VALIDATION_DIR)
         self.manager = tf.train.CheckpointManager(trainer.checkpoint, self.dir, max_to_keep=1,
                                                   checkpoint_name=checkpoints.CHECKPOINT_PREFIX)
@@ -297,14 +305,22 @@ class Trainer:
         trainable = model.trainable_variables
         regularization_loss = self._regularization_loss
 
+        def cross_entropy(labels, logits):
+            if not config.label_smoothing:
+                return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                      logits=logits)
+            classes = logits.shape[-1]
+            targets = (tf.one_hot(labels, classes) * (1.0 - config.label_smoothing)
+                       + config.label_smoothing / classes)
+            return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+
         def replica_step(images, labels):
             """On each replica, its slice of the global batch."""
             with tf.GradientTape() as tape:
                 logits = model(images, training=True)
                 # Sum over this slice / the global batch: summed over replicas, the mean.
-                loss = tf.nn.compute_average_loss(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits),
-                    global_batch_size=config.batch_size)
+                loss = tf.nn.compute_average_loss(cross_entropy(labels, logits),
+                                                  global_batch_size=config.batch_size)
                 total_loss = loss + tf.nn.scale_regularization_loss(
                     regularization_loss(model, config))
             grads = tape.gradient(total_loss, trainable)

@@ -10,14 +10,19 @@ import tensorflow as tf
 
 
 class Scorer:
-    """Scores ``model`` on batches of ``(images, labels)``."""
+    """Scores ``model`` on batches of ``(images, labels)``.
 
-    def __init__(self, model, num_classes):
+    ``logits_fn(model, images)``, if given, computes the logits instead of
+    ``model(images)`` (e.g. a test-time flip; see ``eval_logits_fn``).
+    """
+
+    def __init__(self, model, num_classes, logits_fn=None):
         self.num_classes = num_classes
 
         @tf.function
         def step(images, labels):
-            logits = model(images, training=False)
+            logits = (logits_fn(model, images) if logits_fn
+                      else model(images, training=False))
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             predictions = tf.argmax(logits, axis=1, output_type=labels.dtype)
             confusion = tf.math.confusion_matrix(labels, predictions, num_classes,
@@ -49,6 +54,13 @@ class Scorer:
                 "loss": loss_sum / count if count else 0.0,
                 "num_examples": count, "confusion": confusion,
                 "misclassified": misclassified}
+
+
+def eval_logits_fn(model_lib, config):
+    """The dataset's ``eval_logits(model, images, config)`` as a ``logits_fn``, or None."""
+    if not hasattr(model_lib, "eval_logits"):
+        return None
+    return lambda model, images: model_lib.eval_logits(model, images, config)
 
 
 def per_class(confusion):
