@@ -18,11 +18,18 @@ DEFAULTS = dict(
     save_summaries_steps=100, save_checkpoint_steps=500, save_checkpoint_secs=0,
     validation_size=5000, validate_every_steps=1000, data_mirrors=list(mnist_input.MIRRORS),
 )
-tk_flags.define_train_flags("mnist", mnist_model.MODELS, DEFAULTS)
+SCHEDULES = {
+    "classic": {},
+    # 99% in about a minute on two CPU cores (README): larger batches, a cosine decay
+    # from a higher rate, fewer steps.
+    "fast": dict(batch_size=128, learning_rate=0.05, lr_schedule="cosine", max_steps=2400,
+                 save_checkpoint_steps=600, validate_every_steps=600),
+}
+tk_flags.define_train_flags("mnist", mnist_model.MODELS, DEFAULTS, SCHEDULES)
 
 
 def run():
-    tk_flags.run_trainer("mnist", mnist_input, mnist_model)
+    tk_flags.run_trainer("mnist", mnist_input, mnist_model, SCHEDULES)
 
 
 if __name__ == "__main__":
