@@ -40,7 +40,9 @@ def train(*args):
 
 
 def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path, mnist_data):
-    common = [f"--data_dir={mnist_data}", *BASE, "--max_steps=10", "--seed=4"]
+    # Moving averages every 5 steps: the conditional update runs under the strategy too.
+    common = [f"--data_dir={mnist_data}", *BASE, "--max_steps=10", "--seed=4",
+              "--moving_average_every_steps=5"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     train(f"--train_dir={one}", *common)
     log = train(f"--train_dir={two}", *common, *MIRRORED)

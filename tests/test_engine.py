@@ -38,6 +38,54 @@ def test_ema_matches_hand_computation():
     # 103 updates cover both regimes: (1+t)/(10+t) early, the 0.9 cap after t = 81.
 
 
+def test_ema_every_k_steps_uses_the_decay_to_that_power():
+    var = tf.Variable([1.0, -2.0])
+    step = tf.Variable(0, dtype=tf.int64)
+
+    class Wrapped:
+        value = var
+
+    averages = ema_lib.MovingAverages({"w": Wrapped}, decay=0.9, step=step, every=3)
+    update = tf.function(averages.update)
+    shadow = np.array([1.0, -2.0])
+    for t in range(1, 31):
+        new_value = [np.sin(t), np.cos(t)]
+        var.assign(new_value)
+        step.assign(t)
+        update()
+        if t % 3 == 0:
+            decay = min(0.9, (1.0 + t) / (10.0 + t)) ** 3
+            shadow = shadow - (1.0 - decay) * (shadow - np.array(new_value))
+        np.testing.assert_allclose(averages.shadows["w"].numpy(), shadow, rtol=1e-5, atol=1e-6)
+
+
+def _compiled_apply(optimizer, var):
+    return tf.function(lambda gradient: optimizer.apply_gradients([(gradient, var)]))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_fused_sgd_equals_keras_sgd(momentum):
+    import keras
+
+    from trainkit import optimizers
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=[300, 7]).astype(np.float32)
+    grads = [rng.normal(size=[300, 7]).astype(np.float32) for _ in range(5)]
+    results = []
+    for cls in (keras.optimizers.SGD, optimizers.FusedSGD):
+        var = keras.Variable(start)
+        opt = cls(0.05, momentum=momentum)
+        opt.build([var])
+        apply = _compiled_apply(opt, var)
+        for g in grads:
+            apply(tf.constant(g))
+        results.append((var.numpy(), [v.numpy() for v in opt.variables]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6, atol=1e-6)
+    assert len(results[0][1]) == len(results[1][1])  # the same slots, so the same checkpoints
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
 def train_config(tmp_path, data_dir, **overrides):
     values = dict(train_dir=str(tmp_path / "run"), batch_size=20, max_steps=20,
                   optimizer="momentum", learning_rate=0.05, save_checkpoint_steps=10,

@@ -1,6 +1,8 @@
 """The real command lines: trainer and evaluator as subprocesses, and bad input."""
 
 import os
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -177,3 +179,92 @@ def test_eval_waiting_for_a_trainer_that_never_comes_times_out(tmp_path):
     result = helpers.run_cli("mnist.eval", f"--train_dir={missing}", "--timeout_secs=1",
                              "--eval_interval_secs=0.1")
     assert_one_clear_line(result, "no trainer wrote", "--timeout_secs=1")
+
+
+def _thread_nice_values(pid):
+    """The nice value of each thread of ``pid``, from /proc."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        found.append(int(fields[19 - 3]))  # after "pid (comm)" comes field 3; nice is 19
+    return found
+
+
+def _autogroup_nice(pid):
+    with open(f"/proc/{pid}/autogroup") as f:  # "/autogroup-12 nice 7"
+        return int(f.read().split()[-1])
+
+
+AUTOGROUPS = (os.path.exists("/proc/self/autogroup")
+              and open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() == "1")
+
+
+def _wait_for(condition, timeout=90):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return condition()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"),
+                    reason="thread priorities are read from Linux's /proc")
+def test_eval_nice_lowers_every_thread_and_its_own_session(finished_run, tmp_path):
+    # A run whose trainer has not finished: the evaluator scores it, then keeps polling.
+    train_dir = tmp_path / "run"
+    shutil.copytree(finished_run, train_dir, ignore=shutil.ignore_patterns("DONE", "eval"))
+    # Its own session, as in a terminal of its own.
+    process = subprocess.Popen(
+        helpers.cli("mnist.eval", f"--train_dir={train_dir}", "--timeout_secs=60",
+                    "--eval_interval_secs=0.2", "--nice=7"),
+        env=helpers.cli_env(), cwd=helpers.REPO, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        metrics = str(train_dir / "eval" / "metrics.jsonl")
+        assert _wait_for(lambda: summaries.read_jsonl(metrics)), "the evaluator scored nothing"
+        # TensorFlow's thread pools, started after the priority was set, inherit it.
+        nice_values = _thread_nice_values(process.pid)
+        assert len(nice_values) > 3 and set(nice_values) == {7}, nice_values
+        if AUTOGROUPS:  # alone in its session, it lowered the session's share too
+            assert _autogroup_nice(process.pid) == 7
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.skipif(not AUTOGROUPS, reason="the kernel does not group processes by session")
+def test_eval_leaves_a_shared_session_alone(tmp_path):
+    # Another process (here a sleep; in life, a trainer) in the evaluator's session: the
+    # session's share must stay, or the trainer would be lowered with it.
+    command = " ".join(helpers.cli("mnist.eval", f"--train_dir={tmp_path / 'none'}",
+                                   "--timeout_secs=30", "--nice=7"))
+    process = subprocess.Popen(["sh", "-c", f"sleep 60 & {command}"],
+                               env=helpers.cli_env(), cwd=helpers.REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        evaluator = _wait_for(lambda: _child_running(process.pid, "mnist.eval"), timeout=30)
+        assert evaluator, "the evaluator did not start"
+        assert _wait_for(lambda: set(_thread_nice_values(evaluator)) == {7}, timeout=60)
+        time.sleep(1)
+        assert _autogroup_nice(evaluator) == 0
+    finally:
+        os.killpg(process.pid, 9)
+        process.wait()
+
+
+def _child_running(parent, fragment):
+    """The pid of a child of ``parent`` whose command line holds ``fragment``, or None."""
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{name}/cmdline") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and fragment in cmdline:
+            return int(name)
+    return None

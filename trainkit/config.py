@@ -54,6 +54,7 @@ class TrainConfig:
     jit_compile: bool = False
     steps_per_call: int = 10
     label_smoothing: float = 0.0
+    moving_average_every_steps: int = 10
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
@@ -103,7 +104,7 @@ class EvalConfig:
     eval_policy: str = "latest"
     timeout_secs: float = 0.0
     early_stopping_evals: int = 0
-    nice: int = 10
+    nice: int = 19
 
 
 def write_train_config(config):

@@ -82,6 +82,10 @@ def define_train_flags(dataset, models, defaults, schedules=None):
     flags.DEFINE_float("moving_average_decay", d["moving_average_decay"],
                        "Decay of the weights' exponential moving average that the "
                        "evaluator scores.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("moving_average_every_steps", d.get("moving_average_every_steps", 10),
+                         "Steps between moving-average updates, each with the decay raised "
+                         "to this power (the same time constant, less memory traffic); "
+                         "1 = every step, the tutorial's rule.", lower_bound=1)
     flags.DEFINE_integer("log_frequency", d.get("log_frequency", 10),
                          "Steps between log lines (step, loss, examples/sec).", lower_bound=1)
     flags.DEFINE_integer("save_summaries_steps", d.get("save_summaries_steps", 100),
@@ -204,9 +208,10 @@ def define_eval_flags(defaults):
     flags.DEFINE_integer("num_threads", d.get("num_threads", 0),
                          "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
                          lower_bound=0)
-    flags.DEFINE_integer("nice", 10,
-                         "Lower this process's CPU priority by N (Unix nice, 0-19) so that a "
-                         "trainer on the same cores keeps its speed; 0 = unchanged.",
+    flags.DEFINE_integer("nice", 19,
+                         "Lower this process's CPU priority by N (Unix nice, 0-19; alone in its "
+                         "terminal session, the session's too) so that a trainer on the same "
+                         "cores keeps its speed; 0 = unchanged.",
                          lower_bound=0, upper_bound=19)
 
 

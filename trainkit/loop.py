@@ -31,6 +31,7 @@ from trainkit import distribution as distribution_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
 from trainkit import metrics
+from trainkit import optimizers
 from trainkit import periodic
 from trainkit import pipeline
 from trainkit import summaries
@@ -42,7 +43,6 @@ VALIDATION_BATCH_SIZE = 1000
 STOP_CHECK_SECS = 1.0
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
-OPTIMIZERS = ("sgd", "momentum", "adam")
 LR_SCHEDULES = ("exponential", "cosine", "linear")
 
 
@@ -86,18 +86,6 @@ def learning_rate_fn(config, steps_per_epoch):
         return ramp * schedule(step)
 
     return warmed_up
-
-
-def make_optimizer(config, learning_rate):
-    """A Keras optimizer; ``learning_rate`` is a no-argument callable."""
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate)
-    if config.optimizer == "momentum":
-        return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    raise errors.UserError(
-        f"unknown --optimizer={config.optimizer}; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def prepare_train_dir(config, is_chief=True):
@@ -245,12 +233,12 @@ class Trainer:
             self.model = model_lib.build_model(config)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             # Called by the optimizer at each step; set below, once the data size is known.
-            self.optimizer = make_optimizer(config, lambda: self.learning_rate(self.step))
+            self.optimizer = optimizers.make_optimizer(config, lambda: self.learning_rate(self.step))
             # Building the slots now lets a restore fill them at once instead of lazily.
             self.optimizer.build(self.model.trainable_variables)
             self.averages = ema_lib.MovingAverages(
                 checkpoints.model_variables(self.model, trainable_only=True),
-                config.moving_average_decay, self.step)
+                config.moving_average_decay, self.step, config.moving_average_every_steps)
             # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
             self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
             # The first step whose loss was NaN or infinite (0: none yet), set inside the
@@ -387,20 +375,32 @@ class Trainer:
 
         return agree
 
-    def _write_summaries(self, writer, step, loss, total_loss, images):
-        """Losses, learning rate, weights, activations and a few inputs, as the tutorial."""
-        averages = self.loss_averages.numpy()
-        scalars = {"loss": loss, "total_loss": total_loss, "loss_average": averages[0],
-                   "total_loss_average": averages[1],
-                   "learning_rate": self.learning_rate(step)}
-        histograms = {v.path: v.value for v in self.model.trainable_variables}
+    def _make_summarize(self, writer):
+        """The compiled ``summarize(step, loss, total_loss, images)``: losses, learning
+        rate, weights, activations and a few inputs, as the tutorial wrote them.
+
+        One graph call instead of a hundred eager ops: written eagerly, the
+        summaries cost the MNIST cnn about 4% of its training time at the
+        default of one summary every 100 steps.
+        """
         layers = [layer for layer in self.model.layers if layer.weights]
-        for layer, activation in zip(layers, self._activations(images, training=False)):
-            histograms[f"activations/{layer.name}"] = activation
-            scalars[f"sparsity/{layer.name}"] = tf.math.zero_fraction(activation)
-        writer.scalars(step, scalars)
-        writer.histograms(step, histograms)
-        writer.images(step, {"input_images": summaries.to_uint8(images[:SUMMARY_IMAGES])})
+        variables = self.model.trainable_variables
+
+        @tf.function
+        def summarize(step, loss, total_loss, images):
+            averages = self.loss_averages.read_value()
+            scalars = {"loss": loss, "total_loss": total_loss, "loss_average": averages[0],
+                       "total_loss_average": averages[1],
+                       "learning_rate": self.learning_rate(step)}
+            histograms = {v.path: v.value for v in variables}
+            for layer, activation in zip(layers, self._activations(images, training=False)):
+                histograms[f"activations/{layer.name}"] = activation
+                scalars[f"sparsity/{layer.name}"] = tf.math.zero_fraction(activation)
+            writer.scalars(step, scalars)
+            writer.histograms(step, histograms)
+            writer.images(step, {"input_images": summaries.to_uint8(images[:SUMMARY_IMAGES])})
+
+        return lambda step, *tensors: summarize(tf.constant(step, tf.int64), *tensors)
 
     def _check_finite(self, last_saved):
         bad = int(self.nonfinite_step.numpy())
@@ -434,6 +434,7 @@ class Trainer:
     def _run(self):
         config, chief = self.config, self.distribution.is_chief
         writer = summaries.Writer(os.path.join(config.train_dir, "train")) if chief else None
+        summarize = self._make_summarize(writer) if chief else None
         logger = periodic.PeriodicAction(every_steps=config.log_frequency)
         summarizer = periodic.PeriodicAction(every_steps=config.save_summaries_steps if chief
                                              else 0)
@@ -467,7 +468,7 @@ class Trainer:
                                  sec_per_batch)
                     last_log_time, last_log_step = now, current
                 if summarizer.should_fire(current):
-                    self._write_summaries(writer, current, loss, total_loss, images)
+                    summarize(current, loss, total_loss, images)
                 if self.validator and validator.should_fire(current):
                     self._check_finite(last_saved)
                     start = time.monotonic()
