@@ -1,0 +1,67 @@
+"""scripts/bench.py: its measuring tasks run on small data, and its table tells the truth.
+
+No timing is asserted: only that each task measures something and reports it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests import helpers
+
+BENCH = os.path.join(helpers.REPO, "scripts", "bench.py")
+
+
+def run_task(task, *args):
+    result = subprocess.run([sys.executable, BENCH, f"--task={task}", *args],
+                            capture_output=True, text=True, timeout=300,
+                            env=helpers.cli_env(), cwd=helpers.REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_train_and_keras_tasks_measure_on_small_data(mnist_data, tmp_path):
+    common = ["--dataset=mnist", f"--data_dir={mnist_data}", f"--workdir={tmp_path}",
+              "--warmup_steps=3", "--steps=6", "--seconds=1"]
+    ours = run_task("train", *common, "--label=t", "--pipeline", "--save_secs=1",
+                    "--train_flags=--validation_size=100 --moving_average_every_steps=2")
+    assert ours["ours_examples_per_sec"] > 0 and ours["pipeline_examples_per_sec"] > 0
+    assert ours["steps"] == 6 and ours["batch_size"] == 64
+    # conv1 5x5x1x16 at 28x28, conv2 5x5x16x36 at 14x14, dense 1764x128 and 128x10, x2 x3.
+    forward = 28 * 28 * 25 * 16 + 14 * 14 * 25 * 16 * 36 + 1764 * 128 + 128 * 10
+    assert ours["flops_per_example"] == 3 * 2 * forward
+    # The trainer really ran: its checkpoint holds step warmup + steps.
+    checkpoint = os.path.join(tmp_path, "mnist-t")
+    assert open(os.path.join(checkpoint, "DONE")).read().strip() == "9"
+    keras_result = run_task("keras", *common, "--train_flags=--validation_size=100")
+    assert keras_result["keras_fit_examples_per_sec"] > 0
+
+
+def test_table_shows_every_figure_and_unmet_targets():
+    sys.path.insert(0, os.path.dirname(BENCH))
+    import bench
+    model = {"ours_examples_per_sec": 1000.0, "keras_fit_examples_per_sec": 1000.0,
+             "ratio_ours_over_keras": 1.0, "pipeline_examples_per_sec": 50000.0,
+             "pipeline_headroom": 50.0, "gflops_per_example": 0.1, "fraction_of_peak": 0.5,
+             "eval_pass_secs": 3.0}
+    results = {"date": "2026-11-23T00:00:00+00:00", "mode": "full",
+               "machine": {"cpu": "AMD EPYC", "cores": 2, "tensorflow": "2.21.0"},
+               "matmul_peak_gflops": 200.0,
+               "models": {"cifar10": dict(model), "mnist": dict(model, ratio_ours_over_keras=1.2)},
+               "evaluator_beside": {"dataset": "cifar10", "eval_interval_secs": 30,
+                                    "window_secs": 120, "evaluator_flags": "--num_threads=1",
+                                    "alone_examples_per_sec": [1000.0],
+                                    "beside_examples_per_sec": [980.0], "slowdown": 0.02}}
+    results["targets"] = bench.check_targets(results)
+    met = {t["name"]: t["met"] for t in results["targets"]}
+    assert met == {"trainer / Keras fit, cifar10 tutorial": False,
+                   "trainer / Keras fit, mnist cnn": True,
+                   "cifar10 step, fraction of matmul peak": False,
+                   "input pipeline headroom, cifar10": True,
+                   "input pipeline headroom, mnist": True,
+                   "slowdown with an evaluator beside": True}
+    table = bench.table(results)
+    assert "| ours / Keras | 1.00 | 1.20 |" in table
+    assert "| cifar10 step, fraction of matmul peak | >= 60% | 50.0% | **no** |" in table
+    assert "slowdown 2.0%" in table
