@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -199,8 +200,21 @@ def _autogroup_nice(pid):
         return int(f.read().split()[-1])
 
 
-AUTOGROUPS = (os.path.exists("/proc/self/autogroup")
-              and open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() == "1")
+def _autogroups_adjustable():
+    """Whether the kernel groups processes by session and lets a session lower itself
+    (tried in a throwaway session of its own)."""
+    try:
+        if open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() != "1":
+            return False
+    except OSError:
+        return False
+    probe = subprocess.run(
+        [sys.executable, "-c", "open('/proc/self/autogroup', 'w').write('1')"],
+        start_new_session=True, capture_output=True)
+    return probe.returncode == 0
+
+
+AUTOGROUPS = _autogroups_adjustable()
 
 
 def _wait_for(condition, timeout=90):
