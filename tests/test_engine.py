@@ -275,3 +275,15 @@ def test_cosine_schedule_with_warmup(mnist_data, tmp_path):
     assert float(lr(9)) == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 0.09)))
     assert float(lr(50)) == pytest.approx(0.05, abs=1e-7)
     assert float(lr(100)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_label_smoothing_matches_keras():
+    import keras
+    labels = tf.constant([0, 3, 1])
+    logits = tf.constant(np.random.default_rng(1).normal(size=[3, 4]).astype(np.float32))
+    for smoothing in (0.0, 0.2):
+        expected = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=smoothing, reduction=None)(
+            tf.one_hot(labels, 4), logits)
+        np.testing.assert_allclose(loop.cross_entropy(labels, logits, smoothing).numpy(),
+                                   expected.numpy(), rtol=1e-5)

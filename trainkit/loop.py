@@ -88,6 +88,16 @@ def learning_rate_fn(config, steps_per_epoch):
     return warmed_up
 
 
+def cross_entropy(labels, logits, label_smoothing=0.0):
+    """Per-example softmax cross-entropy against integer ``labels``; with
+    ``label_smoothing`` e, against ``(1 - e) * one_hot + e / classes``."""
+    if not label_smoothing:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    classes = logits.shape[-1]
+    targets = tf.one_hot(labels, classes) * (1.0 - label_smoothing) + label_smoothing / classes
+    return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+
+
 def prepare_train_dir(config, is_chief=True):
     """Checks the train dir against ``--resume``; returns the checkpoint to resume or None.
 
@@ -293,21 +303,13 @@ class Trainer:
         trainable = model.trainable_variables
         regularization_loss = self._regularization_loss
 
-        def cross_entropy(labels, logits):
-            if not config.label_smoothing:
-                return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
-                                                                      logits=logits)
-            classes = logits.shape[-1]
-            targets = (tf.one_hot(labels, classes) * (1.0 - config.label_smoothing)
-                       + config.label_smoothing / classes)
-            return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-
         def replica_step(images, labels):
             """On each replica, its slice of the global batch."""
             with tf.GradientTape() as tape:
                 logits = model(images, training=True)
                 # Sum over this slice / the global batch: summed over replicas, the mean.
-                loss = tf.nn.compute_average_loss(cross_entropy(labels, logits),
+                loss = tf.nn.compute_average_loss(
+                    cross_entropy(labels, logits, config.label_smoothing),
                                                   global_batch_size=config.batch_size)
                 total_loss = loss + tf.nn.scale_regularization_loss(
                     regularization_loss(model, config))
