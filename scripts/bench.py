@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,8 +106,35 @@ def task_peak(args):
     return {"matmul_peak_gflops": best, "matmul_size": n}
 
 
+def _cpu_secs(pid):
+    """CPU seconds (user + system, all threads) that process ``pid`` has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def task_pipeline(args):
+    """The training input pipeline alone, in a process of its own: examples/sec."""
+    input_lib, _ = _libs(args.dataset)
+    config = _train_config(args.dataset, os.path.join(args.workdir, "pipeline"), args.data_dir,
+                           [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
+    dataset, _ = input_lib.train_dataset(config)
+    iterator = iter(dataset)
+    for _ in range(20):
+        next(iterator)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        next(iterator)
+        count += 1
+    return {"pipeline_examples_per_sec":
+            count * config.batch_size / (time.perf_counter() - start)}
+
+
 def task_train(args):
-    """Pipeline alone, then our trainer (optionally with an evaluator beside it)."""
+    """Our trainer (optionally with an evaluator beside it): examples/sec and CPU use."""
     import tensorflow as tf
     if args.threads:
         intra, inter = (int(x) for x in args.threads.split(","))
@@ -120,18 +148,6 @@ def task_train(args):
              f"--jit_compile={bool(args.jit)}", *args.train_flags.split()]
     config = _train_config(args.dataset, train_dir, args.data_dir, extra)
     result = {}
-    if args.pipeline:
-        dataset, _ = input_lib.train_dataset(config)
-        iterator = iter(dataset)
-        for _ in range(20):
-            next(iterator)
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < args.seconds / 2:
-            next(iterator)
-            count += 1
-        result["pipeline_examples_per_sec"] = count * config.batch_size / (
-            time.perf_counter() - start)
-
     config.max_steps = args.warmup_steps
     trainer = loop.Trainer(config, input_lib, model_lib)
     trainer.run()  # compiles the step, fills the pipeline
@@ -147,10 +163,15 @@ def task_train(args):
         time.sleep(8)  # its start-up is not what we measure
     # Timed: enough steps for ``seconds`` at the warm-up's pace, whole log intervals.
     config.max_steps = args.warmup_steps + args.steps
-    start = time.perf_counter()
+    evaluator_cpu = _cpu_secs(evaluator.pid) if evaluator else None
+    start, cpu = time.perf_counter(), time.process_time()
     trainer.run()
     elapsed = time.perf_counter() - start
+    # CPU seconds per wall second: 2.0 = both cores busy all the window.
+    result["trainer_cores_used"] = (time.process_time() - cpu) / elapsed
     if evaluator:
+        if evaluator_cpu is not None:
+            result["evaluator_cores_used"] = (_cpu_secs(evaluator.pid) - evaluator_cpu) / elapsed
         evaluator.terminate()
         evaluator.wait()
         from trainkit import summaries
@@ -194,7 +215,8 @@ def task_keras(args):
             "keras_jit_compile": bool(model.jit_compile), "keras_version": keras.__version__}
 
 
-TASKS = {"peak": task_peak, "train": task_train, "keras": task_keras}
+TASKS = {"peak": task_peak, "pipeline": task_pipeline, "train": task_train,
+         "keras": task_keras}
 
 
 # ---------------------------------------------------------------- the driver
@@ -255,41 +277,58 @@ def machine():
 
 def benchmark(args):
     quick = args.quick
-    seconds = 8 if quick else 60
+    # Each comparison is ``rounds`` alternated pairs of ``seconds``-long windows, each run in
+    # a fresh process; the median of each side is reported (and every run kept).
+    seconds, rounds = (8, 1) if quick else (30, 3)
     workdir = tempfile.mkdtemp(prefix="bench-")
     data = prepare_data(args, workdir)
     log = lambda message: sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # noqa
     results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "mode": "quick" if quick else "full", "machine": machine(),
                "data": {k: ("synthetic" if workdir in v else v) for k, v in data.items()},
-               "models": {}}
+               "window_secs": seconds, "rounds": rounds, "models": {}}
     log("matmul peak")
     results.update(run_task("peak", quick=quick, workdir=workdir))
     # Steps per timed window, from each model's measured pace on this machine (a first
-    # guess refined by the first measurement).
+    # guess refined by each measurement of ours).
     pace = {"cifar10": 1100 / 128, "mnist": 4400 / 64}
     for dataset in ("cifar10", "mnist"):
         common = dict(dataset=dataset, data_dir=data[dataset], workdir=workdir,
                       warmup_steps=(20 if quick else 30) if dataset == "cifar10" else 100)
+        log(f"{dataset}: the input pipeline alone")
+        entry = run_task("pipeline", seconds=seconds / 2, dataset=dataset,
+                         data_dir=data[dataset], workdir=workdir)
+        ours_runs, keras_runs = [], []
+        for round_ in range(rounds):
+            # ours, Keras; Keras, ours; ...: a drift of the machine's speed hits both.
+            for side in ("ours", "keras") if round_ % 2 == 0 else ("keras", "ours"):
+                steps = int(pace[dataset] * seconds)
+                log(f"{dataset}: {'our trainer' if side == 'ours' else 'keras.Model.fit'} "
+                    f"(round {round_ + 1} of {rounds})")
+                if side == "ours":
+                    ours = run_task("train", label=f"ours{round_}", steps=steps, seconds=seconds,
+                                    save_secs=seconds / 3, jit=False, **common)
+                    ours_runs.append(ours["ours_examples_per_sec"])
+                    pace[dataset] = ours["ours_examples_per_sec"] / ours["batch_size"]
+                else:
+                    keras_result = run_task("keras", steps=steps, **common)
+                    keras_runs.append(keras_result["keras_fit_examples_per_sec"])
         steps = int(pace[dataset] * seconds)
-        log(f"{dataset}: our trainer, with the input pipeline alone first")
-        ours = run_task("train", label="ours", steps=steps, seconds=seconds, pipeline=True,
-                        save_secs=seconds / 3, jit=False, **common)
-        pace[dataset] = ours["ours_examples_per_sec"] / ours["batch_size"]
-        steps = int(pace[dataset] * seconds)
-        log(f"{dataset}: keras.Model.fit")
-        keras_result = run_task("keras", steps=steps, **common)
-        entry = dict(ours)
+        entry.update(ours)
         entry.update(keras_result)
-        entry["ratio_ours_over_keras"] = (ours["ours_examples_per_sec"]
-                                          / keras_result["keras_fit_examples_per_sec"])
-        entry["pipeline_headroom"] = (ours["pipeline_examples_per_sec"]
-                                      / ours["ours_examples_per_sec"])
+        entry.update(ours_runs=ours_runs, keras_fit_runs=keras_runs,
+                     ours_examples_per_sec=statistics.median(ours_runs),
+                     keras_fit_examples_per_sec=statistics.median(keras_runs))
+        entry["ratio_ours_over_keras"] = (entry["ours_examples_per_sec"]
+                                          / entry["keras_fit_examples_per_sec"])
+        entry["pipeline_headroom"] = (entry["pipeline_examples_per_sec"]
+                                      / entry["ours_examples_per_sec"])
         entry["gflops_per_example"] = ours["flops_per_example"] / 1e9
-        entry["fraction_of_peak"] = (ours["ours_examples_per_sec"] * ours["flops_per_example"]
+        entry["fraction_of_peak"] = (entry["ours_examples_per_sec"] * ours["flops_per_example"]
                                      / 1e9 / results["matmul_peak_gflops"])
         log(f"{dataset}: one evaluation pass")
-        entry["eval_pass_secs"] = eval_pass_secs(dataset, os.path.join(workdir, f"{dataset}-ours"))
+        entry["eval_pass_secs"] = eval_pass_secs(
+            dataset, os.path.join(workdir, f"{dataset}-ours{rounds - 1}"))
         if not quick:
             log(f"{dataset}: keras.Model.fit with steps_per_execution=10")
             entry["keras_fit_spe10_examples_per_sec"] = run_task(
@@ -326,18 +365,23 @@ def benchmark(args):
                         eval_interval=interval, eval_flags=eval_flags or "", dataset=dataset,
                         data_dir=data[dataset], workdir=workdir, warmup_steps=30)
 
-    alone, beside, evaluations = [], [], []
+    alone, beside, evaluations, cores = [], [], [], {"trainer_alone": [], "trainer_beside": [],
+                                                     "evaluator": []}
     for round_ in range(1 if quick else 2):
-        alone.append(trainer_run(f"alone{round_}")["ours_examples_per_sec"])
+        result = trainer_run(f"alone{round_}")
+        alone.append(result["ours_examples_per_sec"])
+        cores["trainer_alone"].append(result["trainer_cores_used"])
         result = trainer_run(f"beside{round_}", EVALUATOR_FLAGS)
         beside.append(result["ours_examples_per_sec"])
         evaluations.append(result["evaluations"])
+        cores["trainer_beside"].append(result["trainer_cores_used"])
+        cores["evaluator"].append(result.get("evaluator_cores_used"))
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     results["evaluator_beside"] = {
         "dataset": dataset, "eval_interval_secs": interval, "window_secs": window,
         "evaluator_flags": f"{EVALUATOR_FLAGS} --eval_interval_secs={interval:g}",
         "alone_examples_per_sec": alone, "beside_examples_per_sec": beside,
-        "evaluations_per_window": evaluations,
+        "evaluations_per_window": evaluations, "cores_used": cores,
         "slowdown": 1.0 - mean(beside) / mean(alone)}
     if not quick:
         result = trainer_run("beside_alt", EVALUATOR_ALTERNATIVE)
@@ -375,17 +419,24 @@ def check_targets(results):
 def table(results):
     """The README's table (markdown) from a results dict."""
     m = results["models"]
+    windows = (f" Ours and Keras: {results['rounds']} alternated pairs of "
+               f"{results['window_secs']:g}-s windows, each in a fresh process; medians."
+               if "rounds" in results else "")
     out = [f"Measured {results['date']} ({results['mode']} mode) on {results['machine']['cpu']}, "
            f"{results['machine']['cores']} cores, TensorFlow {results['machine']['tensorflow']}; "
-           f"fp32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s.", "",
+           f"fp32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s.{windows}", "",
            "| | cifar10 tutorial | mnist cnn |", "| --- | --- | --- |"]
 
     def row(label, key, fmt):
         out.append(f"| {label} | " + " | ".join(
             fmt(m[d][key]) if key in m[d] else "-" for d in ("cifar10", "mnist")) + " |")
 
-    row("our trainer, examples/s", "ours_examples_per_sec", lambda v: f"{v:,.0f}")
-    row("keras.Model.fit, examples/s", "keras_fit_examples_per_sec", lambda v: f"{v:,.0f}")
+    runs = lambda values: " / ".join(f"{v:,.0f}" for v in values)  # noqa: E731
+    row("our trainer, examples/s (median)", "ours_examples_per_sec", lambda v: f"{v:,.0f}")
+    row("keras.Model.fit, examples/s (median)", "keras_fit_examples_per_sec",
+        lambda v: f"{v:,.0f}")
+    row("our trainer, each run", "ours_runs", runs)
+    row("keras.Model.fit, each run", "keras_fit_runs", runs)
     row("ours / Keras", "ratio_ours_over_keras", lambda v: f"{v:.2f}")
     row("keras.Model.fit, steps_per_execution=10, examples/s",
         "keras_fit_spe10_examples_per_sec", lambda v: f"{v:,.0f}")
@@ -411,6 +462,13 @@ def table(results):
             f"slowdown {100 * e['slowdown']:.1f}%"
             + (f", with {', '.join(str(n) for n in e['evaluations_per_window'])} evaluations "
                "per window" if "evaluations_per_window" in e else "") + "."]
+    if "cores_used" in e:
+        c = e["cores_used"]
+        shown = lambda values: ", ".join("-" if v is None else f"{v:.2f}"  # noqa: E731
+                                         for v in values)
+        out += ["", f"Cores used in those windows (CPU seconds per second): trainer alone "
+                f"{shown(c['trainer_alone'])}; trainer beside {shown(c['trainer_beside'])}; "
+                f"evaluator {shown(c['evaluator'])}."]
     if "alternative" in e:
         a = e["alternative"]
         out += ["", f"With {a['evaluator_flags']} instead: {a['beside_examples_per_sec']:,.0f} "
@@ -444,7 +502,6 @@ def main():
     for name, kind in (("steps", int), ("warmup_steps", int), ("spe", int), ("seconds", float),
                        ("save_secs", float), ("eval_interval", float)):
         parser.add_argument(f"--{name}", type=kind, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--pipeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--with_evaluator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
