@@ -13,7 +13,7 @@ ifeq ($(filter $(DATASET),mnist cifar10),)
 $(error DATASET=$(DATASET): expected mnist or cifar10)
 endif
 
-.PHONY: venv test data train eval resume bench clean
+.PHONY: venv test data train eval resume bench tensorboard clean
 
 # The stamp is remade whenever setup.cfg or pyproject.toml changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -48,6 +48,13 @@ resume: $(VENV)/.installed
 	fi; \
 	echo "Resuming $(DATASET) in $(TRAIN_DIR) from step $${latest##*ckpt-} ($$latest)"
 	$(PY) -m $(DATASET).train --train_dir=$(TRAIN_DIR) --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir=$(DATA_DIR)) $(ARGS)
+
+# TensorBoard on TRAIN_DIR's train/ and eval/ summaries side by side, on this machine only.
+PORT ?= 6006
+tensorboard: $(VENV)/.installed
+	@test -d $(TRAIN_DIR) || { echo "make tensorboard: $(TRAIN_DIR) does not exist; pass TRAIN_DIR=runs/..." >&2; exit 2; }
+	@$(PY) -c "import tensorboard" 2>/dev/null || { echo "Installing TensorBoard into $(VENV)"; $(PY) -m pip install --quiet -e '.[tensorboard]'; }
+	$(VENV)/bin/tensorboard --logdir=$(TRAIN_DIR) --host=127.0.0.1 --port=$(PORT)
 
 # The benchmark (README "Speed"): ours vs keras.Model.fit and more, into bench/results.json.
 # ARGS="--quick" for a smoke check (under 3 minutes, nothing written); ARGS="--cifar10_data=...

@@ -10,7 +10,7 @@ from cifar10 import input as cifar10_input
 from cifar10 import model as cifar10_model
 from trainkit import flags as tk_flags
 
-tk_flags.define_eval_flags(dict(train_dir="runs/cifar10", eval_interval_secs=300,
+tk_flags.define_eval_flags(dict(dataset="cifar10", train_dir="runs/cifar10", eval_interval_secs=300,
                                 eval_data_choices=["test", "validation"]))
 
 

@@ -30,6 +30,7 @@ from trainkit import pipeline
 
 IMAGE_SIZE = 24
 ORIGINAL_SIZE = 32
+RAW_SHAPE = (ORIGINAL_SIZE, ORIGINAL_SIZE, 3)  # a raw image: what export and predict take
 # resnet input: per-channel mean and standard deviation of the training images (0..255),
 # and the largest random shift of the flip-and-translate augmentation.
 CHANNEL_MEAN = (125.3, 123.0, 113.9)
@@ -221,13 +222,27 @@ def train_dataset(config, start_step=0, part=None):
     return dataset, count
 
 
+def first_train_images(config, count):
+    """The first ``count`` training images, normalized as ``resnet`` sees them."""
+    dataset, _ = records(config, "train")
+    images, _ = decode(dataset.take(count).batch(count).get_single_element())
+    return normalize(images)
+
+
+def eval_preprocess(images, config):
+    """uint8 [N, 32, 32, 3] -> what the model scores: the central crop, standardized
+    (``tutorial``), or the whole image normalized per channel (``resnet``). Also inside
+    every exported SavedModel, so it takes raw images."""
+    return normalize(images) if config.model == "resnet" else central_crop(images)
+
+
 def eval_dataset(config, split, batch_size):
     """Every image of ``split`` exactly once, centrally cropped; and the count."""
     dataset, count = records(config, split)
 
     def preprocess(raw):
         images, labels = decode(raw)
-        return (normalize(images) if config.model == "resnet" else central_crop(images)), labels
+        return eval_preprocess(images, config), labels
 
     dataset = (dataset
                .batch(batch_size)

@@ -27,8 +27,10 @@ NUM_CLASSES = 10
 IMAGE_SIZE = 24
 # The layers whose kernels carry weight decay, as the tutorial's _variable_with_weight_decay.
 DECAYED_LAYERS = ("local3", "local4")
-# resnet: channels of prep, layer1, layer2, layer3 (ResNet-9 has 64, 128, 256, 512).
-RESNET_WIDTHS = (32, 64, 128, 256)
+# resnet: channels of the three conv groups (airbench94's), and the whitening patch size.
+RESNET_WIDTHS = (64, 256, 256)
+WHITENING_SIZE = 2
+WHITENING_IMAGES = 5000  # the training images whose patches set the whitening filters
 RESNET_IMAGE_SIZE = 32
 
 
@@ -72,61 +74,151 @@ def _normal(stddev):
     return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
-class ConvBN(keras.layers.Layer):
-    """3x3 convolution (no bias), optional 2x2 max-pool, batch norm, ReLU."""
+class Whitening(keras.layers.Layer):
+    """A fixed 2x2 "whitening" convolution (valid padding) with a trained bias.
 
-    def __init__(self, filters, pool=False, **kwargs):
+    Its 2 * 12 filters are the eigenvectors of the covariance of the
+    training images' 2x2x3 patches, each scaled by 1/sqrt(eigenvalue + eps),
+    and their negatives (``initialize`` computes them from the data at the
+    start of a run; a checkpoint carries them). The first layer thus starts
+    as a decorrelating map instead of being learned, as in the fastest
+    CIFAR-10 recipes (Keller Jordan's airbench).
+    """
+
+    EPSILON = 5e-4
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.pool = filters, pool
-        self.conv = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv",
-                                        kernel_initializer="he_normal")
-        self.pooling = keras.layers.MaxPooling2D(2, name="pool") if pool else None
-        # momentum 0.9: the statistics follow the last ~10 batches (PyTorch's 0.1).
-        self.norm = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn")
+        self.filters = 2 * WHITENING_SIZE * WHITENING_SIZE * 3
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(WHITENING_SIZE, WHITENING_SIZE, 3, self.filters),
+            initializer="glorot_uniform", trainable=False)
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        return tf.nn.conv2d(inputs, self.kernel.value, 1, "VALID") + self.bias.value
+
+    def initialize(self, images):
+        """Sets the filters from a float [N, 32, 32, 3] batch of normalized training images."""
+        size = WHITENING_SIZE
+        patches = tf.image.extract_patches(images, [1, size, size, 1], [1, 1, 1, 1],
+                                           [1, 1, 1, 1], "VALID")
+        patches = tf.reshape(patches, [-1, size * size * 3]).numpy().astype(np.float64)
+        patches -= patches.mean(axis=0)
+        eigenvalues, eigenvectors = np.linalg.eigh(patches.T @ patches / len(patches))
+        filters = eigenvectors / np.sqrt(eigenvalues + self.EPSILON)  # columns
+        filters = np.concatenate([filters, -filters], axis=1)
+        self.kernel.assign(filters.reshape(size, size, 3, self.filters).astype(np.float32))
+
+
+class BatchNorm(keras.layers.Layer):
+    """Batch norm without a scale, as one fused kernel, with a fast-learning offset.
+
+    The offset is stored as ``offset / BIAS_SCALE``: a gradient step on the
+    stored value moves the offset ``BIAS_SCALE ** 2`` (64) times as far as
+    it would move a plain weight, the offsets' higher learning rate of the
+    fast recipes, while the L2 penalty shrinks it at the plain weights' rate.
+    The running statistics follow the last few batches (momentum 0.4, i.e.
+    PyTorch's 0.6).
+    """
+
+    BIAS_SCALE = 8.0
+
+    def __init__(self, momentum=0.4, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
+        self.moving_mean = self.add_weight(name="moving_mean", shape=(channels,),
+                                           initializer="zeros", trainable=False,
+                                           aggregation="mean")
+        self.moving_variance = self.add_weight(name="moving_variance", shape=(channels,),
+                                               initializer="ones", trainable=False,
+                                               aggregation="mean")
 
     def call(self, inputs, training=False):
-        x = self.conv(inputs)
-        if self.pooling:
-            x = self.pooling(x)
-        return tf.nn.relu(self.norm(x, training=training))
+        offset = self.BIAS_SCALE * self.offset.value
+        scale = tf.ones_like(offset)
+        if not training:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, mean=self.moving_mean.value,
+                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)
+            return outputs
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, epsilon=self.epsilon, is_training=True)
+        for average, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            average.assign(self.momentum * average.value + (1.0 - self.momentum) * value)
+        return outputs
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "pool": self.pool}
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
 
 
-class Residual(keras.layers.Layer):
-    """``x + ConvBN(ConvBN(x))``: the residual block of ResNet-9."""
+# PyTorch's default for convolutions and dense layers: uniform within 1/sqrt(fan_in).
+_TORCH_DEFAULT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _conv(filters, name):
+    """3x3, no bias; PyTorch's default initialization, except that the first
+    ``inputs`` filters start as the identity (``dirac``), so a fresh network
+    passes its input through."""
+    uniform = _TORCH_DEFAULT
+
+    def initializer(shape, dtype=None):
+        inputs = min(shape[2], shape[3])
+        identity = tf.pad(tf.eye(shape[2], inputs)[None, None], [[1, 1], [1, 1], [0, 0], [0, 0]])
+        return tf.concat([identity, uniform(shape, dtype="float32")[..., inputs:]], axis=3)
+
+    return keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name,
+                               kernel_initializer=initializer)
+
+
+class ConvGroup(keras.layers.Layer):
+    """conv, 2x2 max-pool, norm, GELU; then a residual branch: conv, norm, GELU, added."""
 
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
-        self.first = ConvBN(filters, name="res1")
-        self.second = ConvBN(filters, name="res2")
+        self.conv1 = _conv(filters, "conv1")
+        self.pool = keras.layers.MaxPooling2D(2, name="pool")
+        self.norm1 = BatchNorm(name="norm1")
+        self.conv2 = _conv(filters, "conv2")
+        self.norm2 = BatchNorm(name="norm2")
 
     def call(self, inputs, training=False):
-        return inputs + self.second(self.first(inputs, training=training), training=training)
+        x = self.pool(self.conv1(inputs))
+        x = tf.nn.gelu(self.norm1(x, training=training))
+        return x + tf.nn.gelu(self.norm2(self.conv2(x), training=training))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}
 
 
 def _resnet():
-    """A small residual network after ResNet-9 (the DAWNBench winner), at half its widths."""
-    w = RESNET_WIDTHS
-    layers = keras.layers
+    """The fast-CIFAR network: whitening, three conv groups, max-pool, a scaled classifier."""
     return keras.Sequential([
         keras.Input((RESNET_IMAGE_SIZE, RESNET_IMAGE_SIZE, 3), name="images"),
-        ConvBN(w[0], name="prep"),
-        ConvBN(w[1], pool=True, name="layer1"),
-        Residual(w[1], name="layer1_residual"),
-        ConvBN(w[2], pool=True, name="layer2"),
-        ConvBN(w[3], pool=True, name="layer3"),
-        Residual(w[3], name="layer3_residual"),
-        layers.GlobalMaxPooling2D(name="global_pool"),
-        layers.Dense(NUM_CLASSES, use_bias=False, name="logits"),
-        # ResNet-9's final scaling keeps the initial logits small.
-        layers.Rescaling(0.125, name="scale"),
+        Whitening(name="whiten"),
+        keras.layers.Activation("gelu", name="whiten_gelu"),
+        *[ConvGroup(width, name=f"group{i + 1}") for i, width in enumerate(RESNET_WIDTHS)],
+        keras.layers.GlobalMaxPooling2D(name="global_pool"),
+        keras.layers.Dense(NUM_CLASSES, use_bias=False, name="logits",
+                           kernel_initializer=_TORCH_DEFAULT),
+        # Small initial logits, as the fast recipes scale theirs.
+        keras.layers.Rescaling(1.0 / 9.0, name="scale"),
     ], name="cifar10_resnet")
+
+
+def initialize(model, config, input_lib):
+    """Data-dependent initialization at the start of a run: ``resnet``'s whitening
+    filters from the first training images; the tutorial has none."""
+    if config.model == "resnet":
+        model.get_layer("whiten").initialize(
+            input_lib.first_train_images(config, WHITENING_IMAGES))
 
 
 def build_model(config):
@@ -164,20 +256,31 @@ def build_model(config):
 
 def regularization_loss(model, config):
     """``l2_regularization * l2_loss(w)`` summed over local3's and local4's weights
-    (``tutorial``), or over every convolution and dense kernel (``resnet``)."""
+    (``tutorial``), or over every trained variable (``resnet``, as the fast recipes
+    decay every parameter)."""
     if not config.l2_regularization:
         return tf.constant(0.0)
     if config.model == "resnet":
-        kernels = [v.value for v in model.trainable_variables if v.name == "kernel"]
+        weights = [v.value for v in model.trainable_variables]
     else:
-        kernels = [model.get_layer(name).kernel.value for name in DECAYED_LAYERS]
-    return config.l2_regularization * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
+        weights = [model.get_layer(name).kernel.value for name in DECAYED_LAYERS]
+    return config.l2_regularization * tf.add_n([tf.nn.l2_loss(w) for w in weights])
+
+
+def _flip_mean(model, images):
+    mirror = tf.reverse(images, axis=[2])
+    return 0.5 * (model(images, training=False) + model(mirror, training=False))
 
 
 def eval_logits(model, images, config):
-    """The logits the evaluator scores: ``resnet`` averages the image and its mirror
-    (test-time flip); ``tutorial`` scores the image as is."""
-    logits = model(images, training=False)
-    if config.model == "resnet":
-        logits = 0.5 * (logits + model(tf.reverse(images, axis=[2]), training=False))
-    return logits
+    """The logits the evaluator scores. ``tutorial``: the image as is. ``resnet``:
+    test-time augmentation, half the mean over the image and its mirror, half the
+    same mean over the image shifted one pixel up-left and one down-right
+    (reflection-padded), as airbench's ``tta_level=2``."""
+    if config.model != "resnet":
+        return model(images, training=False)
+    size = images.shape[1]
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+    shifted = (_flip_mean(model, padded[:, :size, :size]) +
+               _flip_mean(model, padded[:, 2:, 2:]))
+    return 0.5 * _flip_mean(model, images) + 0.25 * shifted

@@ -10,7 +10,7 @@ from mnist import input as mnist_input
 from mnist import model as mnist_model
 from trainkit import flags as tk_flags
 
-tk_flags.define_eval_flags(dict(train_dir="runs/mnist", eval_interval_secs=5,
+tk_flags.define_eval_flags(dict(dataset="mnist", train_dir="runs/mnist", eval_interval_secs=5,
                                 eval_data_choices=["test", "validation"]))
 
 

@@ -21,6 +21,7 @@ from trainkit import errors
 from trainkit import pipeline
 
 IMAGE_SIZE = 28
+RAW_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # a raw image: what export and predict take
 NUM_CLASSES = 10
 CLASS_NAMES = [str(digit) for digit in range(NUM_CLASSES)]
 MIRRORS = (
@@ -135,9 +136,15 @@ def load(config, split):
     return images, labels.astype(np.int32)
 
 
+def eval_preprocess(images, config=None):
+    """uint8 [N, 28, 28, 1] -> the model's input: pixels scaled to -0.5..0.5. Also
+    inside every exported SavedModel, so it takes raw images."""
+    del config  # the same for every MNIST model
+    return tf.cast(images, tf.float32) * (1.0 / 255.0) - 0.5
+
+
 def _normalize(images, labels):
-    images = tf.cast(images, tf.float32) * (1.0 / 255.0) - 0.5
-    return tf.expand_dims(images, -1), labels
+    return eval_preprocess(tf.expand_dims(images, -1)), labels
 
 
 def train_dataset(config, start_step=0, part=None):

@@ -128,7 +128,7 @@ def test_banded_lrn_equals_tensorflows_lrn_and_its_gradient():
                                    rtol=1e-4, atol=1e-5)
 
 
-def test_resnet_shapes_keys_weight_decay_and_test_time_flip():
+def test_resnet_shapes_keys_weight_decay_whitening_and_test_time_augmentation():
     config = make_config("unused", model="resnet", l2_regularization=5e-4)
     model = cifar10_model.build_model(config)
     images = tf.random.stateless_normal([4, 32, 32, 3], [5, 6])
@@ -136,21 +136,63 @@ def test_resnet_shapes_keys_weight_decay_and_test_time_flip():
     assert logits.shape == (4, 10)
     keys = checkpoints.model_variables(model)  # raises if two variables share a key
     assert any(key.endswith("moving_mean") for key in keys)
-    assert any(key.startswith("cifar10_resnet.layer1_residual.res1.") for key in keys)
-    kernels = [v for v in model.trainable_variables if v.name == "kernel"]
-    assert len(kernels) == 9  # 8 convolutions and the classifier
-    expected = 5e-4 * sum(float(tf.nn.l2_loss(k.value)) for k in kernels)
+    assert any(key.startswith("cifar10_resnet.group3.conv2.") for key in keys)
+    # Every trained variable is decayed; the whitening filters are not trained.
+    trained = model.trainable_variables
+    assert "kernel" not in [v.name for v in model.get_layer("whiten").trainable_variables]
+    expected = 5e-4 * sum(float(tf.nn.l2_loss(v.value)) for v in trained)
     assert float(cifar10_model.regularization_loss(model, config)) == pytest.approx(expected,
                                                                                  rel=1e-5)
-    # Test-time flip: the mean of the image's and its mirror's logits; the tutorial has none.
-    mirrored = model(tf.reverse(images, axis=[2]), training=False)
-    np.testing.assert_allclose(cifar10_model.eval_logits(model, images, config),
-                               (logits + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    # A fresh conv passes its input through on its first filters (dirac initialization).
+    kernel = model.get_layer("group2").conv2.kernel.numpy()
+    np.testing.assert_array_equal(kernel[:, :, :, :256], np.pad(
+        np.eye(256)[None, None], [(1, 1), (1, 1), (0, 0), (0, 0)]))
+
+    # Whitening: the filters decorrelate 2x2 patches of the images they are made from.
+    class Data:
+        @staticmethod
+        def first_train_images(config, count):
+            rng = np.random.default_rng(3)
+            base = rng.normal(size=[count, 32, 32, 1])
+            return tf.constant(base + 0.3 * rng.normal(size=[count, 32, 32, 3]), tf.float32)
+
+    whiten = model.get_layer("whiten")
+    sample = Data.first_train_images(config, 64)
+    cifar10_model.initialize(model, config, Data)
+    out = tf.reshape(tf.nn.conv2d(sample, whiten.kernel.value, 1, "VALID"), [-1, 24]).numpy()
+    covariance = np.cov(out[:, :12], rowvar=False)
+    np.testing.assert_allclose(covariance, np.diag(np.diag(covariance)), atol=0.02)
+    assert np.diag(covariance).min() > 0.5  # each direction scaled to about unit variance
+    np.testing.assert_allclose(out[:, 12:], -out[:, :12], atol=1e-5)
+
+    # Test-time augmentation: flips of the image (1/2) and of two one-pixel shifts (1/4 each).
+    def flip_mean(x):
+        return (model(x, training=False) + model(x[:, :, ::-1], training=False)) / 2
+    padded = np.pad(images.numpy(), [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    expected = (flip_mean(images) / 2 + flip_mean(padded[:, :32, :32]) / 4
+                + flip_mean(padded[:, 2:, 2:]) / 4)
+    np.testing.assert_allclose(cifar10_model.eval_logits(model, images, config), expected,
+                               rtol=1e-5, atol=1e-5)
     tutorial = cifar10_model.build_model(make_config("unused"))
     crops = images[:, :24, :24]
     np.testing.assert_array_equal(
         cifar10_model.eval_logits(tutorial, crops, make_config("unused")),
         tutorial(crops, training=False))
+
+
+def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
+    layer = cifar10_model.BatchNorm()
+    x = tf.random.stateless_normal([8, 4, 4, 3], [1, 2]) * 3.0 + 1.0
+    with tf.GradientTape() as tape:
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(y[..., 0])
+    (grad,) = tape.gradient(loss, [layer.offset.value])
+    # d loss / d offset is 128 (elements of channel 0); the stored value sees 8x that,
+    # so an SGD step moves the offset 8 * 8 = 64 times as far.
+    np.testing.assert_allclose(grad.numpy(), [8 * 128, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(tf.reduce_mean(y, [0, 1, 2]), 0, atol=1e-5)
+    mean = tf.reduce_mean(x, [0, 1, 2]).numpy()
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.6 * mean, rtol=1e-5)
 
 
 def test_flip_translate_shifts_each_image_by_at_most_two_pixels():
@@ -176,7 +218,8 @@ def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
                              "--batch_size=16", "--warmup_steps=2", "--save_checkpoint_secs=0")
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
-    assert (saved.model, saved.lr_schedule, saved.label_smoothing) == ("resnet", "linear", 0.2)
+    assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer) == (
+        "resnet", "linear", 0.2, "nesterov")
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
     assert result.returncode == 0, result.stderr
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
@@ -295,13 +338,20 @@ def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
     assert all(r["num_examples"] == 50 for r in records)
     saved = config_lib.read_train_config(train_dir)
     assert (saved.schedule, saved.optimizer, saved.lr_schedule) == ("short", "momentum", "cosine")
-    # The tutorial's summaries are in the trainer's event files.
-    tags = set()
-    for name in os.listdir(os.path.join(train_dir, "train")):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(train_dir, "train", name)):
-            tags.update(v.tag for v in event.summary.value)
+    # The tutorial's summaries are in the trainer's event files, the evaluator's in its
+    # own: the two runs TensorBoard shows side by side (make tensorboard).
+    def tags(folder):
+        found = set()
+        for name in os.listdir(os.path.join(train_dir, folder)):
+            path = os.path.join(train_dir, folder, name)
+            if name.startswith("events."):
+                for event in tf.compat.v1.train.summary_iterator(path):
+                    found.update(v.tag for v in event.summary.value)
+        return found
+
     assert {"loss", "total_loss", "loss_average", "learning_rate", "input_images",
-            "activations/conv1", "sparsity/local3"} <= tags
+            "activations/conv1", "sparsity/local3"} <= tags("train")
+    assert {"precision_at_1", "loss", "confusion_matrix"} <= tags("eval")
 
 
 def test_cifar10_eval_num_examples_and_run_once(tmp_path, cifar_data):

@@ -101,13 +101,30 @@ def test_eval_run_once_writes_metrics(finished_run):
     (["--batch_size=-5"], ["--batch_size=-5"]),
     (["--model=resnet9000"], ["--model", "cnn"]),
     (["--learning_rate=fast"], ["--learning_rate"]),
-    (["--max_step=10"], ["max_step"]),
+    (["--max_step=10"], ["max_step", "Did you mean: max_steps"]),
+    (["--lerning_rate=0.1"], ["lerning_rate", "Did you mean: learning_rate"]),
 ])
 def test_nonsense_flags_are_refused(tmp_path, mnist_data, args, fragments):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("mnist.train", *train_args(train_dir, mnist_data, *args))
     assert_one_clear_line(result, *fragments)
     assert not os.path.exists(train_dir)
+
+
+@pytest.mark.parametrize("command", ["mnist.train", "mnist.eval", "cifar10.export",
+                                     "cifar10.predict"])
+def test_help_lists_every_flag_by_group_with_its_default(command):
+    from trainkit import flags as tk_flags
+    result = helpers.run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    groups = {"train": tk_flags.TRAIN_GROUPS, "eval": tk_flags.EVAL_GROUPS,
+              "export": tk_flags.EXPORT_GROUPS, "predict": tk_flags.PREDICT_GROUPS}
+    for heading, names in groups[command.split(".")[1]]:
+        assert f"\n{command}: {heading}:\n" in out
+        for name in names:
+            assert f"  --{name}: " in out or f"  --[no]{name}: " in out, name
+    assert "(default: " in out and "other:" not in out  # every flag is in a group
 
 
 def test_missing_data_without_network_says_where_to_put_files(tmp_path):

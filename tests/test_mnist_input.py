@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import io
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from mnist import input as mnist_input
 from tests import helpers
+from trainkit import data as data_lib
 from trainkit import errors
 
 
@@ -156,3 +158,29 @@ def test_real_mnist_matches_published_checksums(real_mnist):
     for name, (_, _, md5) in mnist_input.FILES.items():
         path = os.path.join(real_mnist, name + ".gz")
         assert mnist_input.data_lib.file_digest(path, "md5", opener=gzip.open) == md5
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_download_shows_a_progress_bar_with_size_and_rate(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    (root / "big.bin").write_bytes(payload)
+    server = helpers.HttpServer(str(root))
+    try:
+        screen = _Terminal()
+        data_lib.fetch(server.url + "big.bin", str(tmp_path / "big.bin"), stream=screen)
+    finally:
+        server.close()
+    assert (tmp_path / "big.bin").read_bytes() == payload
+    final = screen.getvalue().split("\r")[-1]
+    assert final.startswith("  big.bin [" + "#" * 30 + "] 100%  3.1 of 3.1 MB, ")
+    assert final.endswith(" MB/s\n")
+    # The bar's arithmetic, part-way and with an unknown size.
+    assert data_lib.progress_bar(50, 200, 1.0, width=10) == \
+        "[##........]  25%  0.0 of 0.0 MB, 0.0 MB/s"
+    assert data_lib.progress_bar(2_500_000, 0, 2.0) == "2.5 MB, 1.2 MB/s"

@@ -105,6 +105,7 @@ class EvalConfig:
     timeout_secs: float = 0.0
     early_stopping_evals: int = 0
     nice: int = 19
+    export_best: bool = True
 
 
 def write_train_config(config):

@@ -7,6 +7,7 @@ verified, so an interrupted or corrupted download never looks like data.
 
 import hashlib
 import os
+import sys
 import tarfile
 import time
 import urllib.error
@@ -30,8 +31,25 @@ def file_digest(path, algorithm="md5", opener=open):
     return digest.hexdigest()
 
 
-def fetch(url, dest):
-    """Downloads ``url`` to ``dest``, logging progress; raises OSError."""
+def progress_bar(done, total, seconds, width=30):
+    """``[#########.....]  45%  73.2 of 162.2 MB, 12.3 MB/s`` (no bar if the size is unknown)."""
+    rate = f"{done / 1e6 / max(seconds, 1e-9):.1f} MB/s"
+    if not total:
+        return f"{done / 1e6:.1f} MB, {rate}"
+    filled = min(width, width * done // total)
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {100 * done / total:3.0f}%  "
+            f"{done / 1e6:.1f} of {total / 1e6:.1f} MB, {rate}")
+
+
+def fetch(url, dest, stream=None):
+    """Downloads ``url`` to ``dest`` with a progress bar; raises OSError.
+
+    On a terminal the bar is redrawn in place; otherwise (a log file) it is
+    logged once a second. The finished bar is always shown.
+    """
+    stream = stream or sys.stderr
+    interactive = stream.isatty()
+    name = os.path.basename(dest)
     start = time.monotonic()
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECS) as response:
         total = int(response.headers.get("Content-Length") or 0)
@@ -42,14 +60,23 @@ def fetch(url, dest):
                 f.write(chunk)
                 done += len(chunk)
                 now = time.monotonic()
-                if now - last_report >= 1.0:
+                if now - last_report >= (0.2 if interactive else 1.0):
                     last_report = now
-                    rate = done / max(now - start, 1e-9)
-                    logging.info("  %s: %.1f of %s MB (%.1f MB/s)", os.path.basename(dest),
-                                 done / 1e6, f"{total / 1e6:.1f}" if total else "?", rate / 1e6)
+                    bar = progress_bar(done, total, now - start)
+                    if interactive:
+                        stream.write(f"\r  {name} {bar}")
+                        stream.flush()
+                    else:
+                        logging.info("  %s %s", name, bar)
     if total and done != total:
+        if interactive:
+            stream.write("\n")
         raise OSError(f"{url} ended after {done} of {total} bytes")
-    logging.info("Downloaded %s (%.1f MB in %.1f s)", url, done / 1e6, time.monotonic() - start)
+    bar = progress_bar(done, total, time.monotonic() - start)
+    if interactive:
+        stream.write(f"\r  {name} {bar}\n")
+        stream.flush()
+    logging.info("Downloaded %s: %s", url, bar)
 
 
 def download_verified(name, dest_dir, mirrors, verify):

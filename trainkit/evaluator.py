@@ -12,7 +12,8 @@ gone, half-written or corrupt is skipped with one warning.
 Per checkpoint: one line in ``EVAL_DIR/metrics.jsonl`` (with the confusion
 matrix and per-class precision), TensorBoard scalars and a confusion image
 in ``EVAL_DIR``, one log line. A new best precision moves the staged copy to
-``EVAL_DIR/best/`` with ``best.json``. ``--early_stopping_evals=K`` writes a
+``EVAL_DIR/best/`` with ``best.json`` and (``--export_best``, default on)
+exports it as a SavedModel taking raw images in ``EVAL_DIR/best/saved_model``. ``--early_stopping_evals=K`` writes a
 stop request into the train dir after K evaluations without improvement.
 
 The evaluator exits after the last checkpoint once the trainer has written
@@ -35,6 +36,7 @@ from absl import logging
 from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import errors
+from trainkit import export
 from trainkit import loop
 from trainkit import metrics
 from trainkit import reports
@@ -80,6 +82,10 @@ class Evaluator:
                             .batch(eval_config.eval_batch_size).prefetch(tf.data.AUTOTUNE))
         self.class_names = list(input_lib.CLASS_NAMES)
         self.model = model_lib.build_model(self.train_config)
+        # Exports of the best checkpoint: the model as it is right after scoring it.
+        self.classifier = (export.Classifier(self.model, self.train_config, input_lib, model_lib)
+                           if eval_config.export_best else None)
+        self._input_lib = input_lib
         self.scorer = metrics.Scorer(self.model, len(self.class_names),
                                      metrics.eval_logits_fn(model_lib, self.train_config))
         self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
@@ -146,6 +152,8 @@ class Evaluator:
         """Stages, evaluates, logs and records checkpoint ``path``; None if it was unreadable."""
         step = checkpoints.step_of(path)
         start = self._clock()
+        logging.info("Evaluating %s (step %d) on %d %s examples", path, step, self.num_examples,
+                     self.config.eval_data)
         try:
             staged = self._stage(path)
             checkpoints.restore_averaged(staged, self.model)
@@ -203,6 +211,13 @@ class Evaluator:
         _write_json(os.path.join(self.best_dir, BEST_FILE), self.best)
         for name in old - set(glob.glob(prefix + ".*")):
             os.remove(name)
+        if self.classifier:
+            target = os.path.join(self.best_dir, export.SAVED_MODEL_DIR)
+            try:
+                export.save(self.classifier, target, export.info_for(
+                    prefix, self.train_config, self.classifier, self._input_lib))
+            except errors.UserError as e:  # the evaluation itself is recorded: carry on
+                logging.warning("Could not export the new best: %s", e)
 
     def _maybe_request_stop(self):
         patience = self.config.early_stopping_evals

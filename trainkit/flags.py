@@ -1,9 +1,10 @@
-"""Command-line flags shared by every dataset's train and eval entry points.
+"""Command-line flags shared by every dataset's train, eval, export and predict entry points.
 
 Each dataset's ``train.py`` calls ``define_train_flags(...)`` with its own
 defaults (the tutorial's for CIFAR-10, the classic MNIST tutorials' for
 MNIST), its models and its ``--schedule`` presets, then ``run_trainer``;
-``eval.py`` likewise with ``define_eval_flags`` and ``run_evaluator``. Their
+``eval.py`` likewise with ``define_eval_flags`` and ``run_evaluator``,
+``export.py`` and ``predict.py`` with theirs. Their
 ``main`` turns the parsed flags into a config object (``train_config`` /
 ``eval_config``); nothing below it reads flags.
 """
@@ -11,6 +12,7 @@ MNIST), its models and its ``--schedule`` presets, then ``run_trainer``;
 import dataclasses
 import os
 import sys
+import textwrap
 
 from absl import app
 from absl import flags
@@ -21,7 +23,9 @@ from trainkit import devices
 from trainkit import distribution
 from trainkit import errors
 from trainkit import evaluator
+from trainkit import export as export_lib
 from trainkit import loop
+from trainkit import predict as predict_lib
 
 
 def define_train_flags(dataset, models, defaults, schedules=None):
@@ -51,8 +55,9 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          lower_bound=1)
     flags.DEFINE_integer("max_steps", d["max_steps"],
                          "Global step (batches) at which training ends.", lower_bound=1)
-    flags.DEFINE_enum("optimizer", d["optimizer"], ["sgd", "momentum", "adam"],
-                      "Optimizer: plain SGD, SGD with --momentum, or Adam.")
+    flags.DEFINE_enum("optimizer", d["optimizer"], ["sgd", "momentum", "nesterov", "adam"],
+                      "Optimizer: plain SGD, SGD with --momentum (heavy ball or Nesterov's), "
+                      "or Adam.")
     flags.DEFINE_float("learning_rate", d["learning_rate"], "Initial learning rate.",
                        lower_bound=0.0)
     flags.DEFINE_float("learning_rate_decay", d["learning_rate_decay"],
@@ -75,7 +80,7 @@ def define_train_flags(dataset, models, defaults, schedules=None):
     flags.DEFINE_boolean("staircase", d.get("staircase", True),
                          "Decay the learning rate in steps (true) or continuously (false).")
     flags.DEFINE_float("momentum", d.get("momentum", 0.9),
-                       "Momentum for --optimizer=momentum.", lower_bound=0.0)
+                       "Momentum for --optimizer=momentum and nesterov.", lower_bound=0.0)
     flags.DEFINE_float("l2_regularization", d["l2_regularization"],
                        "Weight of the L2 penalty (sum of squares / 2) on the model's "
                        "regularized weights, added to the loss; 0 turns it off.", lower_bound=0.0)
@@ -135,6 +140,71 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "With --strategy=mirrored on a machine without GPUs: split the CPU into "
                          "N logical devices, one replica each (for trying and testing "
                          "multi-device training anywhere); 0 = no split.", lower_bound=0)
+    _group(f"{dataset}.train", TRAIN_GROUPS)
+
+
+TRAIN_GROUPS = (
+    ("the run", ["schedule", "train_dir", "resume", "seed", "deterministic"]),
+    ("data", ["data_dir", "data_mirrors", "validation_size"]),
+    ("model and optimization", [
+        "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
+        "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
+        "l2_regularization", "label_smoothing", "moving_average_decay",
+        "moving_average_every_steps"]),
+    ("checkpoints, logs and validation", [
+        "save_checkpoint_steps", "save_checkpoint_secs", "max_to_keep", "log_frequency",
+        "save_summaries_steps", "validate_every_steps", "early_stopping_steps"]),
+    ("speed and devices", ["steps_per_call", "jit_compile", "strategy", "num_gpus",
+                           "cpu_replicas"]),
+)
+EVAL_GROUPS = (
+    ("what to evaluate", ["train_dir", "eval_dir", "data_dir", "eval_data", "num_examples",
+                          "eval_batch_size"]),
+    ("when", ["eval_interval_secs", "eval_policy", "run_once", "timeout_secs",
+              "early_stopping_evals", "export_best"]),
+    ("devices and priority", ["device", "num_threads", "nice"]),
+)
+EXPORT_GROUPS = (("export", ["train_dir", "checkpoint", "export_dir"]),)
+PREDICT_GROUPS = (("predict", ["train_dir", "checkpoint", "saved_model", "top_k", "json"]),)
+_groups = []  # (heading, flag names) of the command being run, for --help
+
+
+def _group(command, groups):
+    """Files this module's flags under "COMMAND: GROUP" for --helpfull (absl lists flags
+    by the module that defined them, which would put all of them in one heap) and
+    remembers the groups for --help."""
+    by_module = flags.FLAGS.flags_by_module_dict()
+    ours = by_module.pop(__name__, [])
+    grouped = {name for _, names in groups for name in names}
+    for heading, names in groups:
+        for name in names:
+            if name in flags.FLAGS:
+                flags.FLAGS.register_flag_by_module(f"{command}: {heading}", flags.FLAGS[name])
+    rest = [flag for flag in ours if flag.name not in grouped]
+    for flag in rest:
+        flags.FLAGS.register_flag_by_module(f"{command}: other", flag)
+    _groups[:] = [(f"{command}: {heading}", names) for heading, names in groups]
+    if rest:
+        _groups.append((f"{command}: other", sorted({flag.name for flag in rest})))
+
+
+def _print_help(stream=sys.stdout):
+    """--help: the command's docstring, then its flags by group with help and default."""
+    main = sys.modules.get("__main__")
+    doc = (getattr(main, "__doc__", None) or "").strip()
+    lines = [doc, "", "Flags (--helpfull lists TensorFlow's and absl's too):"] if doc else []
+    for heading, names in _groups:
+        lines += ["", f"{heading}:"]
+        for name in names:
+            if name not in flags.FLAGS:
+                continue
+            flag = flags.FLAGS[name]
+            prefix = f"--[no]{name}" if isinstance(flag, flags.BooleanFlag) else f"--{name}"
+            lines += textwrap.wrap(f"{prefix}: {flag.help}", 88, initial_indent="  ",
+                                   subsequent_indent="    ")
+            if flag.default is not None:
+                lines.append(f"    (default: {flag.default_as_str})")
+    stream.write("\n".join(lines) + "\n")
 
 
 def train_config(dataset, schedules=None):
@@ -208,11 +278,16 @@ def define_eval_flags(defaults):
     flags.DEFINE_integer("num_threads", d.get("num_threads", 0),
                          "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
                          lower_bound=0)
+    flags.DEFINE_boolean("export_best", True,
+                         "Export each new best checkpoint as a SavedModel that takes raw "
+                         "images, in EVAL_DIR/best/saved_model (python -m DATASET.predict "
+                         "--saved_model=... uses it).")
     flags.DEFINE_integer("nice", 19,
                          "Lower this process's CPU priority by N (Unix nice, 0-19; alone in its "
                          "terminal session, the session's too) so that a trainer on the same "
                          "cores keeps its speed; 0 = unchanged.",
                          lower_bound=0, upper_bound=19)
+    _group(f"{d['dataset']}.eval", EVAL_GROUPS)
 
 
 def eval_config():
@@ -236,6 +311,7 @@ def eval_config():
         timeout_secs=f.timeout_secs,
         early_stopping_evals=f.early_stopping_evals,
         nice=f.nice,
+        export_best=f.export_best,
     )
 
 
@@ -263,12 +339,72 @@ def run_evaluator(input_lib, model_lib):
     run(main)
 
 
-def run(main):
-    """``absl.app.run(main)`` where bad user input ends in one line and exit code 2."""
+def define_export_flags(dataset):
+    """Flags of ``python -m DATASET.export``."""
+    flags.DEFINE_string("train_dir", f"runs/{dataset}", "The run to export from.")
+    flags.DEFINE_string("checkpoint", None,
+                        "Checkpoint path prefix to export (default: the evaluator's best, "
+                        "TRAIN_DIR/eval/best, else the newest checkpoint in TRAIN_DIR).")
+    flags.DEFINE_string("export_dir", None,
+                        "Where the SavedModel goes (default: TRAIN_DIR/export); a previous "
+                        "export there is replaced once the new one is complete.")
+    _group(f"{dataset}.export", EXPORT_GROUPS)
+
+
+def define_predict_flags(dataset):
+    """Flags of ``python -m DATASET.predict IMAGE...``."""
+    flags.DEFINE_string("train_dir", f"runs/{dataset}",
+                        "The run whose checkpoint classifies the images (see --checkpoint).")
+    flags.DEFINE_string("checkpoint", None,
+                        "Checkpoint path prefix (default: the evaluator's best, "
+                        "TRAIN_DIR/eval/best, else the newest checkpoint in TRAIN_DIR).")
+    flags.DEFINE_string("saved_model", None,
+                        "A SavedModel from python -m DATASET.export to use instead of "
+                        "--train_dir.")
+    flags.DEFINE_integer("top_k", 3, "Classes shown per image, best first.",
+                         lower_bound=1, upper_bound=10)
+    flags.DEFINE_boolean("json", False,
+                         "One JSON object per image: {\"file\", \"classes\", "
+                         "\"probabilities\"}, or {\"file\", \"error\"}.")
+    _group(f"{dataset}.predict", PREDICT_GROUPS)
+
+
+def run_export(input_lib, model_lib):
+    """The whole ``python -m DATASET.export``."""
+
+    def main(argv):
+        del argv
+        f = flags.FLAGS
+        export_lib.export(f.train_dir, input_lib, model_lib, f.checkpoint, f.export_dir)
+
+    run(main)
+
+
+def run_predict(input_lib, model_lib):
+    """The whole ``python -m DATASET.predict IMAGE...``; exit 1 if any image failed."""
+
+    def main(argv):
+        f = flags.FLAGS
+        return predict_lib.run(argv[1:], input_lib, model_lib, train_dir=f.train_dir,
+                               saved_model=f.saved_model, checkpoint=f.checkpoint,
+                               top_k=f.top_k, as_json=f.json)
+
+    run(main, positional=True)
+
+
+def run(main, positional=False):
+    """``absl.app.run(main)`` where bad user input ends in one line and exit code 2.
+
+    Arguments that are not flags are refused unless ``positional`` (predict's files).
+    """
+
+    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
+        _print_help()
+        sys.exit(0)
 
     def guarded(argv):
         logging.get_absl_handler().addFilter(_quiet_checkpoint_timings)
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
             return main(argv)

@@ -4,7 +4,8 @@
 runs forward, backward, the optimizer update, the step counter and the
 moving-average update inside one compiled function; nothing else happens in
 the step. Around it, ``PeriodicAction``s log a line every
-``log_frequency`` steps, write TensorBoard summaries every
+``log_frequency`` steps (loss, epoch, speed and the time left to
+``max_steps`` at that speed), write TensorBoard summaries every
 ``save_summaries_steps``, validate the averaged weights every
 ``validate_every_steps`` (``Validator``), look for the evaluator's stop
 request once a second, and save a checkpoint every ``save_checkpoint_steps``
@@ -64,8 +65,11 @@ def learning_rate_fn(config, steps_per_epoch):
             progress = tf.minimum(tf.cast(step, tf.float32) / config.max_steps, 1.0)
             return config.learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
     elif config.lr_schedule == "linear":
+        # Down from the end of the warm-up: with it, a triangle peaking at warmup_steps.
+        start, span = config.warmup_steps, max(1, config.max_steps - config.warmup_steps)
+
         def schedule(step):
-            progress = tf.minimum(tf.cast(step, tf.float32) / config.max_steps, 1.0)
+            progress = tf.clip_by_value((tf.cast(step, tf.float32) - start) / span, 0.0, 1.0)
             return config.learning_rate * (1.0 - progress)
     elif config.lr_schedule == "exponential":
         decay_steps = max(1.0, steps_per_epoch * config.num_epochs_per_decay)
@@ -86,6 +90,16 @@ def learning_rate_fn(config, steps_per_epoch):
         return ramp * schedule(step)
 
     return warmed_up
+
+
+def duration(seconds):
+    """``seconds`` for a person: "45 s", "12 min 05 s", "3 h 07 min"."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def cross_entropy(labels, logits, label_smoothing=0.0):
@@ -241,6 +255,10 @@ class Trainer:
         # mirrored on every replica.
         with strategy.scope():
             self.model = model_lib.build_model(config)
+            if not resume and hasattr(model_lib, "initialize"):
+                # Weights set from the data (before the shadows copy them); a resumed
+                # run has them in its checkpoint.
+                model_lib.initialize(self.model, config, input_lib)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             # Called by the optimizer at each step; set below, once the data size is known.
             self.optimizer = optimizers.make_optimizer(config, lambda: self.learning_rate(self.step))
@@ -465,9 +483,12 @@ class Trainer:
                     loss_value = float(loss)  # waits for the step to finish
                     now = time.monotonic()
                     sec_per_batch = (now - last_log_time) / (current - last_log_step)
-                    logging.info("step %d, loss = %.4f (%.1f examples/sec; %.4f sec/batch)",
-                                 current, loss_value, config.batch_size / sec_per_batch,
-                                 sec_per_batch)
+                    logging.info("step %d, loss = %.4f (epoch %.2f; %.1f examples/sec; "
+                                 "%.4f sec/batch; ETA %s to step %d)",
+                                 current, loss_value, current / self.steps_per_epoch,
+                                 config.batch_size / sec_per_batch, sec_per_batch,
+                                 duration((config.max_steps - current) * sec_per_batch),
+                                 config.max_steps)
                     last_log_time, last_log_step = now, current
                 if summarizer.should_fire(current):
                     summarize(current, loss, total_loss, images)

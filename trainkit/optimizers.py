@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from trainkit import errors
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 
 
 def _tf_variable(variable):
@@ -26,10 +26,10 @@ def _tf_variable(variable):
 
 
 class FusedSGD(keras.optimizers.SGD):
-    """``keras.optimizers.SGD`` whose dense, non-Nesterov update is one fused kernel."""
+    """``keras.optimizers.SGD`` whose dense update is one fused kernel."""
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.nesterov or isinstance(gradient, tf.IndexedSlices):
+        if isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         var = _tf_variable(variable)
         learning_rate = tf.cast(learning_rate, var.dtype)
@@ -40,7 +40,7 @@ class FusedSGD(keras.optimizers.SGD):
         momentum = _tf_variable(self.momentums[self._get_variable_index(variable)])
         return tf.raw_ops.ResourceApplyKerasMomentum(
             var=var.handle, accum=momentum.handle, lr=learning_rate, grad=gradient,
-            momentum=tf.cast(self.momentum, var.dtype))
+            momentum=tf.cast(self.momentum, var.dtype), use_nesterov=self.nesterov)
 
 
 def make_optimizer(config, learning_rate):
@@ -49,6 +49,8 @@ def make_optimizer(config, learning_rate):
         return FusedSGD(learning_rate)
     if config.optimizer == "momentum":
         return FusedSGD(learning_rate, momentum=config.momentum)
+    if config.optimizer == "nesterov":
+        return FusedSGD(learning_rate, momentum=config.momentum, nesterov=True)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
     raise errors.UserError(

@@ -1,0 +1,20 @@
+"""Classifies image files with a CIFAR-10 run: ``python -m cifar10.predict --train_dir=runs/X a.png``.
+
+One line per file with the ``--top_k`` classes and their probabilities,
+or ``--json``; ``--saved_model`` uses an export instead of a checkpoint.
+How files are cropped and resized: ``trainkit/predict.py``.
+"""
+
+from cifar10 import input as cifar10_input
+from cifar10 import model as cifar10_model
+from trainkit import flags as tk_flags
+
+tk_flags.define_predict_flags("cifar10")
+
+
+def run():
+    tk_flags.run_predict(cifar10_input, cifar10_model)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,21 @@
+"""Exports a MNIST run as a SavedModel: ``python -m mnist.export --train_dir=runs/X``.
+
+The SavedModel holds the moving-average (shadow) weights of the evaluator's
+best checkpoint (else the newest; ``--checkpoint`` picks one) and the
+evaluation preprocessing, so it takes raw uint8 images [N, 28, 28, 1] and
+returns ``logits`` and ``probabilities``; see ``trainkit/export.py``.
+"""
+
+from mnist import input as mnist_input
+from mnist import model as mnist_model
+from trainkit import flags as tk_flags
+
+tk_flags.define_export_flags("mnist")
+
+
+def run():
+    tk_flags.run_export(mnist_input, mnist_model)
+
+
+if __name__ == "__main__":
+    run()

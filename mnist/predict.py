@@ -1,0 +1,20 @@
+"""Classifies image files with a MNIST run: ``python -m mnist.predict --train_dir=runs/X a.png``.
+
+One line per file with the ``--top_k`` classes and their probabilities,
+or ``--json``; ``--saved_model`` uses an export instead of a checkpoint.
+How files are cropped and resized: ``trainkit/predict.py``.
+"""
+
+from mnist import input as mnist_input
+from mnist import model as mnist_model
+from trainkit import flags as tk_flags
+
+tk_flags.define_predict_flags("mnist")
+
+
+def run():
+    tk_flags.run_predict(mnist_input, mnist_model)
+
+
+if __name__ == "__main__":
+    run()

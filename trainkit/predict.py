@@ -1,0 +1,120 @@
+"""Classifying image files: ``python -m DATASET.predict --train_dir=DIR IMAGE...``.
+
+Each file (PNG, JPEG, GIF or BMP, any size) is decoded, brought to the
+dataset's raw shape and classified by a ``trainkit.export.Classifier``
+(built from a checkpoint's averaged weights) or a SavedModel written by
+``python -m DATASET.export`` (``--saved_model``). What a file becomes:
+
+* its central square (the shorter side's length) is cut out and resized
+  to 32x32 (CIFAR-10) or 28x28 (MNIST) with area averaging, so the
+  picture is not stretched;
+* colour or grey to the dataset's channels (RGB for CIFAR-10, grey for MNIST);
+* MNIST only: a picture with a light background (its border brighter than
+  mid-grey on average, as a digit written on paper) is inverted, because
+  MNIST digits are white on black.
+
+One line per file, best class first: ``FILE: cat 0.912, dog 0.051, ...``
+(``--top_k`` classes), or with ``--json`` one JSON object per line:
+``{"file": ..., "classes": [...], "probabilities": [...]}``. A file that
+cannot be read or decoded gets ``FILE: error: ...`` (JSON: ``{"file": ...,
+"error": ...}``) and the others are still classified; the exit code is 1 if
+any file failed, else 0.
+"""
+
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from trainkit import errors
+from trainkit import export
+
+BATCH_SIZE = 64
+
+
+def load_image(path, raw_shape):
+    """File ``path`` -> uint8 array of ``raw_shape`` (H, W, C); ValueError says why not."""
+    height, width, channels = raw_shape
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read the file ({e.strerror or e})") from None
+    try:
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        raise ValueError("not a PNG, JPEG, GIF or BMP image, or a corrupt one") from None
+    rows, cols = int(image.shape[0]), int(image.shape[1])
+    if not rows or not cols:
+        raise ValueError("the image is empty")
+    side = min(rows, cols)
+    top, left = (rows - side) // 2, (cols - side) // 2
+    square = tf.cast(image[top:top + side, left:left + side], tf.float32)
+    resized = tf.image.resize(square, [height, width], method="area")
+    pixels = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+    if channels == 1 and _border_mean(pixels) > 127:
+        pixels = 255 - pixels  # dark on light -> MNIST's light on dark
+    return pixels
+
+
+def _border_mean(pixels):
+    return float(np.concatenate([pixels[0].ravel(), pixels[-1].ravel(),
+                                 pixels[:, 0].ravel(), pixels[:, -1].ravel()]).mean())
+
+
+def predict_files(classifier, raw_shape, paths, top_k):
+    """Yields one result dict per path, in order: file, classes, probabilities (top_k,
+    best first), or file and error."""
+    names = classifier.class_name_list
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append((path, load_image(path, raw_shape)))
+        except ValueError as e:
+            loaded.append((path, str(e)))
+    images = [image for _, image in loaded if isinstance(image, np.ndarray)]
+    probabilities = []
+    for start in range(0, len(images), BATCH_SIZE):
+        batch = tf.constant(np.stack(images[start:start + BATCH_SIZE]))
+        probabilities.extend(classifier.classify(images=batch)["probabilities"].numpy())
+    scores = iter(probabilities)
+    for path, image in loaded:
+        if not isinstance(image, np.ndarray):
+            yield {"file": path, "error": image}
+            continue
+        p = next(scores)
+        best = np.argsort(-p, kind="stable")[:top_k]
+        yield {"file": path, "classes": [names[i] for i in best],
+               "probabilities": [round(float(p[i]), 6) for i in best]}
+
+
+def format_line(result):
+    if "error" in result:
+        return f"{result['file']}: error: {result['error']}"
+    return f"{result['file']}: " + ", ".join(
+        f"{name} {p:.3f}" for name, p in zip(result["classes"], result["probabilities"]))
+
+
+def run(paths, input_lib, model_lib, train_dir=None, saved_model=None, checkpoint=None,
+        top_k=3, as_json=False, out=sys.stdout):
+    """The whole predict command; returns the exit code (1 if any file failed)."""
+    if not paths:
+        raise errors.UserError("no image files given: python -m DATASET.predict "
+                               "--train_dir=DIR IMAGE...")
+    if saved_model:
+        classifier = export.SavedClassifier(saved_model)
+        raw_shape = classifier.raw_shape
+        if raw_shape != tuple(input_lib.RAW_SHAPE):
+            raise errors.UserError(
+                f"{saved_model} takes images of shape {list(raw_shape)}, not this dataset's "
+                f"{list(input_lib.RAW_SHAPE)}: it was exported from another dataset")
+    else:
+        classifier, _, _ = export.load_classifier(train_dir, input_lib, model_lib, checkpoint)
+        raw_shape = tuple(input_lib.RAW_SHAPE)
+    failed = False
+    for result in predict_files(classifier, raw_shape, paths, top_k):
+        failed |= "error" in result
+        out.write((json.dumps(result) if as_json else format_line(result)) + "\n")
+        out.flush()
+    return 1 if failed else 0
