@@ -27,7 +27,8 @@ def test_train_and_keras_tasks_measure_on_small_data(mnist_data, tmp_path):
     ours = run_task("train", *common, "--label=t", "--save_secs=1",
                     "--train_flags=--validation_size=100 --moving_average_every_steps=2")
     assert ours["ours_examples_per_sec"] > 0 and 0 < ours["trainer_cores_used"] <= 2.5
-    assert run_task("pipeline", *common)["pipeline_examples_per_sec"] > 0
+    pipeline = run_task("pipeline", *common, "--train_flags=--validation_size=100")
+    assert pipeline["pipeline_examples_per_sec"] > 0
     assert ours["steps"] == 6 and ours["batch_size"] == 64
     # conv1 5x5x1x16 at 28x28, conv2 5x5x16x36 at 14x14, dense 1764x128 and 128x10, x2 x3.
     forward = 28 * 28 * 25 * 16 + 14 * 14 * 25 * 16 * 36 + 1764 * 128 + 128 * 10
@@ -55,7 +56,17 @@ def test_table_shows_every_figure_and_unmet_targets():
                "evaluator_beside": {"dataset": "cifar10", "eval_interval_secs": 30,
                                     "window_secs": 120, "evaluator_flags": "--num_threads=1",
                                     "alone_examples_per_sec": [1000.0],
-                                    "beside_examples_per_sec": [980.0], "slowdown": 0.02}}
+                                    "beside_examples_per_sec": [980.0], "slowdown": 0.02,
+                                    "evaluations_per_window": [3],
+                                    "cores_used": {"trainer_alone": [1.9],
+                                                   "trainer_beside": [1.8],
+                                                   "evaluator": [0.1]},
+                                    "alternatives": [{
+                                        "evaluator_flags": "--nice=0", "slowdown": 0.3,
+                                        "beside_examples_per_sec": 700.0,
+                                        "evaluations_per_window": 4,
+                                        "trainer_cores_used": 1.4,
+                                        "evaluator_cores_used": 0.6}]}}
     results["targets"] = bench.check_targets(results)
     met = {t["name"]: t["met"] for t in results["targets"]}
     assert met == {"trainer / Keras fit, cifar10 tutorial": False,
@@ -70,3 +81,6 @@ def test_table_shows_every_figure_and_unmet_targets():
     assert "3 alternated pairs of 30-s windows" in table
     assert "| cifar10 step, fraction of matmul peak | >= 60% | 50.0% | **no** |" in table
     assert "slowdown 2.0%" in table
+    assert "trainer alone 1.90; trainer beside 1.80; evaluator 0.10." in table
+    assert ("With --nice=0 instead: 700 examples/s, slowdown 30.0%, 4 evaluations per window; "
+            "cores used: trainer 1.40, evaluator 0.60.") in table

@@ -1,6 +1,7 @@
 """The real command lines: trainer and evaluator as subprocesses, and bad input."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,12 @@ def test_trainer_and_evaluator_run_together(tmp_path, mnist_data):
     # The synthetic digits are easy: the averaged weights must have learned them.
     assert records[-1]["precision_at_1"] > 0.9, records[-1]
     assert "examples/sec" in train_out and "sec/batch" in train_out
+    # Progress: the epoch and the time left in the trainer's line, the checkpoint in the
+    # evaluator's.
+    assert re.search(r"step 100, loss = [\d.]+ \(epoch [\d.]+; [\d.]+ examples/sec; "
+                     r"[\d.]+ sec/batch; ETA \d+ (s|min \d\d s) to step 1200\)", train_out)
+    assert re.search(r"step 1200, loss = .*; ETA 0 s to step 1200\)", train_out)
+    assert re.search(r"Evaluating \S+/ckpt-1200 \(step 1200\) on 250 test examples", eval_out)
 
 
 def test_refuses_existing_run_without_resume(finished_run, mnist_data):
@@ -212,6 +219,19 @@ def _thread_nice_values(pid):
     return found
 
 
+def _thread_policies(pid):
+    """The scheduling class of each thread of ``pid`` (field 41 of its stat)."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found.append(int(fields[41 - 3]))
+    return found
+
+
 def _autogroup_nice(pid):
     with open(f"/proc/{pid}/autogroup") as f:  # "/autogroup-12 nice 7"
         return int(f.read().split()[-1])
@@ -259,6 +279,7 @@ def test_eval_nice_lowers_every_thread_and_its_own_session(finished_run, tmp_pat
         # TensorFlow's thread pools, started after the priority was set, inherit it.
         nice_values = _thread_nice_values(process.pid)
         assert len(nice_values) > 3 and set(nice_values) == {7}, nice_values
+        assert set(_thread_policies(process.pid)) == {os.SCHED_IDLE}  # --idle_priority
         if AUTOGROUPS:  # alone in its session, it lowered the session's share too
             assert _autogroup_nice(process.pid) == 7
     finally:

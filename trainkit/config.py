@@ -106,6 +106,7 @@ class EvalConfig:
     early_stopping_evals: int = 0
     nice: int = 19
     export_best: bool = True
+    idle_priority: bool = True
 
 
 def write_train_config(config):

@@ -38,8 +38,16 @@ def alone_in_session():
     return True
 
 
-def lower_priority(nice):
-    """Lowers this process's CPU priority by the Unix ``nice`` value (1-19).
+def lower_priority(nice, idle=False):
+    """Lowers this process's CPU priority by the Unix ``nice`` value (1-19) and, with
+    ``idle``, puts it in Linux's ``SCHED_IDLE`` class.
+
+    ``SCHED_IDLE`` threads run only when a core has nothing else to do, and
+    the kernel switches to a normal thread the moment one wakes up. A nice
+    value alone is not enough beside a TensorFlow trainer, whose threads
+    block and wake hundreds of times a step: a low-priority thread that got
+    the core in such a gap keeps it for up to a scheduler slice (some
+    milliseconds), and the trainer waits each time.
 
     Linux keeps a nice value per thread, so every current thread is lowered
     (threads started later inherit it). Where the kernel shares the CPU
@@ -51,12 +59,18 @@ def lower_priority(nice):
     share (``/proc/self/autogroup``; measured: 17% of a core beside a busy
     trainer). Where none of this exists, nothing changes.
     """
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
     try:
         threads = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
         threads = [0]
+    if idle and hasattr(os, "SCHED_IDLE"):
+        for thread in threads:  # threads started later inherit the class
+            try:
+                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:
+                pass  # a thread that ended meanwhile
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
     for thread in threads:
         try:
             os.setpriority(os.PRIO_PROCESS, thread,
@@ -73,10 +87,10 @@ def lower_priority(nice):
         pass  # no autogroups here
 
 
-def configure(device, num_threads=0, nice=0):
+def configure(device, num_threads=0, nice=0, idle=False):
     """Pins this process to ``device`` (``cpu``, ``gpu:N`` or ``auto``) and caps its threads.
 
-    ``nice`` > 0 lowers the process's CPU priority (see ``lower_priority``),
+    ``nice`` > 0 and ``idle`` lower the process's CPU priority (see ``lower_priority``),
     so that on shared cores the trainer's threads run
     first and the evaluator takes what is left.
     ``cpu`` hides every GPU, so an evaluator never takes memory on the
@@ -101,7 +115,7 @@ def configure(device, num_threads=0, nice=0):
         tf.config.experimental.set_memory_growth(gpus[index], True)
     elif device != "auto":
         raise errors.UserError(f"--device={device}: expected cpu, auto or gpu:N")
-    lower_priority(nice)
+    lower_priority(nice, idle)
     if num_threads > 0:
         tf.config.threading.set_intra_op_parallelism_threads(num_threads)
         tf.config.threading.set_inter_op_parallelism_threads(num_threads)

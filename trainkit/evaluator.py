@@ -13,8 +13,9 @@ Per checkpoint: one line in ``EVAL_DIR/metrics.jsonl`` (with the confusion
 matrix and per-class precision), TensorBoard scalars and a confusion image
 in ``EVAL_DIR``, one log line. A new best precision moves the staged copy to
 ``EVAL_DIR/best/`` with ``best.json`` and (``--export_best``, default on)
-exports it as a SavedModel taking raw images in ``EVAL_DIR/best/saved_model``. ``--early_stopping_evals=K`` writes a
-stop request into the train dir after K evaluations without improvement.
+exports it as a SavedModel taking raw images in ``EVAL_DIR/best/saved_model``.
+``--early_stopping_evals=K`` writes a stop request into the train dir after
+K evaluations without improvement.
 
 The evaluator exits after the last checkpoint once the trainer has written
 ``DONE``, after ``--timeout_secs`` without a new checkpoint, or after one

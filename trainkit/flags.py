@@ -162,7 +162,7 @@ EVAL_GROUPS = (
                           "eval_batch_size"]),
     ("when", ["eval_interval_secs", "eval_policy", "run_once", "timeout_secs",
               "early_stopping_evals", "export_best"]),
-    ("devices and priority", ["device", "num_threads", "nice"]),
+    ("devices and priority", ["device", "num_threads", "nice", "idle_priority"]),
 )
 EXPORT_GROUPS = (("export", ["train_dir", "checkpoint", "export_dir"]),)
 PREDICT_GROUPS = (("predict", ["train_dir", "checkpoint", "saved_model", "top_k", "json"]),)
@@ -282,6 +282,10 @@ def define_eval_flags(defaults):
                          "Export each new best checkpoint as a SavedModel that takes raw "
                          "images, in EVAL_DIR/best/saved_model (python -m DATASET.predict "
                          "--saved_model=... uses it).")
+    flags.DEFINE_boolean("idle_priority", True,
+                         "Run in Linux's SCHED_IDLE class: only on otherwise idle cores, "
+                         "giving way at once when a trainer thread wakes (see the README's "
+                         "Speed section for what it does to the trainer's speed).")
     flags.DEFINE_integer("nice", 19,
                          "Lower this process's CPU priority by N (Unix nice, 0-19; alone in its "
                          "terminal session, the session's too) so that a trainer on the same "
@@ -312,6 +316,7 @@ def eval_config():
         early_stopping_evals=f.early_stopping_evals,
         nice=f.nice,
         export_best=f.export_best,
+        idle_priority=f.idle_priority,
     )
 
 
@@ -333,7 +338,7 @@ def run_evaluator(input_lib, model_lib):
     def main(argv):
         del argv
         config = eval_config()
-        devices.configure(config.device, config.num_threads, config.nice)
+        devices.configure(config.device, config.num_threads, config.nice, config.idle_priority)
         evaluator.run(config, input_lib, model_lib)
 
     run(main)
