@@ -154,6 +154,11 @@ def task_train(args):
     trainer.run()  # compiles the step, fills the pipeline
     evaluator = None
     if args.with_evaluator:
+        # The warm-up run ended with DONE; left there, it would tell the evaluator the
+        # trainer has finished, and it would exit after its first evaluation.
+        done = os.path.join(train_dir, loop.DONE_FILE)
+        if os.path.exists(done):
+            os.remove(done)
         evaluator = subprocess.Popen(
             [sys.executable, "-m", f"{args.dataset}.eval", f"--train_dir={train_dir}",
              f"--eval_interval_secs={args.eval_interval}",
