@@ -206,8 +206,8 @@ def test_eval_waiting_for_a_trainer_that_never_comes_times_out(tmp_path):
     assert_one_clear_line(result, "no trainer wrote", "--timeout_secs=1")
 
 
-def _thread_nice_values(pid):
-    """The nice value of each thread of ``pid``, from /proc."""
+def _thread_field(pid, field):
+    """Field ``field`` (1-based, as in proc(5)) of each thread's stat, from /proc."""
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -215,21 +215,16 @@ def _thread_nice_values(pid):
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # the thread ended
-        found.append(int(fields[19 - 3]))  # after "pid (comm)" comes field 3; nice is 19
+        found.append(int(fields[field - 3]))  # after "pid (comm)" comes field 3
     return found
+
+
+def _thread_nice_values(pid):
+    return _thread_field(pid, 19)
 
 
 def _thread_policies(pid):
-    """The scheduling class of each thread of ``pid`` (field 41 of its stat)."""
-    found = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found.append(int(fields[41 - 3]))
-    return found
+    return _thread_field(pid, 41)  # the scheduling class
 
 
 def _autogroup_nice(pid):
