@@ -44,7 +44,7 @@ from trainkit import reports
 from trainkit import summaries
 
 METRICS_FILE = "metrics.jsonl"
-BEST_DIR = "best"
+BEST_DIR = export.BEST_DIR
 BEST_FILE = "best.json"
 STAGING_DIR = ".staging"
 EVAL_POLICIES = ("latest", "all")

@@ -29,9 +29,8 @@ from trainkit import errors
 from trainkit import metrics
 
 INFO_FILE = "classifier.json"
-EVAL_DIR = "eval"
-BEST_DIR = "best"
-BEST_FILE = "best.json"
+EVAL_DIR = "eval"  # the evaluator's default eval dir, under the train dir
+BEST_DIR = "best"  # where the evaluator keeps its best checkpoint, under the eval dir
 SAVED_MODEL_DIR = "saved_model"
 
 
