@@ -186,9 +186,10 @@ def normalize(images):
 
 
 def flip_translate(images, random):
-    """``resnet`` augmentation on a float batch: random mirror, random shift by up to
-    ``TRANSLATE`` pixels (reflection-padded), as the fast CIFAR-10 recipes do."""
-    flip = random.uniform([1, 1, 1]) < 0.5
+    """``resnet`` augmentation on a float batch: a mirror that alternates from epoch
+    to epoch (``BatchRandom.alternating``), a random shift by up to ``TRANSLATE``
+    pixels (reflection-padded), as airbench94 does."""
+    flip = tf.reshape(random.alternating(), [-1, 1, 1, 1])
     images = tf.where(flip, tf.reverse(images, axis=[2]), images)
     padded = tf.pad(images, [[0, 0], [TRANSLATE, TRANSLATE], [TRANSLATE, TRANSLATE], [0, 0]],
                     mode="REFLECT")

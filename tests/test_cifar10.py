@@ -220,6 +220,14 @@ def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
     saved = config_lib.read_train_config(train_dir)
     assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer) == (
         "resnet", "linear", 0.2, "nesterov")
+    # The trainer set the (untrained) whitening filters from the first training images.
+    reader = tf.train.load_checkpoint(checkpoints.latest(train_dir))
+    (key,) = [k for k, _ in tf.train.list_variables(checkpoints.latest(train_dir))
+              if k.startswith("model/") and "whiten..kernel" in k]
+    model = cifar10_model.build_model(saved)
+    cifar10_model.initialize(model, saved, cifar10_input)
+    np.testing.assert_allclose(reader.get_tensor(key), model.get_layer("whiten").kernel.numpy(),
+                               rtol=1e-5, atol=1e-6)
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
     assert result.returncode == 0, result.stderr
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))

@@ -233,6 +233,36 @@ def test_pipeline_epochs_are_permutations_and_resume_exactly():
     assert not all(np.array_equal(a[1].numpy(), b[1].numpy()) for a, b in zip(full, other_seed))
 
 
+def test_pipeline_alternating_mirror_inverts_every_epoch_and_resumes():
+    """Each example's mirror bit is a coin in its first epoch, then alternates."""
+    from trainkit import pipeline
+    images = np.arange(10, dtype=np.int32)[:, None]
+    labels = np.arange(10, dtype=np.int32)
+
+    def preprocess(x, y, random):
+        return y, random.alternating()
+
+    def batches(start_step, steps, part=None):
+        return [(ids.numpy(), alternate.numpy()) for ids, alternate in pipeline.train_batches(
+            images, labels, 4, 3, start_step, preprocess, part).take(steps)]
+
+    full = batches(0, 10)  # 4 epochs of 10 examples in batches of 4
+    seen = {}
+    for ids, alternate in full:
+        for i, a in zip(ids, alternate):
+            seen.setdefault(int(i), []).append(bool(a))
+    for example, flips in seen.items():
+        assert flips == [flips[0], not flips[0]] * 2, (example, flips)
+    assert 0 < sum(f[0] for f in seen.values()) < 10  # the first epoch's coins differ
+    for (ids, alternate), (again_ids, again) in zip(full[7:], batches(7, 3)):  # resumed
+        np.testing.assert_array_equal(ids, again_ids)
+        np.testing.assert_array_equal(alternate, again)
+    halves = [batches(0, 10, pipeline.Part(index, 2)) for index in range(2)]
+    for step, (ids, alternate) in enumerate(full):
+        np.testing.assert_array_equal(
+            alternate, np.concatenate([halves[0][step][1], halves[1][step][1]]))
+
+
 def test_pipeline_parts_make_the_same_global_batch():
     """2 workers x 2 replicas each see, together, exactly the batch of one pipeline."""
     from trainkit import pipeline

@@ -110,6 +110,15 @@ def test_predict_reports_bad_files_and_still_predicts_the_rest(tmp_path, mnist_d
     # Only good files: exit 0.
     result = helpers.run_cli("mnist.predict", f"--train_dir={train_dir}", good)
     assert result.returncode == 0, result.stderr
+    # An unreadable --checkpoint to export: one line naming it, exit 2, nothing written.
+    corrupt_checkpoint = str(tmp_path / "ckpt-9")
+    open(corrupt_checkpoint + ".index", "wb").write(b"not a checkpoint index")
+    result = helpers.run_cli("mnist.export", f"--train_dir={train_dir}",
+                             f"--checkpoint={corrupt_checkpoint}")
+    assert result.returncode == 2
+    (line,) = helpers.error_lines(result.stderr)
+    assert f"cannot read checkpoint {corrupt_checkpoint}" in line and "--checkpoint" in line
+    assert not os.path.exists(os.path.join(train_dir, "export"))
 
 
 @pytest.mark.parametrize("args,fragment", [

@@ -62,12 +62,13 @@ class BatchRandom:
     processed twice.
     """
 
-    def __init__(self, seed, global_size, start=0, size=None):
+    def __init__(self, seed, global_size, start=0, size=None, alternate=None):
         self._seed = seed
         self._global_size = global_size
         self._start = start
         self._end = global_size if size is None else start + size
         self._draws = 0
+        self._alternate = alternate
 
     def uniform(self, shape=(), minval=0.0, maxval=None, dtype=tf.float32):
         """Per-example uniform values of ``shape``: a tensor [size, *shape]."""
@@ -76,6 +77,17 @@ class BatchRandom:
         values = tf.random.stateless_uniform([self._global_size, *shape], seed,
                                              minval=minval, maxval=maxval, dtype=dtype)
         return values[self._start:self._end]
+
+    def alternating(self):
+        """Per example, a boolean [size] that is random in the example's first epoch
+        and inverted in every later epoch, so an image seen mirrored in one epoch
+        is seen unmirrored in the next (airbench's alternating flip: every image
+        in both orientations equally often, with less noise than a coin per
+        epoch). ``train_batches`` supplies it; a batch made elsewhere, which
+        has no epochs, gets a fresh coin per example."""
+        if self._alternate is None:
+            return self.uniform() < 0.5
+        return self._alternate
 
 
 def train_batches(images, labels, batch_size, seed, start_step, preprocess, part=None):
@@ -95,6 +107,9 @@ def train_batches(images, labels, batch_size, seed, start_step, preprocess, part
     labels = tf.convert_to_tensor(labels)
     num_examples = int(labels.shape[0])
     base_seed = tf.constant([seed, 0], tf.int64)
+    # Each example's coin for BatchRandom.alternating, drawn once per run.
+    first_coin = tf.random.stateless_uniform(
+        [num_examples], tf.constant([seed, 1], tf.int64)) < 0.5
     indices = example_indices(num_examples, seed, start_step * batch_size).batch(
         batch_size, drop_remainder=True)
     share = batch_size // part.count
@@ -102,8 +117,11 @@ def train_batches(images, labels, batch_size, seed, start_step, preprocess, part
 
     def make_batch(step, batch_indices):
         batch_indices = batch_indices[start:start + share]
+        positions = step * batch_size + start + tf.range(share, dtype=tf.int64)
+        odd_epoch = (positions // num_examples) % 2 == 1
+        alternate = tf.not_equal(tf.gather(first_coin, batch_indices), odd_epoch)
         random = BatchRandom(tf.random.experimental.stateless_fold_in(base_seed, step),
-                             batch_size, start, share)
+                             batch_size, start, share, alternate)
         return preprocess(tf.gather(images, batch_indices), tf.gather(labels, batch_indices),
                           random)
 
