@@ -107,9 +107,10 @@ def train_batches(images, labels, batch_size, seed, start_step, preprocess, part
     labels = tf.convert_to_tensor(labels)
     num_examples = int(labels.shape[0])
     base_seed = tf.constant([seed, 0], tf.int64)
-    # Each example's coin for BatchRandom.alternating, drawn once per run.
+    # Each example's coin for BatchRandom.alternating, drawn once per run; key
+    # (seed, -1), which no epoch's permutation (seed, epoch >= 0) uses.
     first_coin = tf.random.stateless_uniform(
-        [num_examples], tf.constant([seed, 1], tf.int64)) < 0.5
+        [num_examples], tf.constant([seed, -1], tf.int64)) < 0.5
     indices = example_indices(num_examples, seed, start_step * batch_size).batch(
         batch_size, drop_remainder=True)
     share = batch_size // part.count
