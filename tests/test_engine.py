@@ -254,6 +254,10 @@ def test_pipeline_alternating_mirror_inverts_every_epoch_and_resumes():
     for example, flips in seen.items():
         assert flips == [flips[0], not flips[0]] * 2, (example, flips)
     assert 0 < sum(f[0] for f in seen.values()) < 10  # the first epoch's coins differ
+    # The coins are independent of the shuffle: an epoch's bits, in batch order, are
+    # not all of one kind followed by all of the other.
+    odd_epoch = list(np.concatenate([alternate for _, alternate in full])[10:20])
+    assert odd_epoch not in (sorted(odd_epoch), sorted(odd_epoch, reverse=True))
     for (ids, alternate), (again_ids, again) in zip(full[7:], batches(7, 3)):  # resumed
         np.testing.assert_array_equal(ids, again_ids)
         np.testing.assert_array_equal(alternate, again)
