@@ -19,8 +19,17 @@ fresh process so that no run inherits another's threads or compiled code:
    against without (slowdown), alternated A/B/A/B, then once with each of
    ``EVALUATOR_ALTERNATIVES`` (lesser priorities);
 4. the training step's FLOP rate against a measured fp32 matmul peak;
-5. what XLA (``--jit_compile``), TensorFlow's thread-pool sizes and moving
-   averages updated at every step do.
+5. what XLA (``--jit_compile``), TensorFlow's thread-pool sizes, moving
+   averages updated at every step and TensorFlow's oneDNN kernels do.
+
+oneDNN: our trainer turns TensorFlow's oneDNN kernels on (``trainkit``
+sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless the user set it); TensorFlow
+itself turns them on only on CPUs with AVX-512 VNNI/BF16 or AMX. The
+Keras baseline runs with TensorFlow's default, as a Keras user gets it;
+a third side, Keras with oneDNN on, is the like-for-like comparison of
+the two loops, and one run of ours with oneDNN off shows what the setting
+does. The matmul peak is the better of the two kernels' peaks. Every
+task reports whether oneDNN was on.
 
 Data: ``--cifar10_data``/``--mnist_data`` if given, else synthetic files in
 the real formats (the pipeline's cost does not depend on the pixels).
@@ -85,6 +94,12 @@ def flops_per_example(model):
     return 3 * forward  # backward: gradients for inputs and for weights
 
 
+def _onednn_on():
+    """Whether TensorFlow's oneDNN kernels are on in this process."""
+    from tensorflow.python.util import _pywrap_util_port
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def task_peak(args):
     """fp32 matmul GFLOP/s, best of several timed repetitions."""
     import tensorflow as tf
@@ -104,7 +119,7 @@ def task_peak(args):
         start = time.perf_counter()
         chain(a, b).numpy()
         best = max(best, 10 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
-    return {"matmul_peak_gflops": best, "matmul_size": n}
+    return {"matmul_peak_gflops": best, "matmul_size": n, "onednn": _onednn_on()}
 
 
 def _cpu_secs(pid):
@@ -187,6 +202,7 @@ def task_train(args):
     result["flops_per_example"] = flops_per_example(trainer.model)
     result["batch_size"] = config.batch_size
     result["steps"] = args.steps
+    result["onednn"] = _onednn_on()
     return result
 
 
@@ -218,7 +234,8 @@ def task_keras(args):
     model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
     elapsed = time.perf_counter() - start
     return {"keras_fit_examples_per_sec": args.steps * config.batch_size / elapsed,
-            "keras_jit_compile": bool(model.jit_compile), "keras_version": keras.__version__}
+            "keras_jit_compile": bool(model.jit_compile), "keras_version": keras.__version__,
+            "onednn": _onednn_on()}
 
 
 TASKS = {"peak": task_peak, "pipeline": task_pipeline, "train": task_train,
@@ -293,8 +310,15 @@ def benchmark(args):
                "mode": "quick" if quick else "full", "machine": machine(),
                "data": {k: ("synthetic" if workdir in v else v) for k, v in data.items()},
                "window_secs": seconds, "rounds": rounds, "models": {}}
-    log("matmul peak")
-    results.update(run_task("peak", quick=quick, workdir=workdir))
+    # The machine's peak: the better of TensorFlow's two matmul kernels (quick: ours only).
+    results["matmul_peaks_gflops"] = {}
+    for onednn in ("1",) if quick else ("0", "1"):
+        log(f"matmul peak, TF_ENABLE_ONEDNN_OPTS={onednn}")
+        peak = run_task("peak", quick=quick, workdir=workdir, onednn=onednn)
+        results["matmul_peaks_gflops"]["onednn" if peak["onednn"] else "eigen"] = \
+            peak["matmul_peak_gflops"]
+        results["matmul_size"] = peak["matmul_size"]
+    results["matmul_peak_gflops"] = max(results["matmul_peaks_gflops"].values())
     # Steps per timed window, from each model's measured pace on this machine (a first
     # guess refined by each measurement of ours).
     pace = {"cifar10": 1100 / 128, "mnist": 4400 / 64}
@@ -304,29 +328,42 @@ def benchmark(args):
         log(f"{dataset}: the input pipeline alone")
         entry = run_task("pipeline", seconds=seconds / 2, dataset=dataset,
                          data_dir=data[dataset], workdir=workdir)
-        ours_runs, keras_runs = [], []
+        # ours; Keras as a Keras user runs it (TensorFlow's default kernels); Keras with
+        # oneDNN on, as ours (full mode only). Rotated each round, so that a drift of the
+        # machine's speed hits every side.
+        sides = ("ours", "keras") if quick else ("ours", "keras", "keras_onednn")
+        runs = {side: [] for side in sides}
+        onednn = {}
         for round_ in range(rounds):
-            # ours, Keras; Keras, ours; ...: a drift of the machine's speed hits both.
-            for side in ("ours", "keras") if round_ % 2 == 0 else ("keras", "ours"):
+            for side in sides[round_ % len(sides):] + sides[:round_ % len(sides)]:
                 steps = int(pace[dataset] * seconds)
-                log(f"{dataset}: {'our trainer' if side == 'ours' else 'keras.Model.fit'} "
-                    f"(round {round_ + 1} of {rounds})")
+                log(f"{dataset}: {side} (round {round_ + 1} of {rounds})")
                 if side == "ours":
                     ours = run_task("train", label=f"ours{round_}", steps=steps, seconds=seconds,
                                     save_secs=seconds / 3, jit=False, **common)
-                    ours_runs.append(ours["ours_examples_per_sec"])
+                    runs[side].append(ours["ours_examples_per_sec"])
                     pace[dataset] = ours["ours_examples_per_sec"] / ours["batch_size"]
+                    onednn[side] = ours["onednn"]
                 else:
-                    keras_result = run_task("keras", steps=steps, **common)
-                    keras_runs.append(keras_result["keras_fit_examples_per_sec"])
+                    keras_result = run_task(
+                        "keras", steps=steps,
+                        onednn="1" if side == "keras_onednn" else "tf_default", **common)
+                    runs[side].append(keras_result["keras_fit_examples_per_sec"])
+                    onednn[side] = keras_result["onednn"]
         steps = int(pace[dataset] * seconds)
         entry.update(ours)
         entry.update(keras_result)
-        entry.update(ours_runs=ours_runs, keras_fit_runs=keras_runs,
-                     ours_examples_per_sec=statistics.median(ours_runs),
-                     keras_fit_examples_per_sec=statistics.median(keras_runs))
+        entry.update(ours_runs=runs["ours"], keras_fit_runs=runs["keras"], onednn=onednn,
+                     ours_examples_per_sec=statistics.median(runs["ours"]),
+                     keras_fit_examples_per_sec=statistics.median(runs["keras"]))
         entry["ratio_ours_over_keras"] = (entry["ours_examples_per_sec"]
                                           / entry["keras_fit_examples_per_sec"])
+        if "keras_onednn" in runs:
+            entry.update(keras_fit_onednn_runs=runs["keras_onednn"],
+                         keras_fit_onednn_examples_per_sec=statistics.median(
+                             runs["keras_onednn"]))
+            entry["ratio_ours_over_keras_onednn"] = (
+                entry["ours_examples_per_sec"] / entry["keras_fit_onednn_examples_per_sec"])
         entry["pipeline_headroom"] = (entry["pipeline_examples_per_sec"]
                                       / entry["ours_examples_per_sec"])
         entry["gflops_per_example"] = ours["flops_per_example"] / 1e9
@@ -339,6 +376,10 @@ def benchmark(args):
             log(f"{dataset}: keras.Model.fit with steps_per_execution=10")
             entry["keras_fit_spe10_examples_per_sec"] = run_task(
                 "keras", steps=steps, spe=10, **common)["keras_fit_examples_per_sec"]
+            log(f"{dataset}: ours with oneDNN off")
+            entry["onednn_off_ours_examples_per_sec"] = run_task(
+                "train", label="onednn0", steps=steps, seconds=seconds, save_secs=seconds / 3,
+                jit=False, onednn="0", **common)["ours_examples_per_sec"]
             log(f"{dataset}: XLA")
             entry["xla_ours_examples_per_sec"] = run_task(
                 "train", label="xla", steps=steps, seconds=seconds, save_secs=seconds / 3,
@@ -426,15 +467,29 @@ def check_targets(results):
             for name, target, op, measured in rows]
 
 
+def _onednn_note(models):
+    """Which kernels each side ran with, as the tasks reported it."""
+    onednn = models["cifar10"].get("onednn")
+    if not onednn:
+        return ""
+    said = lambda side: "on" if onednn[side] else "off"  # noqa: E731
+    return (f" oneDNN: ours {said('ours')}, Keras {said('keras')} (TensorFlow's default "
+            "on this CPU)" + (f", Keras with oneDNN {said('keras_onednn')}"
+                              if "keras_onednn" in onednn else "") + ".")
+
+
 def table(results):
     """The README's table (markdown) from a results dict."""
     m = results["models"]
-    windows = (f" Ours and Keras: {results['rounds']} alternated pairs of "
-               f"{results['window_secs']:g}-s windows, each in a fresh process; medians."
+    windows = (f" Ours and Keras: {results['rounds']} rounds of {results['window_secs']:g}-s "
+               "windows, one per side in rotated order, each in a fresh process; medians."
                if "rounds" in results else "")
     out = [f"Measured {results['date']} ({results['mode']} mode) on {results['machine']['cpu']}, "
            f"{results['machine']['cores']} cores, TensorFlow {results['machine']['tensorflow']}; "
-           f"fp32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s.{windows}", "",
+           f"fp32 matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s"
+           + (" (" + ", ".join(f"{k} {v:.0f}" for k, v in results["matmul_peaks_gflops"].items())
+              + ")" if "matmul_peaks_gflops" in results else "")
+           + f".{windows}" + _onednn_note(m), "",
            "| | cifar10 tutorial | mnist cnn |", "| --- | --- | --- |"]
 
     def row(label, key, fmt):
@@ -448,6 +503,13 @@ def table(results):
     row("our trainer, each run", "ours_runs", runs)
     row("keras.Model.fit, each run", "keras_fit_runs", runs)
     row("ours / Keras", "ratio_ours_over_keras", lambda v: f"{v:.2f}")
+    row("keras.Model.fit with oneDNN on, examples/s (median)",
+        "keras_fit_onednn_examples_per_sec", lambda v: f"{v:,.0f}")
+    row("keras.Model.fit with oneDNN on, each run", "keras_fit_onednn_runs", runs)
+    row("ours / Keras with oneDNN on (like for like)", "ratio_ours_over_keras_onednn",
+        lambda v: f"{v:.2f}")
+    row("ours with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), examples/s",
+        "onednn_off_ours_examples_per_sec", lambda v: f"{v:,.0f}")
     row("keras.Model.fit, steps_per_execution=10, examples/s",
         "keras_fit_spe10_examples_per_sec", lambda v: f"{v:,.0f}")
     row("input pipeline alone, examples/s", "pipeline_examples_per_sec", lambda v: f"{v:,.0f}")
@@ -516,9 +578,18 @@ def main():
                        ("save_secs", float), ("eval_interval", float)):
         parser.add_argument(f"--{name}", type=kind, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
+    # TF_ENABLE_ONEDNN_OPTS for the task: "0", "1", or "tf_default" (TensorFlow's own
+    # choice for this CPU, before trainkit sets ours); empty: as our entry points run.
+    parser.add_argument("--onednn", default="", help=argparse.SUPPRESS)
     parser.add_argument("--with_evaluator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.task:
+        # Before anything imports TensorFlow, which reads the setting once.
+        if args.onednn == "tf_default":
+            os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+            import tensorflow  # noqa: F401  (decides before trainkit would set ours)
+        elif args.onednn:
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = args.onednn
         sys.path.insert(0, REPO)
         print(json.dumps(TASKS[args.task](args)))
         return 0

@@ -47,10 +47,11 @@ def run_pair(dataset, train_dir, eval_args, train_args, timeout=300):
     return train_out, eval_out
 
 
-def run_cli(module, *args, timeout=180):
-    """Runs a CLI to completion; returns the CompletedProcess (text output)."""
+def run_cli(module, *args, timeout=180, env=None):
+    """Runs a CLI to completion; returns the CompletedProcess (text output).
+    ``env``: variables to set on top of the usual environment."""
     return subprocess.run(cli(module, *args), capture_output=True, text=True,
-                          timeout=timeout, env=cli_env(), cwd=REPO)
+                          timeout=timeout, env=dict(cli_env(), **(env or {})), cwd=REPO)
 
 
 def error_lines(stderr):

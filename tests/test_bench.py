@@ -36,8 +36,27 @@ def test_train_and_keras_tasks_measure_on_small_data(mnist_data, tmp_path):
     # The trainer really ran: its checkpoint holds step warmup + steps.
     checkpoint = os.path.join(tmp_path, "mnist-t")
     assert open(os.path.join(checkpoint, "DONE")).read().strip() == "9"
-    keras_result = run_task("keras", *common, "--train_flags=--validation_size=100")
+    keras_result = run_task("keras", *common, "--train_flags=--validation_size=100",
+                            "--onednn=1")
     assert keras_result["keras_fit_examples_per_sec"] > 0
+    # The sides report the kernels they ran with: ours as our entry points set them
+    # (oneDNN on), Keras as asked.
+    assert ours["onednn"] is True and keras_result["onednn"] is True
+
+
+def test_keras_baseline_runs_with_tensorflows_own_kernel_choice(tmp_path):
+    """--onednn=tf_default: TensorFlow's choice for this CPU, not the one trainkit makes."""
+    env = {k: v for k, v in helpers.cli_env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    tf_default = subprocess.run(
+        [sys.executable, "-c", "import tensorflow\n"
+         "from tensorflow.python.util import _pywrap_util_port as p\n"
+         "print(bool(p.IsMklEnabled()))"],
+        capture_output=True, text=True, env=env, timeout=120).stdout.split()[-1] == "True"
+    peaks = {option: run_task("peak", "--quick", f"--workdir={tmp_path}", f"--onednn={option}")
+             for option in ("tf_default", "0", "1")}
+    assert peaks["tf_default"]["onednn"] is tf_default
+    assert peaks["0"]["onednn"] is False and peaks["1"]["onednn"] is True
+    assert all(p["matmul_peak_gflops"] > 0 for p in peaks.values())
 
 
 def test_table_shows_every_figure_and_unmet_targets():
@@ -47,11 +66,16 @@ def test_table_shows_every_figure_and_unmet_targets():
              "ratio_ours_over_keras": 1.0, "pipeline_examples_per_sec": 50000.0,
              "pipeline_headroom": 50.0, "gflops_per_example": 0.1, "fraction_of_peak": 0.5,
              "eval_pass_secs": 3.0}
-    model.update(ours_runs=[990.0, 1000.0, 1010.0], keras_fit_runs=[1000.0, 1000.0, 1000.0])
+    model.update(ours_runs=[990.0, 1000.0, 1010.0], keras_fit_runs=[1000.0, 1000.0, 1000.0],
+                 keras_fit_onednn_runs=[1100.0, 1000.0, 900.0],
+                 keras_fit_onednn_examples_per_sec=1000.0, ratio_ours_over_keras_onednn=0.99,
+                 onednn_off_ours_examples_per_sec=600.0,
+                 onednn={"ours": True, "keras": False, "keras_onednn": True})
     results = {"date": "2026-11-23T00:00:00+00:00", "mode": "full", "rounds": 3,
                "window_secs": 30,
                "machine": {"cpu": "AMD EPYC", "cores": 2, "tensorflow": "2.21.0"},
                "matmul_peak_gflops": 200.0,
+               "matmul_peaks_gflops": {"eigen": 150.0, "onednn": 200.0},
                "models": {"cifar10": dict(model), "mnist": dict(model, ratio_ours_over_keras=1.2)},
                "evaluator_beside": {"dataset": "cifar10", "eval_interval_secs": 30,
                                     "window_secs": 120, "evaluator_flags": "--num_threads=1",
@@ -77,8 +101,14 @@ def test_table_shows_every_figure_and_unmet_targets():
                    "slowdown with an evaluator beside": True}
     table = bench.table(results)
     assert "| ours / Keras | 1.00 | 1.20 |" in table
+    assert "fp32 matmul peak 200 GFLOP/s (eigen 150, onednn 200)" in table
+    assert "oneDNN: ours on, Keras off (TensorFlow's default on this CPU), Keras with oneDNN on" \
+        in table
+    assert "| ours / Keras with oneDNN on (like for like) | 0.99 | 0.99 |" in table
+    assert "| keras.Model.fit with oneDNN on, each run | 1,100 / 1,000 / 900 |" in table
+    assert "| ours with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), examples/s | 600 | 600 |" in table
     assert "| our trainer, each run | 990 / 1,000 / 1,010 | 990 / 1,000 / 1,010 |" in table
-    assert "3 alternated pairs of 30-s windows" in table
+    assert "3 rounds of 30-s windows, one per side in rotated order" in table
     assert "| cifar10 step, fraction of matmul peak | >= 60% | 50.0% | **no** |" in table
     assert "slowdown 2.0%" in table
     assert "trainer alone 1.90; trainer beside 1.80; evaluator 0.10." in table

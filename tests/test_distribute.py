@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import helpers
@@ -22,8 +23,11 @@ BASE = ["--batch_size=32", "--validation_size=100", "--log_frequency=1",
         "--validate_every_steps=0"]
 MIRRORED = ["--strategy=mirrored", "--cpu_replicas=2"]
 # After 10 steps, mirrored and one-device weights differ only by float rounding
-# (measured: at most 1.7e-7 on the real MNIST); chaotic growth makes longer runs drift further.
-WEIGHT_TOLERANCE = 1e-5
+# (measured: at most 1.7e-7 on the real MNIST with TensorFlow's own kernels); chaotic
+# growth makes longer runs drift further. The oneDNN kernels (on by default) pick
+# different algorithms for 16- and 32-example batches, so their sums round
+# differently: 1.4e-5 measured on the synthetic data, hence the looser bound there.
+WEIGHT_TOLERANCE = {"0": 1e-5, "1": 1e-4}
 
 
 def weights(path):
@@ -33,26 +37,28 @@ def weights(path):
             if name.startswith(("model/", "ema/", "optimizer/", "step"))}
 
 
-def train(*args):
-    result = helpers.run_cli("mnist.train", *args)
+def train(*args, env=None):
+    result = helpers.run_cli("mnist.train", *args, env=env)
     assert result.returncode == 0, result.stderr
     return result.stderr
 
 
-def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path, mnist_data):
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path, mnist_data, onednn):
     # Moving averages every 5 steps: the conditional update runs under the strategy too.
     common = [f"--data_dir={mnist_data}", *BASE, "--max_steps=10", "--seed=4",
               "--moving_average_every_steps=5"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    train(f"--train_dir={one}", *common)
-    log = train(f"--train_dir={two}", *common, *MIRRORED)
+    env = {"TF_ENABLE_ONEDNN_OPTS": onednn}
+    train(f"--train_dir={one}", *common, env=env)
+    log = train(f"--train_dir={two}", *common, *MIRRORED, env=env)
     assert "Strategy mirrored: 2 replica(s) in sync" in log
     assert "global batch 32 = 2 x 16 per replica" in log
     expected, got = weights(os.path.join(one, "ckpt-10")), weights(os.path.join(two, "ckpt-10"))
     assert set(got) == set(expected) and any(name.startswith("ema/") for name in got)
     for name in expected:
-        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=WEIGHT_TOLERANCE,
-                                   err_msg=name)
+        np.testing.assert_allclose(got[name], expected[name], rtol=0,
+                                   atol=WEIGHT_TOLERANCE[onednn], err_msg=name)
 
 
 def test_resumed_mirrored_run_continues_exactly(tmp_path, mnist_data):
