@@ -47,6 +47,21 @@ def run_pair(dataset, train_dir, eval_args, train_args, timeout=300):
     return train_out, eval_out
 
 
+def onednn_on(setting=None, first_import="tensorflow"):
+    """Whether a fresh process that imports ``first_import`` first runs TensorFlow's oneDNN
+    kernels, with TF_ENABLE_ONEDNN_OPTS=``setting`` (None: unset)."""
+    env = {k: v for k, v in cli_env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {first_import}\n"
+         "from tensorflow.python.util import _pywrap_util_port as p\n"
+         "print(bool(p.IsMklEnabled()))"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.split()[-1] == "True"
+
+
 def run_cli(module, *args, timeout=180, env=None):
     """Runs a CLI to completion; returns the CompletedProcess (text output).
     ``env``: variables to set on top of the usual environment."""

@@ -47,12 +47,7 @@ def test_train_and_keras_tasks_measure_on_small_data(mnist_data, tmp_path):
 
 def test_keras_baseline_runs_with_tensorflows_own_kernel_choice(tmp_path):
     """--onednn=tf_default: TensorFlow's choice for this CPU, not the one trainkit makes."""
-    env = {k: v for k, v in helpers.cli_env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    tf_default = subprocess.run(
-        [sys.executable, "-c", "import tensorflow\n"
-         "from tensorflow.python.util import _pywrap_util_port as p\n"
-         "print(bool(p.IsMklEnabled()))"],
-        capture_output=True, text=True, env=env, timeout=120).stdout.split()[-1] == "True"
+    tf_default = helpers.onednn_on()
     peaks = {option: run_task("peak", "--quick", f"--workdir={tmp_path}", f"--onednn={option}")
              for option in ("tf_default", "0", "1")}
     assert peaks["tf_default"]["onednn"] is tf_default

@@ -22,20 +22,8 @@ from trainkit import summaries
 def test_entry_points_turn_onednn_kernels_on_unless_the_user_said_otherwise(setting, expected):
     """trainkit sets TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads (README "Speed");
     a user's own setting wins."""
-    import subprocess
-    import sys
-
     from tests import helpers
-    env = {k: v for k, v in helpers.cli_env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    if setting is not None:
-        env["TF_ENABLE_ONEDNN_OPTS"] = setting
-    result = subprocess.run(
-        [sys.executable, "-c", "import cifar10.train\n"
-         "from tensorflow.python.util import _pywrap_util_port as p\n"
-         "print(bool(p.IsMklEnabled()))"],
-        capture_output=True, text=True, env=env, cwd=helpers.REPO, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-1] == str(expected)
+    assert helpers.onednn_on(setting, first_import="cifar10.train") is expected
 
 
 def test_ema_matches_hand_computation():

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow's oneDNN kernels (convolutions, matmuls, pooling and their
 # gradients, fused with their activations). TensorFlow turns them on by
 # default only on CPUs with AVX-512 VNNI/BF16 or AMX; on this project's
-# 2-core AVX2 machine they made a training step 1.5-2x as fast (README,
+# 2-core AVX2 machine they made a training step 1.4-2x as fast (README,
 # "Speed"). Read once, when TensorFlow is imported; set
 # TF_ENABLE_ONEDNN_OPTS=0 to run TensorFlow's own (Eigen) kernels instead.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
