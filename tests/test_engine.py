@@ -26,6 +26,21 @@ def test_entry_points_turn_onednn_kernels_on_unless_the_user_said_otherwise(sett
     assert helpers.onednn_on(setting, first_import="cifar10.train") is expected
 
 
+@pytest.mark.parametrize("module", ["mnist.train", "cifar10.eval"])
+def test_a_kernel_setting_tensorflow_would_ignore_is_refused(module, tmp_path):
+    """TensorFlow reads TF_ENABLE_ONEDNN_OPTS as 0/1/true/false and silently falls back
+    to its own choice on anything else: the entry points say so in one line instead."""
+    from tests import helpers
+    last = "--max_steps=1" if module.endswith("train") else "--run_once"
+    result = helpers.run_cli(module, f"--train_dir={tmp_path}/run", last,
+                             env={"TF_ENABLE_ONEDNN_OPTS": "yes"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1 and "TF_ENABLE_ONEDNN_OPTS='yes'" in lines[0], result.stderr
+    assert "0" in lines[0] and "1" in lines[0]
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_ema_matches_hand_computation():
     var = tf.Variable([1.0, -2.0])
     step = tf.Variable(0, dtype=tf.int64)

@@ -412,6 +412,7 @@ def run(main, positional=False):
         if len(argv) > 1 and not positional:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
+            _check_kernel_setting()
             return main(argv)
         except errors.UserError as e:
             logging.flush()
@@ -426,6 +427,17 @@ def run(main, positional=False):
             sys.exit(130)
 
     app.run(guarded)
+
+
+def _check_kernel_setting():
+    """TensorFlow reads TF_ENABLE_ONEDNN_OPTS as 0/1/true/false (any case) and, without a
+    word, uses its own choice for anything else: refuse what it would ignore."""
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")
+    if value.lower() not in ("0", "1", "false", "true"):
+        raise errors.UserError(
+            f"TF_ENABLE_ONEDNN_OPTS={value!r} is not a setting TensorFlow understands (it "
+            "would ignore it): set it to 1 for oneDNN kernels (the default), 0 for "
+            "TensorFlow's own, or unset it")
 
 
 def _quiet_checkpoint_timings(record):
