@@ -185,7 +185,11 @@ def task_train(args):
         # what we measure: the window opens once it has scored the warm-up's checkpoint.
         metrics = os.path.join(train_dir, "eval", "metrics.jsonl")
         deadline = time.monotonic() + 120
-        while not os.path.exists(metrics) and time.monotonic() < deadline:
+        while not os.path.exists(metrics):
+            if evaluator.poll() is not None or time.monotonic() > deadline:
+                evaluator.kill()
+                raise RuntimeError(f"the evaluator beside the trainer made no evaluation of "
+                                   f"{train_dir} in 120 s (exit code {evaluator.poll()})")
             time.sleep(0.5)
     # Timed: enough steps for ``seconds`` at the warm-up's pace, whole log intervals.
     config.max_steps = args.warmup_steps + args.steps
@@ -198,6 +202,8 @@ def task_train(args):
     if evaluator:
         if evaluator_cpu is not None:
             result["evaluator_cores_used"] = (_cpu_secs(evaluator.pid) - evaluator_cpu) / elapsed
+        # Still polling at the window's end: it was beside the trainer all along.
+        result["evaluator_polling_at_end"] = evaluator.poll() is None
         evaluator.terminate()
         evaluator.wait()
         from trainkit import summaries
@@ -416,11 +422,15 @@ def benchmark(args):
 
     def trainer_run(label, eval_flags=None):
         log(f"{dataset}: trainer {'with an evaluator ' + eval_flags if eval_flags else 'alone'}")
-        return run_task("train", label=label, steps=steps, seconds=window, save_secs=interval,
+        result = run_task("train", label=label, steps=steps, seconds=window, save_secs=interval,
                         jit=False, with_evaluator=eval_flags is not None,
                         eval_interval=interval, eval_flags=eval_flags or "", dataset=dataset,
                         data_dir=data[dataset], workdir=workdir,
                         warmup_steps=20 if quick else 30)
+        if eval_flags is not None and not result["evaluator_polling_at_end"]:
+            raise RuntimeError(f"the evaluator ({eval_flags}) stopped before the end of the "
+                               f"window {label}: that window measured no evaluator beside")
+        return result
 
     alone, beside, evaluations, cores = [], [], [], {"trainer_alone": [], "trainer_beside": [],
                                                      "evaluator": []}

@@ -45,6 +45,23 @@ def test_train_and_keras_tasks_measure_on_small_data(mnist_data, tmp_path):
     assert keras_result["onednn"] is True
 
 
+def test_train_task_with_an_evaluator_times_the_trainer_while_it_polls(mnist_data, tmp_path):
+    """The window opens after the evaluator's first evaluation (its start-up is not what
+    is measured) and closes with the evaluator still polling: the warm-up's DONE, which
+    would send it away after one evaluation, is gone."""
+    result = run_task("train", "--dataset=mnist", f"--data_dir={mnist_data}",
+                      f"--workdir={tmp_path}", "--warmup_steps=3", "--steps=100", "--seconds=1",
+                      "--label=e", "--save_secs=60", "--with_evaluator", "--eval_interval=1",
+                      "--eval_flags=--num_threads=1 --nice=0 --noidle_priority",
+                      "--train_flags=--validation_size=100")
+    assert result["evaluator_polling_at_end"] is True
+    assert result["evaluations"] >= 0 and result["evaluator_cores_used"] >= 0
+    metrics = os.path.join(tmp_path, "mnist-e", "eval", "metrics.jsonl")
+    with open(metrics) as f:
+        first = json.loads(f.readline())
+    assert first["step"] == 3  # the warm-up's checkpoint, scored before the window
+
+
 def test_keras_baseline_runs_with_tensorflows_own_kernel_choice(tmp_path):
     """--onednn=tf_default: TensorFlow's choice for this CPU, not the one trainkit makes."""
     tf_default = helpers.onednn_on()
