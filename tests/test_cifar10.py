@@ -195,6 +195,30 @@ def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
     np.testing.assert_allclose(layer.moving_mean.numpy(), 0.6 * mean, rtol=1e-5)
 
 
+def test_conv_group_is_airbench_block_with_no_shortcut():
+    """conv, 2x2 max-pool, batch norm, GELU, conv, batch norm, GELU, computed by hand
+    from the layer's own weights (the block has no residual branch: airbench94's)."""
+    group = cifar10_model.ConvGroup(6, name="g")
+    images = tf.random.stateless_normal([3, 8, 8, 4], [1, 2])
+    group(images, training=True)  # builds, and moves the running statistics off 0/1
+    for norm in (group.norm1, group.norm2):
+        norm.offset.assign(tf.random.stateless_normal([6], [3, 4]) * 0.1)
+
+    def conv(x, layer):
+        return tf.nn.conv2d(x, layer.kernel, 1, "SAME")
+
+    def norm(x, layer):
+        return ((x - layer.moving_mean) / tf.sqrt(layer.moving_variance + layer.epsilon)
+                + layer.BIAS_SCALE * layer.offset)
+
+    x = tf.nn.max_pool2d(conv(images, group.conv1), 2, 2, "VALID")
+    x = tf.nn.gelu(norm(x, group.norm1))
+    expected = tf.nn.gelu(norm(conv(x, group.conv2), group.norm2))
+    outputs = group(images, training=False)
+    assert outputs.shape == (3, 4, 4, 6)
+    np.testing.assert_allclose(outputs.numpy(), expected.numpy(), atol=1e-5)
+
+
 def test_flip_translate_shifts_each_image_by_at_most_two_pixels():
     images = tf.cast(tf.reshape(tf.range(16 * 32 * 32 * 3) % 251, [16, 32, 32, 3]), tf.float32)
     out = cifar10_input.flip_translate(
