@@ -422,11 +422,11 @@ def benchmark(args):
 
     def trainer_run(label, eval_flags=None):
         log(f"{dataset}: trainer {'with an evaluator ' + eval_flags if eval_flags else 'alone'}")
-        result = run_task("train", label=label, steps=steps, seconds=window, save_secs=interval,
-                        jit=False, with_evaluator=eval_flags is not None,
-                        eval_interval=interval, eval_flags=eval_flags or "", dataset=dataset,
-                        data_dir=data[dataset], workdir=workdir,
-                        warmup_steps=20 if quick else 30)
+        result = run_task("train", label=label, steps=steps, seconds=window,
+                          save_secs=interval, jit=False, with_evaluator=eval_flags is not None,
+                          eval_interval=interval, eval_flags=eval_flags or "", dataset=dataset,
+                          data_dir=data[dataset], workdir=workdir,
+                          warmup_steps=20 if quick else 30)
         if eval_flags is not None and not result["evaluator_polling_at_end"]:
             raise RuntimeError(f"the evaluator ({eval_flags}) stopped before the end of the "
                                f"window {label}: that window measured no evaluator beside")
