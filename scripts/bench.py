@@ -186,10 +186,13 @@ def task_train(args):
         metrics = os.path.join(train_dir, "eval", "metrics.jsonl")
         deadline = time.monotonic() + 120
         while not os.path.exists(metrics):
-            if evaluator.poll() is not None or time.monotonic() > deadline:
+            code = evaluator.poll()
+            if code is not None or time.monotonic() > deadline:
                 evaluator.kill()
-                raise RuntimeError(f"the evaluator beside the trainer made no evaluation of "
-                                   f"{train_dir} in 120 s (exit code {evaluator.poll()})")
+                evaluator.wait()
+                why = f"exited with code {code}" if code is not None else "ran 120 s"
+                raise RuntimeError(f"the evaluator beside the trainer {why} without "
+                                   f"evaluating {train_dir}")
             time.sleep(0.5)
     # Timed: enough steps for ``seconds`` at the warm-up's pace, whole log intervals.
     config.max_steps = args.warmup_steps + args.steps
