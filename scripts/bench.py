@@ -205,13 +205,18 @@ def task_train(args):
     if evaluator:
         if evaluator_cpu is not None:
             result["evaluator_cores_used"] = (_cpu_secs(evaluator.pid) - evaluator_cpu) / elapsed
-        # Still polling at the window's end: it was beside the trainer all along.
-        result["evaluator_polling_at_end"] = evaluator.poll() is None
+        # Beside the trainer all along: still polling at the window's end, or gone only
+        # after scoring the window's last checkpoint (the trainer's DONE, written as the
+        # window closes, may send it away before we look).
+        still_polling = evaluator.poll() is None
         evaluator.terminate()
         evaluator.wait()
         from trainkit import summaries
+        evaluated = summaries.read_jsonl(metrics)
+        result["evaluator_polling_at_end"] = (still_polling
+                                              or evaluated[-1]["step"] == config.max_steps)
         # Those made in the window (the first one scored the warm-up's checkpoint).
-        result["evaluations"] = max(0, len(summaries.read_jsonl(metrics)) - 1)
+        result["evaluations"] = max(0, len(evaluated) - 1)
     result["ours_examples_per_sec"] = args.steps * config.batch_size / elapsed
     result["flops_per_example"] = flops_per_example(trainer.model)
     result["batch_size"] = config.batch_size
