@@ -154,26 +154,35 @@ def decode(raw_records):
     return tf.stack(tf.unstack(planes, axis=1), axis=-1), labels
 
 
-def _random_crop(images, random, size=IMAGE_SIZE):
-    """An independent random ``size`` x ``size`` crop of each image, as one gather per axis."""
+def _random_crop(images, random, size=IMAGE_SIZE, mirror=None):
+    """An independent random ``size`` x ``size`` crop of each image, as one gather per axis.
+
+    ``mirror`` (a boolean [N], optional): those crops come out mirrored left to
+    right, by reading their columns in reverse in the same gather; no separate
+    reverse and select over the batch. Any dtype: crop uint8 before casting,
+    and the cast touches a fraction of the pixels.
+    """
     span = images.shape[1] - size + 1
     offsets = random.uniform([2], minval=0, maxval=span, dtype=tf.int32)
     window = tf.range(size)
     rows = offsets[:, :1] + window
     cols = offsets[:, 1:] + window
+    if mirror is not None:
+        cols = tf.where(mirror[:, None], tf.reverse(cols, axis=[1]), cols)
     images = tf.gather(images, rows, axis=1, batch_dims=1)
     return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
 def distort(images, random):
-    """The tutorial's training distortions on a float batch [N, 32, 32, 3] in 0..255.
+    """The tutorial's training distortions on a batch [N, 32, 32, 3] in 0..255
+    (uint8 or float): a random 24x24 crop, mirrored half the time, random
+    brightness and contrast, then per-image standardization.
 
     ``random`` (a ``trainkit.pipeline.BatchRandom``) makes every random
     choice, per example, from the step's seed.
     """
-    images = _random_crop(images, random)
-    flip = random.uniform([1, 1, 1]) < 0.5
-    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    mirror = random.uniform() < 0.5
+    images = tf.cast(_random_crop(images, random, mirror=mirror), tf.float32)
     images = images + random.uniform([1, 1, 1], -63.0, 63.0)
     factor = random.uniform([1, 1, 1], 0.2, 1.8)
     # adjust_contrast: (x - mean) * factor + mean, per image and channel.
@@ -188,14 +197,13 @@ def normalize(images):
 
 
 def flip_translate(images, random):
-    """``resnet`` augmentation on a float batch: a mirror that alternates from epoch
-    to epoch (``BatchRandom.alternating``), a random shift by up to ``TRANSLATE``
-    pixels (reflection-padded), as airbench94 does."""
-    flip = tf.reshape(random.alternating(), [-1, 1, 1, 1])
-    images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+    """``resnet`` augmentation on a batch (uint8 or float): a mirror that alternates
+    from epoch to epoch (``BatchRandom.alternating``), a random shift by up to
+    ``TRANSLATE`` pixels (reflection-padded), as airbench94 does."""
+    # Mirroring commutes with the symmetric padding: the crop's gather does it.
     padded = tf.pad(images, [[0, 0], [TRANSLATE, TRANSLATE], [TRANSLATE, TRANSLATE], [0, 0]],
                     mode="REFLECT")
-    return _random_crop(padded, random, size=ORIGINAL_SIZE)
+    return _random_crop(padded, random, size=ORIGINAL_SIZE, mirror=random.alternating())
 
 
 def central_crop(images):
@@ -217,8 +225,8 @@ def train_dataset(config, start_step=0, part=None):
 
     def preprocess(images, labels, random):
         if config.model == "resnet":
-            return flip_translate(normalize(images), random), labels
-        return distort(tf.cast(images, tf.float32), random), labels
+            return normalize(flip_translate(images, random)), labels
+        return distort(images, random), labels
 
     dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
                                      start_step, preprocess, part)

@@ -619,6 +619,9 @@ def main():
         elif args.onednn:
             os.environ["TF_ENABLE_ONEDNN_OPTS"] = args.onednn
         sys.path.insert(0, REPO)
+        # Empty: trainkit's choice, as the entry points make it, whatever the driver's
+        # environment says (a task imports TensorFlow before it imports trainkit).
+        import trainkit  # noqa: F401
         print(json.dumps(TASKS[args.task](args)))
         return 0
     if args.table:

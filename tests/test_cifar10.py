@@ -87,6 +87,24 @@ def test_distortions_crop_flip_and_vary_per_image():
     np.testing.assert_allclose(half, out[32:], rtol=1e-5, atol=1e-5)
 
 
+def test_crop_mirrors_in_its_gather_and_distort_takes_uint8_as_float():
+    images = tf.cast(tf.reshape(tf.range(8 * 32 * 32 * 3) % 251, [8, 32, 32, 3]), tf.uint8)
+    seed = tf.constant([5, 6], tf.int64)
+    mirror = tf.constant([True, False] * 4)
+    plain = cifar10_input._random_crop(images, pipeline.BatchRandom(seed, 8)).numpy()
+    mirrored = cifar10_input._random_crop(images, pipeline.BatchRandom(seed, 8),
+                                          mirror=mirror).numpy()
+    assert mirrored.dtype == np.uint8
+    # The same windows; the chosen ones read right to left.
+    np.testing.assert_array_equal(mirrored[0::2], plain[0::2, :, ::-1])
+    np.testing.assert_array_equal(mirrored[1::2], plain[1::2])
+    # The pipeline hands distort uint8 images: cast after the crop, the same result.
+    as_uint8 = cifar10_input.distort(images, pipeline.BatchRandom(seed, 8)).numpy()
+    as_float = cifar10_input.distort(tf.cast(images, tf.float32),
+                                     pipeline.BatchRandom(seed, 8)).numpy()
+    np.testing.assert_allclose(as_uint8, as_float, atol=1e-6)
+
+
 def test_truncated_and_missing_files_name_file_and_sizes(tmp_path):
     folder = helpers.make_cifar_dir(str(tmp_path))
     path = os.path.join(folder, "data_batch_3.bin")
