@@ -72,6 +72,17 @@ def test_keras_baseline_runs_with_tensorflows_own_kernel_choice(tmp_path):
     assert all(p["matmul_peak_gflops"] > 0 for p in peaks.values())
 
 
+def test_a_task_runs_with_our_kernel_choice_whatever_the_drivers_environment(tmp_path):
+    """No --onednn: oneDNN on, as the entry points set it, even from a driver whose
+    environment lacks the setting (one that never imported trainkit)."""
+    env = {k: v for k, v in helpers.cli_env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    result = subprocess.run([sys.executable, BENCH, "--task=peak", "--quick",
+                             f"--workdir={tmp_path}"], capture_output=True, text=True,
+                            timeout=300, env=env, cwd=helpers.REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["onednn"] is True
+
+
 def test_table_shows_every_figure_and_unmet_targets():
     sys.path.insert(0, os.path.dirname(BENCH))
     import bench
