@@ -14,6 +14,7 @@ from trainkit import config as config_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
 from trainkit import evaluator
+from trainkit import lookahead as lookahead_lib
 from trainkit import loop
 from trainkit import summaries
 
@@ -80,6 +81,37 @@ def test_ema_every_k_steps_uses_the_decay_to_that_power():
             decay = min(0.9, (1.0 + t) / (10.0 + t)) ** 3
             shadow = shadow - (1.0 - decay) * (shadow - np.array(new_value))
         np.testing.assert_allclose(averages.shadows["w"].numpy(), shadow, rtol=1e-5, atol=1e-6)
+
+
+def test_lookahead_pulls_the_weights_to_a_slow_copy_every_k_steps_and_at_the_end():
+    var = tf.Variable([1.0, -2.0])
+    counter = tf.Variable(7, dtype=tf.int64)
+    step = tf.Variable(0, dtype=tf.int64)
+
+    class Weights:  # a Keras 3 variable as the Lookahead sees it
+        value, dtype = var, "float32"
+
+    class Seed:  # an integer state (the dropout's seed): no slow copy
+        value, dtype = counter, "int64"
+
+    lookahead = lookahead_lib.Lookahead({"w": Weights, "seed": Seed}, decay=0.9, every=4,
+                                        step=step, max_steps=23)
+    assert list(lookahead.slow) == ["w"]
+    update = tf.function(lookahead.update)
+    slow = np.array([1.0, -2.0])
+    for t in range(1, 24):
+        moved = np.array([np.sin(t), np.cos(t)]) * t  # what a training step left
+        var.assign(moved)
+        step.assign(t)
+        update()
+        if t % 4 == 0 or t == 23:
+            keep = 0.9 ** 4 * (t / 23) ** 3
+            slow = keep * slow + (1.0 - keep) * moved
+            np.testing.assert_allclose(var.numpy(), slow, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_allclose(var.numpy(), moved)  # left alone between pulls
+        np.testing.assert_allclose(lookahead.slow["w"].numpy(), slow, rtol=1e-5, atol=1e-6)
+    assert int(counter.numpy()) == 7
 
 
 def _compiled_apply(optimizer, var):

@@ -31,8 +31,11 @@ def wait_for(predicate, process, timeout=120):
 
 
 def test_sigkill_and_resume_is_bitwise_identical(tmp_path, mnist_data):
+    # Lookahead every 4 steps against saves every 7: the slow copy differs from the
+    # weights at most saves, so it must come back from the checkpoint.
     common = [f"--data_dir={mnist_data}", *BASE, "--model=deep_cnn", "--deterministic",
-              "--max_steps=60", "--save_checkpoint_steps=7", "--max_to_keep=3", "--seed=3"]
+              "--max_steps=60", "--save_checkpoint_steps=7", "--max_to_keep=3", "--seed=3",
+              "--lookahead_every_steps=4"]
     reference = str(tmp_path / "reference")
     result = helpers.run_cli("mnist.train", f"--train_dir={reference}", *common)
     assert result.returncode == 0, result.stderr
@@ -54,6 +57,7 @@ def test_sigkill_and_resume_is_bitwise_identical(tmp_path, mnist_data):
     assert set(got) == set(expected)
     assert any(name.startswith("ema/") for name in got)
     assert any(name.startswith("optimizer/") for name in got)
+    assert any(name.startswith("lookahead/") for name in got)
     assert any("seed_generator" in name for name in got)  # dropout's random state
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

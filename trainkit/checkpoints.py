@@ -8,7 +8,9 @@ A checkpoint ``TRAIN_DIR/ckpt-STEP`` holds, under these keys:
   ``tf.train.Checkpoint`` directly does not save its non-trainable state;
 * ``optimizer``: the Keras optimizer with its slots;
 * ``ema``: the moving-average shadow of every trainable variable, under the
-  same keys as in ``model``.
+  same keys as in ``model``;
+* ``lookahead`` (with ``--lookahead_every_steps``): the slow copy of every
+  float model variable (see ``trainkit.lookahead``).
 
 The evaluator restores ``ema`` straight into a fresh model's trainable
 variables (and ``model`` into its non-trainable ones): no weight swap.
@@ -53,10 +55,11 @@ def _tf_vars(keyed):
     return {key: var.value for key, var in keyed.items()}
 
 
-def training_checkpoint(step, model, optimizer, shadows):
+def training_checkpoint(step, model, optimizer, shadows, slow=None):
     """The trainer's checkpoint object (see the module docstring)."""
+    extra = {"lookahead": slow} if slow else {}
     return tf.train.Checkpoint(step=step, model=_tf_vars(model_variables(model)),
-                               optimizer=optimizer, ema=shadows)
+                               optimizer=optimizer, ema=shadows, **extra)
 
 
 def step_of(path):

@@ -55,6 +55,8 @@ class TrainConfig:
     steps_per_call: int = 10
     label_smoothing: float = 0.0
     moving_average_every_steps: int = 10
+    lookahead_every_steps: int = 0
+    lookahead_decay: float = 0.95
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
@@ -71,6 +73,9 @@ class TrainConfig:
         if not 0.0 <= self.moving_average_decay < 1.0:
             raise errors.UserError(
                 f"--moving_average_decay must be in [0, 1), got {self.moving_average_decay}")
+        if not 0.0 <= self.lookahead_decay <= 1.0:
+            raise errors.UserError(
+                f"--lookahead_decay must be in [0, 1], got {self.lookahead_decay}")
         if self.max_to_keep < 1:
             raise errors.UserError(f"--max_to_keep must be at least 1, got {self.max_to_keep}")
         return self

@@ -91,6 +91,13 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "Steps between moving-average updates, each with the decay raised "
                          "to this power (the same time constant, less memory traffic); "
                          "1 = every step, the tutorial's rule.", lower_bound=1)
+    flags.DEFINE_integer("lookahead_every_steps", d.get("lookahead_every_steps", 0),
+                         "Lookahead (airbench94's): every N steps the weights are pulled to a "
+                         "slow copy that keeps --lookahead_decay**N x (step / --max_steps)**3 "
+                         "of itself; the run ends on the slow weights. 0 = off.", lower_bound=0)
+    flags.DEFINE_float("lookahead_decay", d.get("lookahead_decay", 0.95),
+                       "Per-step decay of the Lookahead pull at the end of the run (see "
+                       "--lookahead_every_steps).", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("log_frequency", d.get("log_frequency", 10),
                          "Steps between log lines (step, loss, examples/sec).", lower_bound=1)
     flags.DEFINE_integer("save_summaries_steps", d.get("save_summaries_steps", 100),
@@ -150,7 +157,7 @@ TRAIN_GROUPS = (
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
         "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
         "l2_regularization", "label_smoothing", "moving_average_decay",
-        "moving_average_every_steps"]),
+        "moving_average_every_steps", "lookahead_every_steps", "lookahead_decay"]),
     ("checkpoints, logs and validation", [
         "save_checkpoint_steps", "save_checkpoint_secs", "max_to_keep", "log_frequency",
         "save_summaries_steps", "validate_every_steps", "early_stopping_steps"]),

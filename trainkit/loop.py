@@ -31,6 +31,7 @@ from trainkit import config as config_lib
 from trainkit import distribution as distribution_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
+from trainkit import lookahead as lookahead_lib
 from trainkit import metrics
 from trainkit import optimizers
 from trainkit import periodic
@@ -267,6 +268,11 @@ class Trainer:
             self.averages = ema_lib.MovingAverages(
                 checkpoints.model_variables(self.model, trainable_only=True),
                 config.moving_average_decay, self.step, config.moving_average_every_steps)
+            self.lookahead = None
+            if config.lookahead_every_steps:
+                self.lookahead = lookahead_lib.Lookahead(
+                    checkpoints.model_variables(self.model), config.lookahead_decay,
+                    config.lookahead_every_steps, self.step, config.max_steps)
             # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
             self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
             # The first step whose loss was NaN or infinite (0: none yet), set inside the
@@ -274,7 +280,8 @@ class Trainer:
             self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._regularization_loss = model_lib.regularization_loss
         self.checkpoint = checkpoints.training_checkpoint(
-            self.step, self.model, self.optimizer, self.averages.shadows)
+            self.step, self.model, self.optimizer, self.averages.shadows,
+            self.lookahead.slow if self.lookahead else None)
         # Only the chief saves into the train dir (see trainkit.distribution).
         self.save_dir = self.distribution.writable_dir(config.train_dir)
         self.manager = checkpoints.manager(self.checkpoint, self.save_dir, config.max_to_keep)
@@ -348,6 +355,8 @@ class Trainer:
             # The first replica's slice, for the summaries' images and activations.
             images = strategy.experimental_local_results(per_replica[2])[0]
             self.step.assign_add(1)
+            if self.lookahead:
+                self.lookahead.update()  # before the averages, which then see the pulled weights
             self.averages.update()
             t = tf.cast(self.step, tf.float32)
             decay = tf.minimum(LOSS_AVERAGE_DECAY, (1.0 + t) / (10.0 + t))

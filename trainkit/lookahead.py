@@ -1,0 +1,65 @@
+"""Lookahead: every few steps the weights are pulled back to a slow copy (airbench94's).
+
+Every ``every`` steps, and at ``max_steps``, the slow copy moves toward the
+weights, ``slow += (1 - d) * (weights - slow)``, and the weights are set to
+it. ``d = decay ** every * (step / max_steps) ** 3`` grows over the run: early
+on ``d`` is about 0 and the pull changes nothing (the slow copy takes the
+weights' value); near the end each pull keeps most of the slow copy, which
+smooths the last steps' noise the way the moving averages do, but inside
+the training path: the next steps start from the pulled weights. The pull at
+``max_steps`` means a run ends on its slow weights. This is the schedule of
+Keller Jordan's airbench94 (2024), ``0.95 ** 5 * (step / total) ** 3`` every
+5 steps, and like it the pull covers every float model variable, the
+batch-norm statistics included.
+
+``slow`` (a dict keyed like the model's variables) goes into the checkpoint
+under ``lookahead``: between two pulls it is not the weights, and a resumed
+run needs it to continue exactly. Distribution works as in
+``trainkit.ema``: each device's slow copy follows that device's weights.
+"""
+
+import tensorflow as tf
+
+
+class Lookahead:
+    """Slow copies of the float variables of ``variables`` (``{key: keras.Variable}``).
+
+    Create it inside the strategy's scope (if any), after the weights are set.
+    """
+
+    def __init__(self, variables, decay, every, step, max_steps):
+        self._decay = decay
+        self._every = int(every)
+        self._step = step
+        self._max_steps = max_steps
+        self._strategy = tf.distribute.get_strategy()
+        self.slow = {}
+        self._pairs = []
+        for key, var in variables.items():
+            if not tf.as_dtype(var.dtype).is_floating:
+                continue  # e.g. the dropout's seed: not a weight
+            slow = tf.Variable(var.value, trainable=False, name="lookahead/" + key)
+            self.slow[key] = slow
+            self._pairs.append((slow, var.value))
+
+    def update(self):
+        """Call in the training step after the step counter moved: a pull if one is due."""
+        due = tf.logical_or(tf.equal(self._step % self._every, 0),
+                            tf.equal(self._step, self._max_steps))
+        tf.cond(due, self._pull, lambda: tf.constant(False))
+
+    def _pull(self):
+        progress = tf.minimum(tf.cast(self._step, tf.float32) / self._max_steps, 1.0)
+        keep = self._decay ** self._every * progress ** 3
+
+        def move(slow, value):
+            return tf.raw_ops.ResourceApplyGradientDescent(
+                var=slow.handle, alpha=tf.cast(1.0 - keep, slow.dtype), delta=slow - value)
+
+        def copy(var, value):
+            return var.assign(value)
+
+        for slow, var in self._pairs:
+            self._strategy.extended.update(slow, move, args=(var,))
+            self._strategy.extended.update(var, copy, args=(slow,))
+        return tf.constant(True)
