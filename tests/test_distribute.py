@@ -34,7 +34,7 @@ def weights(path):
     """Every float tensor of a checkpoint's model, optimizer and moving averages."""
     reader = tf.train.load_checkpoint(path)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith(("model/", "ema/", "optimizer/", "step"))}
+            if name.startswith(("model/", "ema/", "optimizer/", "lookahead/", "step"))}
 
 
 def train(*args, env=None):
@@ -45,9 +45,10 @@ def train(*args, env=None):
 
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path, mnist_data, onednn):
-    # Moving averages every 5 steps: the conditional update runs under the strategy too.
+    # Moving averages every 5 steps and Lookahead every 3: the conditional updates run
+    # under the strategy too, each device's copies following that device's weights.
     common = [f"--data_dir={mnist_data}", *BASE, "--max_steps=10", "--seed=4",
-              "--moving_average_every_steps=5"]
+              "--moving_average_every_steps=5", "--lookahead_every_steps=3"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     env = {"TF_ENABLE_ONEDNN_OPTS": onednn}
     train(f"--train_dir={one}", *common, env=env)
@@ -55,7 +56,9 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tmp_path, mnist_data, on
     assert "Strategy mirrored: 2 replica(s) in sync" in log
     assert "global batch 32 = 2 x 16 per replica" in log
     expected, got = weights(os.path.join(one, "ckpt-10")), weights(os.path.join(two, "ckpt-10"))
-    assert set(got) == set(expected) and any(name.startswith("ema/") for name in got)
+    assert set(got) == set(expected)
+    assert any(name.startswith("ema/") for name in got)
+    assert any(name.startswith("lookahead/") for name in got)
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=0,
                                    atol=WEIGHT_TOLERANCE[onednn], err_msg=name)
