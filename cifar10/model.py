@@ -60,7 +60,8 @@ class LocalResponseNormalization(keras.layers.Layer):
     def call(self, inputs):
         shape = tf.shape(inputs)
         squares = tf.reshape(tf.square(inputs), [-1, shape[-1]])
-        scale = self.bias + tf.reshape(tf.matmul(squares, self._band), shape)
+        band = tf.cast(self._band, squares.dtype)  # bfloat16 under --precision=bfloat16
+        scale = self.bias + tf.reshape(tf.matmul(squares, band), shape)
         if self.beta == 0.75:
             inverse_root = tf.math.rsqrt(scale)
             return inputs * inverse_root * tf.sqrt(inverse_root)
@@ -133,13 +134,16 @@ class BatchNorm(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
+        # float32 even under --precision=bfloat16 (autocast off): the fused kernel
+        # takes bfloat16 activations with float32 offset and statistics.
+        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros",
+                                      autocast=False)
         self.moving_mean = self.add_weight(name="moving_mean", shape=(channels,),
                                            initializer="zeros", trainable=False,
-                                           aggregation="mean")
+                                           aggregation="mean", autocast=False)
         self.moving_variance = self.add_weight(name="moving_variance", shape=(channels,),
                                                initializer="ones", trainable=False,
-                                               aggregation="mean")
+                                               aggregation="mean", autocast=False)
 
     def call(self, inputs, training=False):
         offset = self.BIAS_SCALE * self.offset.value

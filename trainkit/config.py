@@ -57,6 +57,7 @@ class TrainConfig:
     moving_average_every_steps: int = 10
     lookahead_every_steps: int = 0
     lookahead_decay: float = 0.95
+    precision: str = "float32"
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.

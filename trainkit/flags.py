@@ -25,6 +25,7 @@ from trainkit import errors
 from trainkit import evaluator
 from trainkit import export as export_lib
 from trainkit import loop
+from trainkit import precision
 from trainkit import predict as predict_lib
 
 
@@ -134,6 +135,12 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "per-call dispatch; log lines, summaries, validation and step-based "
                          "saves still land on their exact steps). Signals and timed saves are "
                          "handled between calls.", lower_bound=1)
+    flags.DEFINE_enum("precision", d.get("precision", "float32"), list(precision.PRECISIONS),
+                      "Arithmetic of the training step: float32; bfloat16 (convolutions and "
+                      "matmuls on bfloat16, weights, slots, averages and checkpoints float32; "
+                      "fast only on hardware with native bfloat16: AVX-512 BF16 or AMX CPUs, "
+                      "GPUs of compute capability 8.0+); auto: bfloat16 exactly there. The "
+                      "evaluator always scores in float32.")
     flags.DEFINE_enum("strategy", "default", list(distribution.STRATEGIES),
                       "default: one device; mirrored: tf.distribute.MirroredStrategy over the "
                       "visible GPUs (or --cpu_replicas logical CPUs); multi_worker: "
@@ -161,7 +168,7 @@ TRAIN_GROUPS = (
     ("checkpoints, logs and validation", [
         "save_checkpoint_steps", "save_checkpoint_secs", "max_to_keep", "log_frequency",
         "save_summaries_steps", "validate_every_steps", "early_stopping_steps"]),
-    ("speed and devices", ["steps_per_call", "jit_compile", "strategy", "num_gpus",
+    ("speed and devices", ["precision", "steps_per_call", "jit_compile", "strategy", "num_gpus",
                            "cpu_replicas"]),
 )
 EVAL_GROUPS = (

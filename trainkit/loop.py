@@ -36,6 +36,7 @@ from trainkit import metrics
 from trainkit import optimizers
 from trainkit import periodic
 from trainkit import pipeline
+from trainkit import precision as precision_lib
 from trainkit import summaries
 
 DONE_FILE = "DONE"
@@ -106,6 +107,7 @@ def duration(seconds):
 def cross_entropy(labels, logits, label_smoothing=0.0):
     """Per-example softmax cross-entropy against integer ``labels``; with
     ``label_smoothing`` e, against ``(1 - e) * one_hot + e / classes``."""
+    logits = tf.cast(logits, tf.float32)  # bfloat16 logits: the loss in float32
     if not label_smoothing:
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     classes = logits.shape[-1]
@@ -254,8 +256,11 @@ class Trainer:
 
         # Everything with state is made in the strategy's scope, so it is
         # mirrored on every replica.
+        self.precision, reason = precision_lib.resolve(config.precision)
+        precision_lib.describe(self.precision, reason)
         with strategy.scope():
-            self.model = model_lib.build_model(config)
+            with precision_lib.policy(self.precision):
+                self.model = model_lib.build_model(config)
             if not resume and hasattr(model_lib, "initialize"):
                 # Weights set from the data (before the shadows copy them); a resumed
                 # run has them in its checkpoint.
@@ -423,6 +428,7 @@ class Trainer:
                        "learning_rate": self.learning_rate(step)}
             histograms = {v.path: v.value for v in variables}
             for layer, activation in zip(layers, self._activations(images, training=False)):
+                activation = tf.cast(activation, tf.float32)
                 histograms[f"activations/{layer.name}"] = activation
                 scalars[f"sparsity/{layer.name}"] = tf.math.zero_fraction(activation)
             writer.scalars(step, scalars)
