@@ -122,13 +122,14 @@ class BatchNorm(keras.layers.Layer):
     stored value moves the offset ``BIAS_SCALE ** 2`` (64) times as far as
     it would move a plain weight, the offsets' higher learning rate of the
     fast recipes, while the L2 penalty shrinks it at the plain weights' rate.
-    The running statistics follow the last few batches (momentum 0.4, i.e.
-    PyTorch's 0.6).
+    The running statistics follow the last few batches: each update keeps
+    0.6 of the old value (``momentum``; airbench94's ``batchnorm_momentum=0.6``,
+    which is PyTorch's ``momentum=0.4``, the weight of the new batch).
     """
 
     BIAS_SCALE = 8.0
 
-    def __init__(self, momentum=0.4, epsilon=1e-5, **kwargs):
+    def __init__(self, momentum=0.6, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.momentum, self.epsilon = momentum, epsilon
 
