@@ -224,9 +224,9 @@ def train_dataset(config, start_step=0, part=None):
     images, labels = decode(dataset.batch(count).get_single_element())
 
     def preprocess(images, labels, random):
-        if config.model == "resnet":
-            return normalize(flip_translate(images, random)), labels
-        return distort(images, random), labels
+        if config.model == "tutorial":
+            return distort(images, random), labels
+        return normalize(flip_translate(images, random)), labels
 
     dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
                                      start_step, preprocess, part)
@@ -242,9 +242,9 @@ def first_train_images(config, count):
 
 def eval_preprocess(images, config):
     """uint8 [N, 32, 32, 3] -> what the model scores: the central crop, standardized
-    (``tutorial``), or the whole image normalized per channel (``resnet``). Also inside
+    (``tutorial``), or the whole image normalized per channel (the resnets). Also inside
     every exported SavedModel, so it takes raw images."""
-    return normalize(images) if config.model == "resnet" else central_crop(images)
+    return central_crop(images) if config.model == "tutorial" else normalize(images)
 
 
 def eval_dataset(config, split, batch_size):

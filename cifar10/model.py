@@ -23,13 +23,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-MODELS = ("tutorial", "resnet")
 NUM_CLASSES = 10
 IMAGE_SIZE = 24
 # The layers whose kernels carry weight decay, as the tutorial's _variable_with_weight_decay.
 DECAYED_LAYERS = ("local3", "local4")
-# resnet: channels of the three conv groups (airbench94's), and the whitening patch size.
-RESNET_WIDTHS = (64, 256, 256)
+# The fast-CIFAR networks: channels of their three conv groups, airbench94's and the
+# wider airbench95's; and the whitening patch size.
+RESNET_WIDTHS = {"resnet": (64, 256, 256), "resnet_wide": (128, 384, 384)}
+MODELS = ("tutorial", *RESNET_WIDTHS)
 WHITENING_SIZE = 2
 WHITENING_IMAGES = 5000  # the training images whose patches set the whitening filters
 RESNET_IMAGE_SIZE = 32
@@ -204,25 +205,25 @@ class ConvGroup(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
-def _resnet():
+def _resnet(name):
     """The fast-CIFAR network: whitening, three conv groups, max-pool, a scaled classifier."""
     return keras.Sequential([
         keras.Input((RESNET_IMAGE_SIZE, RESNET_IMAGE_SIZE, 3), name="images"),
         Whitening(name="whiten"),
         keras.layers.Activation("gelu", name="whiten_gelu"),
-        *[ConvGroup(width, name=f"group{i + 1}") for i, width in enumerate(RESNET_WIDTHS)],
+        *[ConvGroup(width, name=f"group{i + 1}") for i, width in enumerate(RESNET_WIDTHS[name])],
         keras.layers.GlobalMaxPooling2D(name="global_pool"),
         keras.layers.Dense(NUM_CLASSES, use_bias=False, name="logits",
                            kernel_initializer=_TORCH_DEFAULT),
         # Small initial logits, as the fast recipes scale theirs.
         keras.layers.Rescaling(1.0 / 9.0, name="scale"),
-    ], name="cifar10_resnet")
+    ], name=f"cifar10_{name}")
 
 
 def initialize(model, config, input_lib):
-    """Data-dependent initialization at the start of a run: ``resnet``'s whitening
+    """Data-dependent initialization at the start of a run: the resnets' whitening
     filters from the first training images; the tutorial has none."""
-    if config.model == "resnet":
+    if config.model in RESNET_WIDTHS:
         model.get_layer("whiten").initialize(
             input_lib.first_train_images(config, WHITENING_IMAGES))
 
@@ -232,10 +233,10 @@ def build_model(config):
 
     ``tutorial``: [batch, 24, 24, 3] central or random crops, per-image
     standardized. ``resnet``: [batch, 32, 32, 3] whole images, normalized
-    per channel (see ``cifar10.input``).
+    per channel (see ``cifar10.input``); ``resnet_wide`` likewise.
     """
-    if config.model == "resnet":
-        return _resnet()
+    if config.model in RESNET_WIDTHS:
+        return _resnet(config.model)
     if config.model != "tutorial":
         raise ValueError(f"unknown CIFAR-10 model {config.model!r}; choose one of {MODELS}")
     layers = keras.layers
@@ -262,11 +263,11 @@ def build_model(config):
 
 def regularization_loss(model, config):
     """``l2_regularization * l2_loss(w)`` summed over local3's and local4's weights
-    (``tutorial``), or over every trained variable (``resnet``, as the fast recipes
+    (``tutorial``), or over every trained variable (the resnets, as the fast recipes
     decay every parameter)."""
     if not config.l2_regularization:
         return tf.constant(0.0)
-    if config.model == "resnet":
+    if config.model in RESNET_WIDTHS:
         weights = [v.value for v in model.trainable_variables]
     else:
         weights = [model.get_layer(name).kernel.value for name in DECAYED_LAYERS]
@@ -279,11 +280,11 @@ def _flip_mean(model, images):
 
 
 def eval_logits(model, images, config):
-    """The logits the evaluator scores. ``tutorial``: the image as is. ``resnet``:
+    """The logits the evaluator scores. ``tutorial``: the image as is. The resnets:
     test-time augmentation, half the mean over the image and its mirror, half the
     same mean over the image shifted one pixel up-left and one down-right
     (reflection-padded), as airbench's ``tta_level=2``."""
-    if config.model != "resnet":
+    if config.model not in RESNET_WIDTHS:
         return model(images, training=False)
     size = images.shape[1]
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")

@@ -198,6 +198,19 @@ def test_resnet_shapes_keys_weight_decay_whitening_and_test_time_augmentation():
         tutorial(crops, training=False))
 
 
+def test_resnet_wide_is_the_same_network_with_airbench95_widths():
+    config = make_config("unused", model="resnet_wide")
+    model = cifar10_model.build_model(config)
+    assert [model.get_layer(f"group{i}").filters for i in (1, 2, 3)] == [128, 384, 384]
+    assert model(tf.zeros([2, 32, 32, 3]), training=False).shape == (2, 10)
+    assert all(key.startswith("cifar10_resnet_wide.")
+               for key in checkpoints.model_variables(model))
+    # Whole images normalized per channel, as the resnet's, not the tutorial's crops.
+    raw = tf.constant(helpers.synthetic_cifar(3, seed=1)[0])
+    np.testing.assert_array_equal(cifar10_input.eval_preprocess(raw, config),
+                                  cifar10_input.normalize(raw))
+
+
 def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
     layer = cifar10_model.BatchNorm()
     x = tf.random.stateless_normal([8, 4, 4, 3], [1, 2]) * 3.0 + 1.0
@@ -262,7 +275,7 @@ def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
     assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer) == (
-        "resnet", "linear", 0.2, "nesterov")
+        "resnet_wide", "linear", 0.2, "nesterov")
     # The trainer set the (untrained) whitening filters from the first training images.
     reader = tf.train.load_checkpoint(checkpoints.latest(train_dir))
     (key,) = [k for k, _ in tf.train.list_variables(checkpoints.latest(train_dir))
