@@ -19,8 +19,9 @@ fresh process so that no run inherits another's threads or compiled code:
    against without (slowdown), alternated A/B/A/B, then once with each of
    ``EVALUATOR_ALTERNATIVES`` (lesser priorities);
 4. the training step's FLOP rate against a measured fp32 matmul peak;
-5. what XLA (``--jit_compile``), TensorFlow's thread-pool sizes, moving
-   averages updated at every step and TensorFlow's oneDNN kernels do.
+5. what XLA (``--jit_compile``), bfloat16 compute (``--precision=bfloat16``),
+   TensorFlow's thread-pool sizes, moving averages updated at every step and
+   TensorFlow's oneDNN kernels do.
 
 oneDNN: our trainer turns TensorFlow's oneDNN kernels on (``trainkit``
 sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless the user set it); TensorFlow
@@ -406,6 +407,11 @@ def benchmark(args):
             entry["xla_ours_examples_per_sec"] = run_task(
                 "train", label="xla", steps=steps, seconds=seconds, save_secs=seconds / 3,
                 jit=True, **common)["ours_examples_per_sec"]
+            log(f"{dataset}: bfloat16 compute (--precision=bfloat16)")
+            entry["bfloat16_ours_examples_per_sec"] = run_task(
+                "train", label="bf16", steps=steps, seconds=seconds, save_secs=seconds / 3,
+                jit=False, train_flags="--precision=bfloat16",
+                **common)["ours_examples_per_sec"]
             log(f"{dataset}: moving averages updated every step")
             entry["ema_every_step_ours_examples_per_sec"] = run_task(
                 "train", label="ema1", steps=steps, seconds=seconds, save_secs=seconds / 3,
@@ -546,6 +552,8 @@ def table(results):
     row("fraction of matmul peak", "fraction_of_peak", lambda v: f"{100 * v:.0f}%")
     row("one evaluation pass (10,000 images), s", "eval_pass_secs", lambda v: f"{v:.1f}")
     row("ours with XLA (--jit_compile), examples/s", "xla_ours_examples_per_sec",
+        lambda v: f"{v:,.0f}")
+    row("ours with --precision=bfloat16, examples/s", "bfloat16_ours_examples_per_sec",
         lambda v: f"{v:,.0f}")
     row("ours, moving averages every step, examples/s", "ema_every_step_ours_examples_per_sec",
         lambda v: f"{v:,.0f}")
