@@ -211,6 +211,50 @@ def test_resnet_wide_is_the_same_network_with_airbench95_widths():
                                   cifar10_input.normalize(raw))
 
 
+def test_kernel_gradient_by_shifted_matmuls_equals_tensorflows():
+    x = tf.random.stateless_normal([4, 5, 5, 6], [3, 4])
+    kernel = tf.random.stateless_normal([3, 3, 6, 7], [5, 6])
+    dy = tf.random.stateless_normal([4, 5, 5, 7], [7, 8])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, kernel])
+        ours = tf.reduce_sum(cifar10_model.conv_same_shifted_grad(x, kernel) * dy)
+        theirs = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "SAME") * dy)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    for ours_grad, their_grad in zip(tape.gradient(ours, [x, kernel]),
+                                     tape.gradient(theirs, [x, kernel])):
+        np.testing.assert_allclose(ours_grad, their_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_conv_on_a_small_map_takes_the_shifted_gradient():
+    """Only in bfloat16 and at most SHIFTED_GRAD_MAX_SIDE on a side; the gradient
+    it gives is TensorFlow's to bfloat16's precision."""
+    def kernel_grad(side, dtype):
+        layer = cifar10_model.Conv(8, 3, padding="same", use_bias=False, dtype=dtype)
+        x = tf.random.stateless_normal([2, side, side, 8], [1, 2])
+        layer.build(x.shape)
+
+        @tf.function
+        def grad():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.cast(layer(x), tf.float32) * tf.range(8.0))
+            return tape.gradient(loss, layer.kernel.value)
+
+        ops = {op.type for op in grad.get_concrete_function().graph.get_operations()}
+        shifted = "Conv2DBackpropFilter" not in ops
+        kernel = tf.cast(layer.kernel, tf.float32)
+        reference = tf.GradientTape()
+        with reference:
+            reference.watch(kernel)
+            ref_loss = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "SAME") * tf.range(8.0))
+        return grad(), reference.gradient(ref_loss, kernel), shifted
+
+    ours, theirs, shifted = kernel_grad(cifar10_model.SHIFTED_GRAD_MAX_SIDE, "mixed_bfloat16")
+    assert shifted
+    np.testing.assert_allclose(ours, theirs, rtol=0.05, atol=0.05 * float(tf.reduce_max(theirs)))
+    assert not kernel_grad(cifar10_model.SHIFTED_GRAD_MAX_SIDE + 1, "mixed_bfloat16")[2]
+    assert not kernel_grad(cifar10_model.SHIFTED_GRAD_MAX_SIDE, "float32")[2]
+
+
 def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
     layer = cifar10_model.BatchNorm()
     x = tf.random.stateless_normal([8, 4, 4, 3], [1, 2]) * 3.0 + 1.0
