@@ -15,8 +15,10 @@ norm, GELU) of widths 64, 256, 256, a global max-pool and a bias-free
 classifier scaled by 1/9. Like airbench94 it has no skip connections: the
 identity (dirac) initialization of every conv gives a fresh network the
 pass-through a residual branch would. It is scored with test-time flips and
-shifts (``eval_logits``). ``--schedule=resnet`` in ``cifar10/train.py`` holds
-its training recipe.
+shifts (``eval_logits``). ``resnet_wide`` is the same network with
+airbench95's widths, 128, 384, 384; ``--schedule=resnet`` in
+``cifar10/train.py`` holds its training recipe. In bfloat16 on a CPU their
+convolutions on small maps take their kernel gradient as matmuls (``Conv``).
 """
 
 import keras
