@@ -219,6 +219,8 @@ class Conv(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         h, w = inputs.shape[1], inputs.shape[2]
         if (inputs.dtype == tf.bfloat16 and h is not None and w is not None
+                and tuple(self.strides) == (1, 1) and self.padding == "same"
+                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
                 and max(h, w) <= SHIFTED_GRAD_MAX_SIDE
                 and not tf.config.list_logical_devices("GPU")):
             return conv_same_shifted_grad(inputs, tf.cast(kernel, inputs.dtype))
