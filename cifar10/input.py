@@ -196,14 +196,33 @@ def normalize(images):
     return (tf.cast(images, tf.float32) - CHANNEL_MEAN) / CHANNEL_STD
 
 
-def flip_translate(images, random):
+def flip_translate(images, random, translate=TRANSLATE):
     """``resnet`` augmentation on a batch (uint8 or float): a mirror that alternates
     from epoch to epoch (``BatchRandom.alternating``), a random shift by up to
-    ``TRANSLATE`` pixels (reflection-padded), as airbench94 does."""
+    ``translate`` pixels (reflection-padded), as airbench94 does (2; airbench96, 4)."""
     # Mirroring commutes with the symmetric padding: the crop's gather does it.
-    padded = tf.pad(images, [[0, 0], [TRANSLATE, TRANSLATE], [TRANSLATE, TRANSLATE], [0, 0]],
+    padded = tf.pad(images, [[0, 0], [translate, translate], [translate, translate], [0, 0]],
                     mode="REFLECT")
     return _random_crop(padded, random, size=ORIGINAL_SIZE, mirror=random.alternating())
+
+
+def cutout(images, random, size):
+    """airbench96's Cutout on a normalized batch [N, H, W, C]: a ``size`` x ``size``
+    square of each image, at a random place wholly inside it, set to 0 (the mean).
+    ``size`` 0 leaves the batch as it is."""
+    if not size:
+        return images
+    height, width = images.shape[1], images.shape[2]
+    corners = random.uniform([2], minval=0, maxval=height - size + 1, dtype=tf.int32)
+    if width != height:
+        corners = tf.stack([corners[:, 0], random.uniform(
+            minval=0, maxval=width - size + 1, dtype=tf.int32)], axis=1)
+    rows = tf.range(height)[None, :] - corners[:, :1]
+    cols = tf.range(width)[None, :] - corners[:, 1:]
+    inside_rows = (rows >= 0) & (rows < size)
+    inside_cols = (cols >= 0) & (cols < size)
+    square = inside_rows[:, :, None] & inside_cols[:, None, :]
+    return tf.where(square[..., None], tf.zeros([], images.dtype), images)
 
 
 def central_crop(images):
@@ -226,7 +245,8 @@ def train_dataset(config, start_step=0, part=None):
     def preprocess(images, labels, random):
         if config.model == "tutorial":
             return distort(images, random), labels
-        return normalize(flip_translate(images, random)), labels
+        images = normalize(flip_translate(images, random, config.translate))
+        return cutout(images, random, config.cutout), labels
 
     dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
                                      start_step, preprocess, part)

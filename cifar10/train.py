@@ -17,7 +17,7 @@ DEFAULTS = dict(
     learning_rate_decay=0.1, num_epochs_per_decay=350.0, staircase=True, momentum=0.9,
     l2_regularization=0.004, moving_average_decay=0.9999, log_frequency=10,
     save_summaries_steps=100, save_checkpoint_steps=0, save_checkpoint_secs=600,
-    data_mirrors=list(cifar10_input.MIRRORS),
+    data_mirrors=list(cifar10_input.MIRRORS), translate=cifar10_input.TRANSLATE, cutout=0,
 )
 SCHEDULES = {
     "tutorial": {},

@@ -311,6 +311,52 @@ def test_flip_translate_shifts_each_image_by_at_most_two_pixels():
     assert len(moves) > 4  # each image its own shift and flip
 
 
+def test_flip_translate_shifts_by_at_most_translate_pixels():
+    images = tf.cast(tf.reshape(tf.range(16 * 32 * 32 * 3) % 251, [16, 32, 32, 3]), tf.float32)
+    out = cifar10_input.flip_translate(
+        images, pipeline.BatchRandom(tf.constant([7, 8], tf.int64), 16), translate=4).numpy()
+    source = np.pad(images.numpy(), [[0, 0], [4, 4], [4, 4], [0, 0]], mode="reflect")
+    shifts = set()
+    for i in range(16):
+        found = [(flip, dr, dc) for flip, image in ((0, source[i]), (1, source[i, :, ::-1]))
+                 for dr in range(9) for dc in range(9)
+                 if np.array_equal(out[i], image[dr:dr + 32, dc:dc + 32])]
+        assert found, i
+        shifts.add(found[0][1:])
+    assert any(max(abs(dr - 4), abs(dc - 4)) > 2 for dr, dc in shifts)  # beyond 2 pixels
+
+
+def test_cutout_zeroes_one_square_of_each_image_inside_it():
+    images = tf.ones([64, 32, 32, 3])
+    out = cifar10_input.cutout(
+        images, pipeline.BatchRandom(tf.constant([3, 4], tf.int64), 64), size=12).numpy()
+    corners = set()
+    for i in range(64):
+        rows, cols = np.nonzero(out[i, :, :, 0] == 0)
+        assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (12, 12), i
+        assert len(rows) == 144 and (out[i] == 0).sum() == 144 * 3
+        corners.add((rows.min(), cols.min()))
+    assert len(corners) > 32  # each image its own square
+    untouched = cifar10_input.cutout(
+        images, pipeline.BatchRandom(tf.constant([3, 4], tf.int64), 64), size=0)
+    np.testing.assert_array_equal(untouched.numpy(), images.numpy())
+
+
+def test_resnet_trains_with_cutout_and_a_wider_translate(tmp_path, cifar_data):
+    train_dir = str(tmp_path / "run")
+    result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
+                             f"--data_dir={cifar_data}", "--schedule=resnet", "--model=resnet",
+                             "--max_steps=2", "--batch_size=16", "--warmup_steps=1",
+                             "--save_checkpoint_secs=0", "--cutout=12", "--translate=4")
+    assert result.returncode == 0, result.stderr
+    saved = config_lib.read_train_config(train_dir)
+    assert (saved.cutout, saved.translate) == (12, 4)
+    bad = helpers.run_cli("cifar10.train", f"--train_dir={tmp_path / 'bad'}",
+                          f"--data_dir={cifar_data}", "--schedule=resnet", "--cutout=33")
+    assert bad.returncode != 0
+    assert "--cutout" in bad.stderr
+
+
 def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",

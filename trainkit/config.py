@@ -58,6 +58,8 @@ class TrainConfig:
     lookahead_every_steps: int = 0
     lookahead_decay: float = 0.95
     precision: str = "float32"
+    translate: int = 2
+    cutout: int = 0
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.

@@ -116,6 +116,13 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "ends bitwise equal to an uninterrupted one (slower on some ops).")
     flags.DEFINE_boolean("resume", False,
                          "Continue the run in --train_dir from its latest checkpoint.")
+    if "translate" in d:  # datasets whose flip-and-translate augmentation takes them
+        flags.DEFINE_integer("translate", d["translate"],
+                             "Largest random shift, in pixels, of the resnets' training images "
+                             "(reflection-padded).", lower_bound=0, upper_bound=8)
+        flags.DEFINE_integer("cutout", d.get("cutout", 0),
+                             "Side of the square of each resnet training image set to the mean "
+                             "(Cutout, as airbench96); 0 = none.", lower_bound=0, upper_bound=32)
     flags.DEFINE_integer("validation_size", d.get("validation_size", 0),
                          "Training examples held out for validation (not trained on).",
                          lower_bound=0)
@@ -159,7 +166,7 @@ def define_train_flags(dataset, models, defaults, schedules=None):
 
 TRAIN_GROUPS = (
     ("the run", ["schedule", "train_dir", "resume", "seed", "deterministic"]),
-    ("data", ["data_dir", "data_mirrors", "validation_size"]),
+    ("data", ["data_dir", "data_mirrors", "validation_size", "translate", "cutout"]),
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
         "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
