@@ -364,8 +364,8 @@ def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
                              "--batch_size=16", "--warmup_steps=2", "--save_checkpoint_secs=0")
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
-    assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer) == (
-        "resnet_wide", "linear", 0.2, "nesterov")
+    assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer,
+            saved.translate, saved.cutout) == ("resnet_wide", "linear", 0.2, "nesterov", 4, 12)
     # The trainer set the (untrained) whitening filters from the first training images.
     reader = tf.train.load_checkpoint(checkpoints.latest(train_dir))
     (key,) = [k for k, _ in tf.train.list_variables(checkpoints.latest(train_dir))
