@@ -207,21 +207,16 @@ def flip_translate(images, random, translate=TRANSLATE):
 
 
 def cutout(images, random, size):
-    """airbench96's Cutout on a normalized batch [N, H, W, C]: a ``size`` x ``size``
-    square of each image, at a random place wholly inside it, set to 0 (the mean).
-    ``size`` 0 leaves the batch as it is."""
+    """airbench96's Cutout on a normalized batch of square images [N, S, S, C]: a
+    ``size`` x ``size`` square of each, at a random place wholly inside it, set to 0
+    (the mean). ``size`` 0 leaves the batch as it is."""
     if not size:
         return images
-    height, width = images.shape[1], images.shape[2]
-    corners = random.uniform([2], minval=0, maxval=height - size + 1, dtype=tf.int32)
-    if width != height:
-        corners = tf.stack([corners[:, 0], random.uniform(
-            minval=0, maxval=width - size + 1, dtype=tf.int32)], axis=1)
-    rows = tf.range(height)[None, :] - corners[:, :1]
-    cols = tf.range(width)[None, :] - corners[:, 1:]
-    inside_rows = (rows >= 0) & (rows < size)
-    inside_cols = (cols >= 0) & (cols < size)
-    square = inside_rows[:, :, None] & inside_cols[:, None, :]
+    side = images.shape[1]
+    corners = random.uniform([2], minval=0, maxval=side - size + 1, dtype=tf.int32)
+    offsets = tf.range(side)[None, :, None] - corners[:, None, :]  # [N, S, 2]: row, col
+    inside = (offsets >= 0) & (offsets < size)
+    square = inside[:, :, None, 0] & inside[:, None, :, 1]  # [N, S, S]
     return tf.where(square[..., None], tf.zeros([], images.dtype), images)
 
 

@@ -342,6 +342,20 @@ def test_cutout_zeroes_one_square_of_each_image_inside_it():
     np.testing.assert_array_equal(untouched.numpy(), images.numpy())
 
 
+def test_resnet_pipeline_takes_translate_and_cutout_from_the_config(cifar_data):
+    def first_batch(**overrides):
+        config = make_config(cifar_data, model="resnet", batch_size=32, **overrides)
+        return next(iter(cifar10_input.train_dataset(config)[0]))[0].numpy()
+
+    # Normalized pixels are never exactly 0 (the channel means are not integers):
+    # zeros are Cutout's.
+    plain = first_batch(translate=2, cutout=0)
+    assert (plain == 0).sum() == 0
+    cut = first_batch(translate=2, cutout=12)
+    assert ((cut == 0).reshape(32, -1).sum(axis=1) == 12 * 12 * 3).all()
+    assert not np.array_equal(first_batch(translate=4, cutout=0), plain)
+
+
 def test_resnet_trains_with_cutout_and_a_wider_translate(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",

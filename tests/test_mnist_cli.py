@@ -130,7 +130,7 @@ def test_help_lists_every_flag_by_group_with_its_default(command):
     for heading, names in groups[command.split(".")[1]]:
         assert f"\n{command}: {heading}:\n" in out
         for name in names:
-            if command == "mnist.train" and name in ("translate", "cutout"):
+            if command == "mnist.train" and name in tk_flags.AUGMENTATION_FLAGS:
                 assert f"  --{name}: " not in out  # the resnets' augmentation: CIFAR-10's only
                 continue
             assert f"  --{name}: " in out or f"  --[no]{name}: " in out, name

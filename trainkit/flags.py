@@ -116,11 +116,11 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "ends bitwise equal to an uninterrupted one (slower on some ops).")
     flags.DEFINE_boolean("resume", False,
                          "Continue the run in --train_dir from its latest checkpoint.")
-    if "translate" in d:  # datasets whose flip-and-translate augmentation takes them
+    if all(name in d for name in AUGMENTATION_FLAGS):  # datasets whose augmentation takes them
         flags.DEFINE_integer("translate", d["translate"],
                              "Largest random shift, in pixels, of the resnets' training images "
                              "(reflection-padded).", lower_bound=0, upper_bound=8)
-        flags.DEFINE_integer("cutout", d.get("cutout", 0),
+        flags.DEFINE_integer("cutout", d["cutout"],
                              "Side of the square of each resnet training image set to the mean "
                              "(Cutout, as airbench96); 0 = none.", lower_bound=0, upper_bound=32)
     flags.DEFINE_integer("validation_size", d.get("validation_size", 0),
@@ -164,9 +164,11 @@ def define_train_flags(dataset, models, defaults, schedules=None):
     _group(f"{dataset}.train", TRAIN_GROUPS)
 
 
+# Defined only for datasets whose train.py gives them defaults (CIFAR-10's resnets).
+AUGMENTATION_FLAGS = ("translate", "cutout")
 TRAIN_GROUPS = (
     ("the run", ["schedule", "train_dir", "resume", "seed", "deterministic"]),
-    ("data", ["data_dir", "data_mirrors", "validation_size", "translate", "cutout"]),
+    ("data", ["data_dir", "data_mirrors", "validation_size", *AUGMENTATION_FLAGS]),
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
         "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
