@@ -104,7 +104,7 @@ def _onednn_on():
 def task_peak(args):
     """fp32 matmul GFLOP/s, best of several timed repetitions."""
     import tensorflow as tf
-    n = 2048
+    n = args.matmul_size
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
 
@@ -613,6 +613,8 @@ def main():
     for name, kind in (("steps", int), ("warmup_steps", int), ("spe", int), ("seconds", float),
                        ("save_secs", float), ("eval_interval", float)):
         parser.add_argument(f"--{name}", type=kind, default=0, help=argparse.SUPPRESS)
+    # The peak's square matrices (the tests take small ones: they time nothing).
+    parser.add_argument("--matmul_size", type=int, default=2048, help=argparse.SUPPRESS)
     parser.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
     # TF_ENABLE_ONEDNN_OPTS for the task: "0", "1", or "tf_default" (TensorFlow's own
     # choice for this CPU, before trainkit sets ours); empty: as our entry points run.

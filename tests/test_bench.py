@@ -65,7 +65,8 @@ def test_train_task_with_an_evaluator_times_the_trainer_while_it_polls(mnist_dat
 def test_keras_baseline_runs_with_tensorflows_own_kernel_choice(tmp_path):
     """--onednn=tf_default: TensorFlow's choice for this CPU, not the one trainkit makes."""
     tf_default = helpers.onednn_on()
-    peaks = {option: run_task("peak", "--quick", f"--workdir={tmp_path}", f"--onednn={option}")
+    peaks = {option: run_task("peak", "--quick", f"--workdir={tmp_path}", f"--onednn={option}",
+                              "--matmul_size=256")
              for option in ("tf_default", "0", "1")}
     assert peaks["tf_default"]["onednn"] is tf_default
     assert peaks["0"]["onednn"] is False and peaks["1"]["onednn"] is True
@@ -77,7 +78,8 @@ def test_a_task_runs_with_our_kernel_choice_whatever_the_drivers_environment(tmp
     environment lacks the setting (one that never imported trainkit)."""
     env = {k: v for k, v in helpers.cli_env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     result = subprocess.run([sys.executable, BENCH, "--task=peak", "--quick",
-                             f"--workdir={tmp_path}"], capture_output=True, text=True,
+                             f"--workdir={tmp_path}", "--matmul_size=256"],
+                            capture_output=True, text=True,
                             timeout=300, env=env, cwd=helpers.REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["onednn"] is True

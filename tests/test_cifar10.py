@@ -374,8 +374,8 @@ def test_resnet_trains_with_cutout_and_a_wider_translate(tmp_path, cifar_data):
 def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
-                             f"--data_dir={cifar_data}", "--schedule=resnet", "--max_steps=4",
-                             "--batch_size=16", "--warmup_steps=2", "--save_checkpoint_secs=0")
+                             f"--data_dir={cifar_data}", "--schedule=resnet", "--max_steps=2",
+                             "--batch_size=8", "--warmup_steps=1", "--save_checkpoint_secs=0")
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
     assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer,
@@ -391,7 +391,7 @@ def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
     assert result.returncode == 0, result.stderr
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
-    assert [(r["step"], r["num_examples"]) for r in records] == [(4, 50)]
+    assert [(r["step"], r["num_examples"]) for r in records] == [(2, 50)]
 
 
 # --- archives and downloads ---------------------------------------------------------
