@@ -6,8 +6,6 @@ fewer), and exits once the trainer is done; ``--run_once`` scores the latest
 checkpoint and exits. Unlike the tutorial's, every image counts exactly once.
 """
 
-from cifar10 import input as cifar10_input
-from cifar10 import model as cifar10_model
 from trainkit import flags as tk_flags
 
 tk_flags.define_eval_flags(dict(dataset="cifar10", train_dir="runs/cifar10", eval_interval_secs=300,
@@ -15,7 +13,7 @@ tk_flags.define_eval_flags(dict(dataset="cifar10", train_dir="runs/cifar10", eva
 
 
 def run():
-    tk_flags.run_evaluator(cifar10_input, cifar10_model)
+    tk_flags.run_evaluator("cifar10")
 
 
 if __name__ == "__main__":

@@ -6,15 +6,13 @@ evaluation preprocessing, so it takes raw uint8 images [N, 32, 32, 3] and
 returns ``logits`` and ``probabilities``; see ``trainkit/export.py``.
 """
 
-from cifar10 import input as cifar10_input
-from cifar10 import model as cifar10_model
 from trainkit import flags as tk_flags
 
 tk_flags.define_export_flags("cifar10")
 
 
 def run():
-    tk_flags.run_export(cifar10_input, cifar10_model)
+    tk_flags.run_export("cifar10")
 
 
 if __name__ == "__main__":

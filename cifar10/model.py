@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import cifar10
+
 NUM_CLASSES = 10
 IMAGE_SIZE = 24
 # The layers whose kernels carry weight decay, as the tutorial's _variable_with_weight_decay.
@@ -32,7 +34,7 @@ DECAYED_LAYERS = ("local3", "local4")
 # The fast-CIFAR networks: channels of their three conv groups, airbench94's and the
 # wider airbench95's; and the whitening patch size.
 RESNET_WIDTHS = {"resnet": (64, 256, 256), "resnet_wide": (128, 384, 384)}
-MODELS = ("tutorial", *RESNET_WIDTHS)
+MODELS = cifar10.MODELS  # "tutorial" and the RESNET_WIDTHS
 WHITENING_SIZE = 2
 WHITENING_IMAGES = 5000  # the training images whose patches set the whitening filters
 RESNET_IMAGE_SIZE = 32

@@ -5,15 +5,13 @@ or ``--json``; ``--saved_model`` uses an export instead of a checkpoint.
 How files are cropped and resized: ``trainkit/predict.py``.
 """
 
-from cifar10 import input as cifar10_input
-from cifar10 import model as cifar10_model
 from trainkit import flags as tk_flags
 
 tk_flags.define_predict_flags("cifar10")
 
 
 def run():
-    tk_flags.run_predict(cifar10_input, cifar10_model)
+    tk_flags.run_predict("cifar10")
 
 
 if __name__ == "__main__":

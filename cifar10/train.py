@@ -8,8 +8,7 @@ decay of the learning rate from 0.02 to 0 over 40 epochs (15,625 steps). The REA
 reaches on this machine and how long it takes.
 """
 
-from cifar10 import input as cifar10_input
-from cifar10 import model as cifar10_model
+import cifar10
 from trainkit import flags as tk_flags
 
 DEFAULTS = dict(
@@ -17,7 +16,7 @@ DEFAULTS = dict(
     learning_rate_decay=0.1, num_epochs_per_decay=350.0, staircase=True, momentum=0.9,
     l2_regularization=0.004, moving_average_decay=0.9999, log_frequency=10,
     save_summaries_steps=100, save_checkpoint_steps=0, save_checkpoint_secs=600,
-    data_mirrors=list(cifar10_input.MIRRORS), translate=cifar10_input.TRANSLATE, cutout=0,
+    translate=2, cutout=0,  # the resnets' augmentation: airbench94's 2-pixel shift, no Cutout
 )
 SCHEDULES = {
     "tutorial": {},
@@ -45,11 +44,11 @@ SCHEDULES = {
                    precision="auto", save_checkpoint_secs=300,
                    save_summaries_steps=100, log_frequency=10),
 }
-tk_flags.define_train_flags("cifar10", cifar10_model.MODELS, DEFAULTS, SCHEDULES)
+tk_flags.define_train_flags("cifar10", cifar10.MODELS, DEFAULTS, SCHEDULES)
 
 
 def run():
-    tk_flags.run_trainer("cifar10", cifar10_input, cifar10_model, SCHEDULES)
+    tk_flags.run_trainer("cifar10", SCHEDULES)
 
 
 if __name__ == "__main__":

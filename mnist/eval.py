@@ -6,8 +6,6 @@ the validation split) and exits once the trainer is done. ``--run_once``
 scores the latest checkpoint and exits.
 """
 
-from mnist import input as mnist_input
-from mnist import model as mnist_model
 from trainkit import flags as tk_flags
 
 tk_flags.define_eval_flags(dict(dataset="mnist", train_dir="runs/mnist", eval_interval_secs=5,
@@ -15,7 +13,7 @@ tk_flags.define_eval_flags(dict(dataset="mnist", train_dir="runs/mnist", eval_in
 
 
 def run():
-    tk_flags.run_evaluator(mnist_input, mnist_model)
+    tk_flags.run_evaluator("mnist")
 
 
 if __name__ == "__main__":

@@ -6,15 +6,13 @@ evaluation preprocessing, so it takes raw uint8 images [N, 28, 28, 1] and
 returns ``logits`` and ``probabilities``; see ``trainkit/export.py``.
 """
 
-from mnist import input as mnist_input
-from mnist import model as mnist_model
 from trainkit import flags as tk_flags
 
 tk_flags.define_export_flags("mnist")
 
 
 def run():
-    tk_flags.run_export(mnist_input, mnist_model)
+    tk_flags.run_export("mnist")
 
 
 if __name__ == "__main__":

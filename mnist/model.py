@@ -14,7 +14,9 @@ fully connected layers.
 import keras
 import tensorflow as tf
 
-MODELS = ("cnn", "deep_cnn", "fc")
+import mnist
+
+MODELS = mnist.MODELS
 NUM_CLASSES = 10
 
 

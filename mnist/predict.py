@@ -5,15 +5,13 @@ or ``--json``; ``--saved_model`` uses an export instead of a checkpoint.
 How files are cropped and resized: ``trainkit/predict.py``.
 """
 
-from mnist import input as mnist_input
-from mnist import model as mnist_model
 from trainkit import flags as tk_flags
 
 tk_flags.define_predict_flags("mnist")
 
 
 def run():
-    tk_flags.run_predict(mnist_input, mnist_model)
+    tk_flags.run_predict("mnist")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ test precision (averaged weights) in about two minutes on two CPU cores
 (see the README for the measured figure).
 """
 
-from mnist import input as mnist_input
-from mnist import model as mnist_model
+import mnist
 from trainkit import flags as tk_flags
 
 DEFAULTS = dict(
@@ -16,7 +15,7 @@ DEFAULTS = dict(
     learning_rate_decay=0.95, num_epochs_per_decay=1.0, staircase=True, momentum=0.9,
     l2_regularization=5e-4, moving_average_decay=0.99, log_frequency=100,
     save_summaries_steps=100, save_checkpoint_steps=500, save_checkpoint_secs=0,
-    validation_size=5000, validate_every_steps=1000, data_mirrors=list(mnist_input.MIRRORS),
+    validation_size=5000, validate_every_steps=1000,
 )
 SCHEDULES = {
     "classic": {},
@@ -25,11 +24,11 @@ SCHEDULES = {
     "fast": dict(batch_size=128, learning_rate=0.05, lr_schedule="cosine", max_steps=2400,
                  save_checkpoint_steps=600, validate_every_steps=600),
 }
-tk_flags.define_train_flags("mnist", mnist_model.MODELS, DEFAULTS, SCHEDULES)
+tk_flags.define_train_flags("mnist", mnist.MODELS, DEFAULTS, SCHEDULES)
 
 
 def run():
-    tk_flags.run_trainer("mnist", mnist_input, mnist_model, SCHEDULES)
+    tk_flags.run_trainer("mnist", SCHEDULES)
 
 
 if __name__ == "__main__":

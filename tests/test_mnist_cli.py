@@ -137,6 +137,27 @@ def test_help_lists_every_flag_by_group_with_its_default(command):
     assert "(default: " in out and "other:" not in out  # every flag is in a group
 
 
+
+COMMANDS = [f"{dataset}.{kind}" for dataset in ("mnist", "cifar10")
+            for kind in ("train", "eval", "export", "predict")]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_and_a_mistyped_flag_answer_without_loading_tensorflow(command, tmp_path):
+    """TensorFlow takes seconds to load on a small CPU; --help and flag errors need none
+    of it. A ``tensorflow`` package that refuses to load, put first on the path, proves it."""
+    blocked = tmp_path / "tensorflow"
+    blocked.mkdir()
+    (blocked / "__init__.py").write_text("raise ImportError('TensorFlow was loaded')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), helpers.REPO])}
+    result = helpers.run_cli(command, "--help", env=env)
+    assert result.returncode == 0 and "  --train_dir: " in result.stdout, result.stderr
+    result = helpers.run_cli(command, "--tarin_dir=x", env=env)
+    assert_one_clear_line(result, "tarin_dir", "Did you mean: train_dir")
+    # The blocked package is what a real run would hit: the check above can fail.
+    result = helpers.run_cli(command, f"--train_dir={tmp_path / 'none'}", env=env)
+    assert result.returncode != 0 and "TensorFlow was loaded" in result.stderr
+
 def test_missing_data_without_network_says_where_to_put_files(tmp_path):
     empty = str(tmp_path / "nodata")
     result = helpers.run_cli("mnist.train", *train_args(str(tmp_path / "run"), empty,

@@ -13,6 +13,10 @@ import os
 from trainkit import errors
 
 CONFIG_FILE = "config.json"
+# The choices of --precision and --strategy (trainkit.precision, trainkit.distribution),
+# here so that the flags, and --help, are defined without loading TensorFlow.
+PRECISIONS = ("float32", "bfloat16", "auto")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass

@@ -32,9 +32,8 @@ import tempfile
 import tensorflow as tf
 from absl import logging
 
+from trainkit import config as config_lib
 from trainkit import errors
-
-STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -83,8 +82,9 @@ def configure(config):
     all taken.
     """
     name = config.strategy
-    if name not in STRATEGIES:
-        raise errors.UserError(f"--strategy={name}: choose one of {', '.join(STRATEGIES)}")
+    if name not in config_lib.STRATEGIES:
+        raise errors.UserError(
+            f"--strategy={name}: choose one of {', '.join(config_lib.STRATEGIES)}")
     if config.num_gpus and name == "default":
         name = "mirrored"  # the tutorial's --num_gpus=N
     if config.cpu_replicas > 1 and name != "mirrored":

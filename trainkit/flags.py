@@ -7,9 +7,15 @@ MNIST), its models and its ``--schedule`` presets, then ``run_trainer``;
 ``export.py`` and ``predict.py`` with theirs. Their
 ``main`` turns the parsed flags into a config object (``train_config`` /
 ``eval_config``); nothing below it reads flags.
+
+Defining and parsing the flags loads no TensorFlow (several seconds on a
+small CPU): ``--help`` and a mistyped flag answer at once. Each ``main``
+imports the engine, and the dataset's ``input`` and ``model`` modules,
+only once the flags are parsed.
 """
 
 import dataclasses
+import importlib
 import os
 import sys
 import textwrap
@@ -19,14 +25,7 @@ from absl import flags
 from absl import logging
 
 from trainkit import config as config_lib
-from trainkit import devices
-from trainkit import distribution
 from trainkit import errors
-from trainkit import evaluator
-from trainkit import export as export_lib
-from trainkit import loop
-from trainkit import precision
-from trainkit import predict as predict_lib
 
 
 def define_train_flags(dataset, models, defaults, schedules=None):
@@ -142,13 +141,13 @@ def define_train_flags(dataset, models, defaults, schedules=None):
                          "per-call dispatch; log lines, summaries, validation and step-based "
                          "saves still land on their exact steps). Signals and timed saves are "
                          "handled between calls.", lower_bound=1)
-    flags.DEFINE_enum("precision", d.get("precision", "float32"), list(precision.PRECISIONS),
+    flags.DEFINE_enum("precision", d.get("precision", "float32"), list(config_lib.PRECISIONS),
                       "Arithmetic of the training step: float32; bfloat16 (convolutions and "
                       "matmuls on bfloat16, weights, slots, averages and checkpoints float32; "
                       "fast only on hardware with native bfloat16: AVX-512 BF16 or AMX CPUs, "
                       "GPUs of compute capability 8.0+); auto: bfloat16 exactly there. The "
                       "evaluator always scores in float32.")
-    flags.DEFINE_enum("strategy", "default", list(distribution.STRATEGIES),
+    flags.DEFINE_enum("strategy", "default", list(config_lib.STRATEGIES),
                       "default: one device; mirrored: tf.distribute.MirroredStrategy over the "
                       "visible GPUs (or --cpu_replicas logical CPUs); multi_worker: "
                       "MultiWorkerMirroredStrategy across the processes named in TF_CONFIG "
@@ -343,26 +342,35 @@ def eval_config():
     )
 
 
-def run_trainer(dataset, input_lib, model_lib, schedules=None):
+def dataset_modules(dataset):
+    """The dataset's ``input`` and ``model`` modules (they load TensorFlow)."""
+    return (importlib.import_module(f"{dataset}.input"),
+            importlib.import_module(f"{dataset}.model"))
+
+
+def run_trainer(dataset, schedules=None):
     """The whole ``python -m DATASET.train``: parse flags, train, bad input as one line."""
 
     def main(argv):
         del argv
+        from trainkit import distribution, loop  # TensorFlow loads here, after the flags
         config = train_config(dataset, schedules)
+        input_lib, model_lib = dataset_modules(dataset)
         # Devices and the strategy before any other TensorFlow op.
         loop.train(config, input_lib, model_lib, distribution.configure(config))
 
     run(main)
 
 
-def run_evaluator(input_lib, model_lib):
+def run_evaluator(dataset):
     """The whole ``python -m DATASET.eval``: pin the device, then poll or run once."""
 
     def main(argv):
         del argv
+        from trainkit import devices, evaluator  # TensorFlow loads here, after the flags
         config = eval_config()
         devices.configure(config.device, config.num_threads, config.nice, config.idle_priority)
-        evaluator.run(config, input_lib, model_lib)
+        evaluator.run(config, *dataset_modules(dataset))
 
     run(main)
 
@@ -397,23 +405,25 @@ def define_predict_flags(dataset):
     _group(f"{dataset}.predict", PREDICT_GROUPS)
 
 
-def run_export(input_lib, model_lib):
+def run_export(dataset):
     """The whole ``python -m DATASET.export``."""
 
     def main(argv):
         del argv
+        from trainkit import export as export_lib  # TensorFlow loads here, after the flags
         f = flags.FLAGS
-        export_lib.export(f.train_dir, input_lib, model_lib, f.checkpoint, f.export_dir)
+        export_lib.export(f.train_dir, *dataset_modules(dataset), f.checkpoint, f.export_dir)
 
     run(main)
 
 
-def run_predict(input_lib, model_lib):
+def run_predict(dataset):
     """The whole ``python -m DATASET.predict IMAGE...``; exit 1 if any image failed."""
 
     def main(argv):
+        from trainkit import predict as predict_lib  # TensorFlow loads here, after the flags
         f = flags.FLAGS
-        return predict_lib.run(argv[1:], input_lib, model_lib, train_dir=f.train_dir,
+        return predict_lib.run(argv[1:], *dataset_modules(dataset), train_dir=f.train_dir,
                                saved_model=f.saved_model, checkpoint=f.checkpoint,
                                top_k=f.top_k, as_json=f.json)
 

@@ -22,9 +22,9 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from trainkit import config as config_lib
 from trainkit import errors
 
-PRECISIONS = ("float32", "bfloat16", "auto")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 CPU_FLAGS_FILE = "/proc/cpuinfo"
 # The instruction sets with native bfloat16 dot products (Linux's names for them).
@@ -53,9 +53,9 @@ def _gpus_have_bf16(gpus):
 
 def resolve(name, cpuinfo=CPU_FLAGS_FILE):
     """``float32`` or ``bfloat16`` for ``--precision=name``, with the reason."""
-    if name not in PRECISIONS:
+    if name not in config_lib.PRECISIONS:
         raise errors.UserError(
-            f"unknown --precision={name}; choose one of {', '.join(PRECISIONS)}")
+            f"unknown --precision={name}; choose one of {', '.join(config_lib.PRECISIONS)}")
     if name != "auto":
         return name, "as asked"
     gpus = tf.config.list_physical_devices("GPU")
