@@ -1,6 +1,6 @@
 """The benchmark: our trainer against keras.Model.fit, in one run, on this machine.
 
-    python scripts/bench.py                      # full: writes bench/results.json (~20 min)
+    python scripts/bench.py                      # full: writes bench/results.json (~75 min)
     python scripts/bench.py --quick              # smoke check, under 3 minutes, nothing written
     python scripts/bench.py --table bench/results.json   # the README's table from a results file
 
@@ -429,8 +429,11 @@ def benchmark(args):
     # The evaluator beside the trainer: alone / beside, twice, on the CIFAR-10 tutorial
     # model; then once with the alternative priority, for comparison. Quick: one window
     # beside, with the settings of the windows of ours above, which stand for "alone".
+    # At its default priority the evaluator runs only in the trainer's gaps: on a slow
+    # 2-core machine (2026-12-02) a pass took longer than a 120-s window, which then
+    # measured an evaluator that never evaluated; 300 s leaves room for a few passes.
     dataset = "cifar10"
-    window = seconds if quick else 120
+    window = seconds if quick else 300
     interval = 10 if quick else 30
     steps = int(pace[dataset] * window)
 
@@ -481,6 +484,9 @@ def benchmark(args):
 
 
 def check_targets(results):
+    """Each target with its measured value; ``met`` False where it was not measured (an
+    evaluator that made no evaluation in its windows slowed nothing down, and says
+    nothing about the cost of evaluating beside the trainer)."""
     models = results["models"]
     rows = [
         ("trainer / Keras fit, cifar10 tutorial", TARGETS["ratio_cifar10"], ">=",
@@ -496,9 +502,12 @@ def check_targets(results):
         ("slowdown with an evaluator beside", TARGETS["evaluator_slowdown"], "<=",
          results["evaluator_beside"]["slowdown"]),
     ]
-    return [{"name": name, "target": target, "measured": measured,
-             "met": measured >= target if op == ">=" else measured <= target, "op": op}
-            for name, target, op, measured in rows]
+    targets = [{"name": name, "target": target, "measured": measured,
+                "met": measured >= target if op == ">=" else measured <= target, "op": op}
+               for name, target, op, measured in rows]
+    if not all(results["evaluator_beside"].get("evaluations_per_window", [1])):
+        targets[-1].update(met=False, why="a window with no evaluation in it")
+    return targets
 
 
 def _onednn_note(models):
@@ -593,8 +602,8 @@ def table(results):
             else f"{value:.2f}"
         goal = f"{100 * t['target']:.0f}%" if "slowdown" in t["name"] or "peak" in t["name"] \
             else f"{t['target']}"
-        out.append(f"| {t['name']} | {t['op']} {goal} | {shown} | "
-                   f"{'yes' if t['met'] else '**no**'} |")
+        met = "yes" if t["met"] else "**no**" + (f" ({t['why']})" if "why" in t else "")
+        out.append(f"| {t['name']} | {t['op']} {goal} | {shown} | {met} |")
     return "\n".join(out)
 
 

@@ -140,3 +140,10 @@ def test_table_shows_every_figure_and_unmet_targets():
     assert "trainer alone 1.90; trainer beside 1.80; evaluator 0.10." in table
     assert ("With --nice=0 instead: 700 examples/s, slowdown 30.0%, 4 evaluations per window; "
             "cores used: trainer 1.40, evaluator 0.60.") in table
+    # An evaluator that made no evaluation in a window measured no cost of evaluating.
+    results["evaluator_beside"]["evaluations_per_window"] = [3, 0]
+    (slowdown,) = [t for t in bench.check_targets(results) if "evaluator" in t["name"]]
+    assert slowdown["met"] is False
+    results["targets"] = bench.check_targets(results)
+    assert ("| slowdown with an evaluator beside | <= 5% | 2.0% | **no** (a window with no "
+            "evaluation in it) |") in bench.table(results)
