@@ -209,6 +209,8 @@ def test_resnet_wide_is_the_same_network_with_airbench95_widths():
     raw = tf.constant(helpers.synthetic_cifar(3, seed=1)[0])
     np.testing.assert_array_equal(cifar10_input.eval_preprocess(raw, config),
                                   cifar10_input.normalize(raw))
+    # --model offers what build_model builds (named in the package, for the flags).
+    assert cifar10_model.MODELS == ("tutorial", *cifar10_model.RESNET_WIDTHS)
 
 
 def test_kernel_gradient_by_shifted_matmuls_equals_tensorflows():
