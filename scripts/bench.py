@@ -168,6 +168,15 @@ def task_train(args):
     config.max_steps = args.warmup_steps
     trainer = loop.Trainer(config, input_lib, model_lib)
     trainer.run()  # compiles the step, fills the pipeline
+    if not args.steps:
+        # No pace known yet (the first window on a machine): a few untimed steps measure
+        # it, so that the window lasts ``seconds`` on a slow CPU as on a fast one.
+        calibration = max(1, args.warmup_steps // 2)
+        config.max_steps = args.warmup_steps + calibration
+        start = time.perf_counter()
+        trainer.run()
+        args.steps = max(1, round(calibration * args.seconds / (time.perf_counter() - start)))
+        args.warmup_steps += calibration
     evaluator = None
     if args.with_evaluator:
         # The warm-up run ended with DONE; left there, it would tell the evaluator the
@@ -195,7 +204,7 @@ def task_train(args):
                 raise RuntimeError(f"the evaluator beside the trainer {why} without "
                                    f"evaluating {train_dir}")
             time.sleep(0.5)
-    # Timed: enough steps for ``seconds`` at the warm-up's pace, whole log intervals.
+    # Timed: enough steps for ``seconds`` at the pace measured before.
     config.max_steps = args.warmup_steps + args.steps
     evaluator_cpu = _cpu_secs(evaluator.pid) if evaluator else None
     start, cpu = time.perf_counter(), time.process_time()
@@ -334,18 +343,21 @@ def benchmark(args):
     results["matmul_peaks_gflops"] = {}
     for onednn in ("1",) if quick else ("0", "1"):
         log(f"matmul peak, TF_ENABLE_ONEDNN_OPTS={onednn}")
-        peak = run_task("peak", quick=quick, workdir=workdir, onednn=onednn)
+        # Quick: 1024x1024 matrices (a 2048 chain takes 2.5 s a call on a slow CPU).
+        peak = run_task("peak", quick=quick, workdir=workdir, onednn=onednn,
+                        matmul_size=1024 if quick else 2048)
         results["matmul_peaks_gflops"]["onednn" if peak["onednn"] else "eigen"] = \
             peak["matmul_peak_gflops"]
         results["matmul_size"] = peak["matmul_size"]
     results["matmul_peak_gflops"] = max(results["matmul_peaks_gflops"].values())
-    # Steps per timed window, from each model's measured pace on this machine (a first
-    # guess refined by each measurement of ours).
-    pace = {"cifar10": 1100 / 128, "mnist": 4400 / 64}
+    # Steps per second of each model on this machine, from each measurement of ours (the
+    # first one measures it before its window: this CPU may be 3x slower or faster than
+    # the last). Each model's first round starts with ours, so Keras always has one.
+    pace = {}
     last_ours = {}  # each dataset's last run of ours
     for dataset in ("cifar10", "mnist"):
         common = dict(dataset=dataset, data_dir=data[dataset], workdir=workdir,
-                      warmup_steps=(20 if quick else 30) if dataset == "cifar10"
+                      warmup_steps=(10 if quick else 30) if dataset == "cifar10"
                       else (50 if quick else 100))
         log(f"{dataset}: the input pipeline alone")
         entry = run_task("pipeline", seconds=seconds / 2, dataset=dataset,
@@ -358,7 +370,7 @@ def benchmark(args):
         onednn = {}
         for round_ in range(rounds):
             for side in sides[round_ % len(sides):] + sides[:round_ % len(sides)]:
-                steps = int(pace[dataset] * seconds)
+                steps = int(pace[dataset] * seconds) if dataset in pace else 0
                 log(f"{dataset}: {side} (round {round_ + 1} of {rounds})")
                 if side == "ours":
                     ours = run_task("train", label=f"ours{round_}", steps=steps, seconds=seconds,
@@ -443,7 +455,7 @@ def benchmark(args):
                           save_secs=interval, jit=False, with_evaluator=eval_flags is not None,
                           eval_interval=interval, eval_flags=eval_flags or "", dataset=dataset,
                           data_dir=data[dataset], workdir=workdir,
-                          warmup_steps=20 if quick else 30)
+                          warmup_steps=10 if quick else 30)
         if eval_flags is not None and not result["evaluator_polling_at_end"]:
             raise RuntimeError(f"the evaluator ({eval_flags}) stopped before the end of the "
                                f"window {label}: that window measured no evaluator beside")

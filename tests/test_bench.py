@@ -45,6 +45,17 @@ def test_train_and_keras_tasks_measure_on_small_data(mnist_data, tmp_path):
     assert keras_result["onednn"] is True
 
 
+def test_train_task_without_a_pace_measures_one_before_its_window(mnist_data, tmp_path):
+    """--steps=0 (the first window on a machine): half the warm-up again, untimed, sets
+    how many steps fill --seconds; the window then runs exactly those."""
+    result = run_task("train", "--dataset=mnist", f"--data_dir={mnist_data}",
+                      f"--workdir={tmp_path}", "--warmup_steps=4", "--steps=0", "--seconds=1",
+                      "--label=p", "--save_secs=60", "--train_flags=--validation_size=100")
+    assert result["steps"] >= 1 and result["ours_examples_per_sec"] > 0
+    done = open(os.path.join(tmp_path, "mnist-p", "DONE")).read().strip()
+    assert done == str(4 + 2 + result["steps"])
+
+
 def test_train_task_with_an_evaluator_times_the_trainer_while_it_polls(mnist_data, tmp_path):
     """The window opens after the evaluator's first evaluation (its start-up is not what
     is measured) and closes with the evaluator still polling: the warm-up's DONE, which
