@@ -104,7 +104,8 @@ def _onednn_on():
 def task_peak(args):
     """fp32 matmul GFLOP/s, best of several timed repetitions."""
     import tensorflow as tf
-    n = args.matmul_size
+    # Quick: 1024 on a side (a chain of 2048s takes 2.5 s a call on a slow CPU).
+    n = args.matmul_size or (1024 if args.quick else 2048)
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
 
@@ -343,9 +344,7 @@ def benchmark(args):
     results["matmul_peaks_gflops"] = {}
     for onednn in ("1",) if quick else ("0", "1"):
         log(f"matmul peak, TF_ENABLE_ONEDNN_OPTS={onednn}")
-        # Quick: 1024x1024 matrices (a 2048 chain takes 2.5 s a call on a slow CPU).
-        peak = run_task("peak", quick=quick, workdir=workdir, onednn=onednn,
-                        matmul_size=1024 if quick else 2048)
+        peak = run_task("peak", quick=quick, workdir=workdir, onednn=onednn)
         results["matmul_peaks_gflops"]["onednn" if peak["onednn"] else "eigen"] = \
             peak["matmul_peak_gflops"]
         results["matmul_size"] = peak["matmul_size"]
@@ -634,8 +633,9 @@ def main():
     for name, kind in (("steps", int), ("warmup_steps", int), ("spe", int), ("seconds", float),
                        ("save_secs", float), ("eval_interval", float)):
         parser.add_argument(f"--{name}", type=kind, default=0, help=argparse.SUPPRESS)
-    # The peak's square matrices (the tests take small ones: they time nothing).
-    parser.add_argument("--matmul_size", type=int, default=2048, help=argparse.SUPPRESS)
+    # The peak's square matrices, 0: the mode's own (the tests take small ones: they time
+    # nothing).
+    parser.add_argument("--matmul_size", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
     # TF_ENABLE_ONEDNN_OPTS for the task: "0", "1", or "tf_default" (TensorFlow's own
     # choice for this CPU, before trainkit sets ours); empty: as our entry points run.
