@@ -4,10 +4,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATASET ?= cifar10
-TRAIN_DIR ?= runs/$(DATASET)
+ifeq ($(origin TRAIN_DIR),undefined)
+TRAIN_DIR := runs/$(or $(DATASET),cifar10)
+endif
+# Not given: the dataset of the run already in TRAIN_DIR (its config.json), else CIFAR-10.
+ifeq ($(DATASET),)
+DATASET := $(or $(shell $(PYTHON) -m trainkit.rundir dataset "$(TRAIN_DIR)" 2>/dev/null),cifar10)
+endif
 DATA_DIR ?= data/$(DATASET)
 ARGS ?=
+# Paths reach the commands through the environment, quoted: spaces, [ ] * ? stay literal.
+export TRAIN_DIR DATA_DIR
 
 ifeq ($(filter $(DATASET),mnist cifar10),)
 $(error DATASET=$(DATASET): expected mnist or cifar10)
@@ -32,32 +39,32 @@ test: $(VENV)/.installed
 
 # Download (if missing) and verify the data, without training.
 data: $(VENV)/.installed
-	$(PY) -m trainkit.prepare_data --dataset=$(DATASET) --data_dir=$(DATA_DIR)
+	$(PY) -m trainkit.prepare_data --dataset=$(DATASET) --data_dir="$$DATA_DIR"
 
 # A new run: refused (nothing deleted) if TRAIN_DIR already holds checkpoints.
 train: $(VENV)/.installed
-	@echo "Training $(DATASET) in $(TRAIN_DIR) from step 0 (data: $(DATA_DIR))"
-	$(PY) -m $(DATASET).train --train_dir=$(TRAIN_DIR) --data_dir=$(DATA_DIR) $(ARGS)
+	@echo "Training $(DATASET) in $$TRAIN_DIR from step 0 (data: $$DATA_DIR)"
+	$(PY) -m $(DATASET).train --train_dir="$$TRAIN_DIR" --data_dir="$$DATA_DIR" $(ARGS)
 
 # The evaluator beside a running (or finished) trainer.
 eval: $(VENV)/.installed
-	$(PY) -m $(DATASET).eval --train_dir=$(TRAIN_DIR) $(ARGS)
+	$(PY) -m $(DATASET).eval --train_dir="$$TRAIN_DIR" $(ARGS)
 
-# Continue the run in TRAIN_DIR from its latest checkpoint.
+# Continue the run in TRAIN_DIR from its newest checkpoint (found by its files).
 resume: $(VENV)/.installed
-	@latest=$$(sed -n 's/^model_checkpoint_path: "\(.*\)"/\1/p' $(TRAIN_DIR)/checkpoint 2>/dev/null); \
+	@latest=$$(cd "$$TRAIN_DIR" 2>/dev/null && ls ckpt-*.index 2>/dev/null | sed -n 's/^ckpt-\([0-9]*\)\.index$$/\1/p' | sort -n | tail -n 1); \
 	if [ -z "$$latest" ]; then \
-	  echo "make resume: $(TRAIN_DIR) holds no checkpoint to resume; start a run with 'make train TRAIN_DIR=$(TRAIN_DIR)'" >&2; exit 2; \
+	  echo "make resume: $$TRAIN_DIR holds no checkpoint to resume; start a run with 'make train TRAIN_DIR=$$TRAIN_DIR'" >&2; exit 2; \
 	fi; \
-	echo "Resuming $(DATASET) in $(TRAIN_DIR) from step $${latest##*ckpt-} ($$latest)"
-	$(PY) -m $(DATASET).train --train_dir=$(TRAIN_DIR) --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir=$(DATA_DIR)) $(ARGS)
+	echo "Resuming $(DATASET) in $$TRAIN_DIR from step $$latest (ckpt-$$latest)"
+	$(PY) -m $(DATASET).train --train_dir="$$TRAIN_DIR" --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir="$$DATA_DIR") $(ARGS)
 
 # TensorBoard on TRAIN_DIR's train/ and eval/ summaries side by side, on this machine only.
 PORT ?= 6006
 tensorboard: $(VENV)/.installed
-	@test -d $(TRAIN_DIR) || { echo "make tensorboard: $(TRAIN_DIR) does not exist; pass TRAIN_DIR=runs/..." >&2; exit 2; }
+	@test -d "$$TRAIN_DIR" || { echo "make tensorboard: $$TRAIN_DIR does not exist; pass TRAIN_DIR=runs/..." >&2; exit 2; }
 	@$(PY) -c "import tensorboard" 2>/dev/null || { echo "Installing TensorBoard into $(VENV)"; $(PY) -m pip install --quiet -e '.[tensorboard]'; }
-	$(VENV)/bin/tensorboard --logdir=$(TRAIN_DIR) --host=127.0.0.1 --port=$(PORT)
+	$(VENV)/bin/tensorboard --logdir="$$TRAIN_DIR" --host=127.0.0.1 --port=$(PORT)
 
 # The benchmark (README "Speed"): ours vs keras.Model.fit and more, into bench/results.json.
 # ARGS="--quick" for a smoke check (under 3 minutes, nothing written); ARGS="--cifar10_data=...

@@ -16,6 +16,7 @@ The evaluator restores ``ema`` straight into a fresh model's trainable
 variables (and ``model`` into its non-trainable ones): no weight swap.
 """
 
+import contextlib
 import os
 import re
 
@@ -23,8 +24,9 @@ import tensorflow as tf
 from absl import logging
 
 from trainkit import errors
+from trainkit import rundir
 
-CHECKPOINT_PREFIX = "ckpt"
+CHECKPOINT_PREFIX = rundir.CHECKPOINT_PREFIX
 _STEP_RE = re.compile(r"ckpt-(\d+)$")
 
 
@@ -58,8 +60,12 @@ def _tf_vars(keyed):
 def training_checkpoint(step, model, optimizer, shadows, slow=None):
     """The trainer's checkpoint object (see the module docstring)."""
     extra = {"lookahead": slow} if slow else {}
-    return tf.train.Checkpoint(step=step, model=_tf_vars(model_variables(model)),
-                               optimizer=optimizer, ema=shadows, **extra)
+    checkpoint = tf.train.Checkpoint(step=step, model=_tf_vars(model_variables(model)),
+                                     optimizer=optimizer, ema=shadows, **extra)
+    # restore() makes the checkpoint's save counter and then expects it in the file:
+    # made now, every write carries it (Manager.save writes without counting).
+    checkpoint.save_counter  # noqa: B018
+    return checkpoint
 
 
 def step_of(path):
@@ -69,56 +75,94 @@ def step_of(path):
 
 
 def latest(train_dir):
-    """Path prefix of the newest checkpoint in ``train_dir``, or None."""
-    if not os.path.isdir(train_dir):
-        return None
-    return tf.train.latest_checkpoint(train_dir)
+    """Path prefix of the newest checkpoint in ``train_dir`` (found by its files), or None."""
+    return rundir.latest_checkpoint(train_dir)
+
+
+@contextlib.contextmanager
+def readable(path):
+    """``path`` (a checkpoint prefix) as TensorFlow can read it: TensorFlow takes ``*``,
+    ``?`` and ``[`` in it as a pattern, so such a path is read through an alias."""
+    with rundir.glob_safe(path, parent=True) as alias:
+        yield alias
+
+
+class Manager:
+    """Saves ``checkpoint`` as ``DIR/ckpt-STEP`` and keeps the newest ``max_to_keep``.
+
+    TensorFlow's CheckpointManager finds the checkpoints to delete with a
+    glob of the folder's path, so a folder named with ``*`` or ``?`` could
+    lose another folder's files and one with ``[`` kept all of its own; this
+    lists the folder literally. It writes the same ``checkpoint`` index.
+    """
+
+    def __init__(self, checkpoint, directory, max_to_keep):
+        self.checkpoint = checkpoint
+        self.directory = directory
+        self.max_to_keep = max_to_keep
+
+    def save(self, step):
+        """Writes the checkpoint of ``step``, then drops the oldest beyond ``max_to_keep``;
+        returns its path. A save writes to ``ckpt-STEP_temp/`` and renames the files
+        into place when complete, so a kill mid-save leaves no half checkpoint."""
+        path = self.checkpoint.write(rundir.checkpoint_path(self.directory, step))
+        # Newer ones can only be unreadable leftovers a resume fell back from: they are
+        # neither counted nor deleted here (the run's own save at their step replaces them).
+        older = [s for s in rundir.checkpoint_steps(self.directory) if s < step]
+        others = self.max_to_keep - 1
+        kept = older[-others:] if others else []
+        rundir.write_index(self.directory, [rundir.checkpoint_path(self.directory, s)
+                                            for s in kept + [step]])
+        for old in older[:len(older) - len(kept)]:
+            rundir.remove_checkpoint(rundir.checkpoint_path(self.directory, old))
+        return path
 
 
 def write_state(directory, name):
-    """Writes the ``checkpoint`` index file naming ``name`` as the one checkpoint in ``directory``.
-
-    The same text format CheckpointManager writes, so ``tf.train.latest_checkpoint``
-    finds it; the name is relative, so the folder can be moved.
-    """
-    path = os.path.join(directory, "checkpoint")
-    with open(path + ".tmp", "w") as f:
-        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
-    os.replace(path + ".tmp", path)
-
-
-def manager(checkpoint, train_dir, max_to_keep):
-    return tf.train.CheckpointManager(checkpoint, train_dir, max_to_keep=max_to_keep,
-                                      checkpoint_name=CHECKPOINT_PREFIX)
+    """Writes the ``checkpoint`` index naming ``name`` as the one checkpoint in ``directory``."""
+    rundir.write_index(directory, [name])
 
 
 def restore_for_training(checkpoint, train_dir):
     """Restores the newest readable checkpoint of ``train_dir``; returns its path.
 
-    Everything must come back (optimizer slots exist already: the optimizer
-    is built first). If the newest is unreadable (a kill -9 mid-save on a
-    file system without atomic renames, a truncated file), the one before is
-    used, with a warning naming both; UserError if none can be read.
+    Checkpoints are found by their files, whatever the ``checkpoint`` index
+    says (it may be gone or garbled). Everything must come back (optimizer
+    slots exist already: the optimizer is built first). If the newest is
+    unreadable (a kill -9 mid-save on a file system without atomic renames,
+    a truncated file), the one before is used, with a warning naming both;
+    UserError if none can be read.
     """
-    state = tf.train.get_checkpoint_state(train_dir)
-    paths = [state.model_checkpoint_path] if state else []
-    paths += [p for p in reversed(state.all_model_checkpoint_paths if state else [])
-              if p not in paths]
+    paths = [rundir.checkpoint_path(train_dir, step)
+             for step in reversed(rundir.checkpoint_steps(train_dir))]
+
+    def restore(path):
+        with readable(path) as alias:
+            checkpoint.restore(alias).assert_existing_objects_matched()
+
+    path, failures = first_readable(paths, restore)
+    if path is None:
+        raise errors.UserError(
+            f"no readable checkpoint in {train_dir}: " + ("; ".join(failures) or "none found")
+            + "; start a new run with a new --train_dir")
+    if failures:
+        logging.warning("Checkpoint %s is unreadable; resuming from the one before, %s",
+                        "; ".join(failures), path)
+    return path
+
+
+def first_readable(paths, restore):
+    """Calls ``restore(path)`` for each of ``paths`` until one succeeds; returns (that
+    path or None, ["PATH (why)" for each that failed before])."""
     failures = []
     for path in paths:
         try:
-            checkpoint.restore(path).assert_existing_objects_matched()
+            restore(path)
         except Exception as e:  # noqa: BLE001 -- a corrupt file can fail in any reader layer
-            text = str(e).strip()
-            failures.append(f"{path} ({text.splitlines()[0] if text else type(e).__name__})")
+            failures.append(f"{path} ({errors.first_line(e)})")
             continue
-        if failures:
-            logging.warning("Checkpoint %s is unreadable; resuming from the one before, %s",
-                            "; ".join(failures), path)
-        return path
-    raise errors.UserError(
-        f"no readable checkpoint in {train_dir}: " + ("; ".join(failures) or "none listed")
-        + "; start a new run with a new --train_dir")
+        return path, failures
+    return None, failures
 
 
 def restore_averaged(path, model):
@@ -131,4 +175,5 @@ def restore_averaged(path, model):
     trainable = model_variables(model, trainable_only=True)
     others = {k: v for k, v in model_variables(model).items() if k not in trainable}
     checkpoint = tf.train.Checkpoint(ema=_tf_vars(trainable), model=_tf_vars(others))
-    checkpoint.read(path).assert_existing_objects_matched().expect_partial()
+    with readable(path) as alias:
+        checkpoint.read(alias).assert_existing_objects_matched().expect_partial()

@@ -9,10 +9,14 @@ the same model without the user repeating flags.
 import dataclasses
 import json
 import os
+import time
+
+from absl import logging
 
 from trainkit import errors
+from trainkit import rundir
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = rundir.CONFIG_FILE
 # The choices of --precision and --strategy (trainkit.precision, trainkit.distribution),
 # here so that the flags, and --help, are defined without loading TensorFlow.
 PRECISIONS = ("float32", "bfloat16", "auto")
@@ -64,6 +68,9 @@ class TrainConfig:
     precision: str = "float32"
     translate: int = 2
     cutout: int = 0
+    # The run's identity (rundir.new_run_id), kept across --resume; "" for runs that
+    # predate it. Whatever reads the train dir checks its records belong to this run.
+    run_id: str = ""
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
@@ -85,6 +92,9 @@ class TrainConfig:
                 f"--lookahead_decay must be in [0, 1], got {self.lookahead_decay}")
         if self.max_to_keep < 1:
             raise errors.UserError(f"--max_to_keep must be at least 1, got {self.max_to_keep}")
+        if self.validate_every_steps and not self.validation_size:
+            raise errors.UserError("--validate_every_steps needs held-out data: set "
+                                   "--validation_size (examples taken from the training set)")
         return self
 
     def to_json(self):
@@ -92,11 +102,32 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Builds a config from config.json's values; raises TypeError if some are missing."""
+        """Builds a config from config.json's values; TypeError names a value that is missing
+        or of the wrong type (unknown names are ignored: a newer version's settings)."""
         if not isinstance(values, dict):
             raise TypeError(f"expected a JSON object, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, value in values.items():
+            if name in fields and not _has_type(value, fields[name].type):
+                raise TypeError(f"{name} is {json.dumps(value)}, expected "
+                                f"{_TYPE_NAMES[fields[name].type]}")
+        return cls(**{k: v for k, v in values.items() if k in fields})
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               tuple: "a list of strings"}
+
+
+def _has_type(value, kind):
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is tuple:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return isinstance(value, kind)
 
 
 @dataclasses.dataclass
@@ -123,11 +154,7 @@ class EvalConfig:
 
 def write_train_config(config):
     """Writes config.json atomically (a reader never sees half a file)."""
-    path = os.path.join(config.train_dir, CONFIG_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json() + "\n")
-    os.replace(tmp, path)
+    rundir.write_atomic(os.path.join(config.train_dir, CONFIG_FILE), config.to_json() + "\n")
 
 
 def read_train_config(train_dir):
@@ -136,16 +163,107 @@ def read_train_config(train_dir):
     if not os.path.isdir(train_dir):
         raise errors.UserError(
             f"train dir {train_dir} does not exist; start the trainer first or check --train_dir")
-    try:
-        with open(path) as f:
-            values = json.load(f)
-    except FileNotFoundError:
+    values = rundir.read_config_values(train_dir)
+    if values is None:
         raise errors.UserError(
             f"{path} not found: {train_dir} is not a train dir written by this toolkit's "
-            "trainer (start the trainer first or check --train_dir)") from None
-    except (OSError, ValueError) as e:
-        raise errors.UserError(f"cannot read {path}: {e}") from None
+            "trainer (start the trainer first or check --train_dir)")
     try:
         return TrainConfig.from_dict(values)
     except TypeError as e:
         raise errors.UserError(f"{path} is incomplete or not this toolkit's ({e})") from None
+
+
+def check_run(train_dir, dataset, models, command):
+    """The run in ``train_dir`` as a TrainConfig, checked to be one that ``python -m
+    DATASET.COMMAND`` can use: of ``dataset`` and with one of its ``models``."""
+    config = read_train_config(train_dir)
+    if config.dataset != dataset:
+        raise errors.UserError(
+            f"{train_dir} holds a {config.dataset} run, not a {dataset} one: use python -m "
+            f"{config.dataset}.{command}")
+    if config.model not in models:
+        raise errors.UserError(
+            f"{os.path.join(train_dir, CONFIG_FILE)} names model {config.model!r}, which "
+            f"{dataset} does not have ({', '.join(models)}): not a config.json this toolkit "
+            "wrote")
+    return config
+
+
+def check_train_dir(config):
+    """Checks the train dir against ``--resume`` by its checkpoint files; returns the newest
+    checkpoint (None for a new run). Reads only files: callable before TensorFlow loads.
+
+    A dir holding any checkpoint is a run: refused without ``--resume``, and
+    resumed only as the same dataset and model. Sets ``config.run_id``: the
+    resumed run's own, or a new one.
+    """
+    train_dir = config.train_dir
+    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+        raise errors.UserError(f"cannot write to train dir {train_dir}: it is a file, not a "
+                               "folder; choose a writable --train_dir")
+    latest = rundir.latest_checkpoint(train_dir)
+    if latest and not config.resume:
+        raise errors.UserError(
+            f"{train_dir} already holds checkpoints (latest: {latest}); pass --resume to "
+            "continue that run, or choose a new --train_dir")
+    if config.resume and not latest:
+        raise errors.UserError(
+            f"--resume given but {train_dir} holds no checkpoint to resume; "
+            "drop --resume to start a new run there")
+    if latest:
+        previous = read_train_config(train_dir)
+        if (previous.dataset, previous.model) != (config.dataset, config.model):
+            raise errors.UserError(
+                f"{train_dir} holds a {previous.dataset} --model={previous.model} run; "
+                f"cannot resume it as {config.dataset} --model={config.model}")
+        config.run_id = previous.run_id
+    elif not config.run_id:
+        config.run_id = rundir.new_run_id()
+    return latest
+
+
+def cluster_task():
+    """This process's place in the cluster that ``TF_CONFIG`` describes:
+    ``(task type, index, number of training workers, is chief)``.
+
+    The chief is the ``chief`` task, else worker 0. UserError if TF_CONFIG is
+    missing or malformed.
+    """
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise errors.UserError(
+            "--strategy=multi_worker needs the TF_CONFIG environment variable (the cluster and "
+            "this process's task); scripts/multi_worker.py sets it for local workers")
+    try:
+        tf_config = json.loads(text)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        task_type, task_id = task["type"], int(task["index"])
+        num_workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise errors.UserError(f"TF_CONFIG is not a valid cluster description ({e!r}); expected "
+                               '{"cluster": {"worker": ["host:port", ...]}, '
+                               '"task": {"type": "worker", "index": N}}') from None
+    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0
+                                         and "chief" not in cluster)
+    return task_type, task_id, num_workers, is_chief
+
+
+def is_chief(config):
+    """Whether this process writes the train dir: always, but in a multi-worker run
+    where TF_CONFIG makes another process the chief."""
+    return config.strategy != "multi_worker" or cluster_task()[3]
+
+
+def wait_for_trainer(eval_config, sleep=time.sleep, clock=time.monotonic):
+    """Waits until the trainer has written config.json, so the evaluator may start first."""
+    path = os.path.join(eval_config.train_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        logging.info("Waiting for the trainer to write %s", path)
+    start = clock()
+    while not os.path.exists(path):
+        if eval_config.timeout_secs and clock() - start >= eval_config.timeout_secs:
+            raise errors.UserError(
+                f"no trainer wrote {path} within --timeout_secs={eval_config.timeout_secs:g}; "
+                "check --train_dir")
+        sleep(max(eval_config.eval_interval_secs, 0.1))

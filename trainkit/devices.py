@@ -1,98 +1,13 @@
 """Device and thread placement, done before TensorFlow touches a device."""
 
-import os
-
 import tensorflow as tf
 
 from trainkit import errors
 
 
-AUTOGROUP = "/proc/self/autogroup"
-
-
-def _stat(pid):
-    """(parent pid, session id) of a process, from /proc; None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[3])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def alone_in_session():
-    """True when every other process of this session is one of our ancestors (the
-    shell that started us, ``make``...): nothing else runs in our terminal."""
-    ancestors, pid = set(), os.getppid()
-    while pid > 1 and pid not in ancestors:
-        ancestors.add(pid)
-        stat = _stat(pid)
-        pid = stat[0] if stat else 0
-    session = os.getsid(0)
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid() or int(name) in ancestors:
-            continue
-        stat = _stat(name)
-        if stat and stat[1] == session and stat[0] != os.getpid():
-            return False
-    return True
-
-
-def lower_priority(nice, idle=False):
-    """Lowers this process's CPU priority by the Unix ``nice`` value (1-19) and, with
-    ``idle``, puts it in Linux's ``SCHED_IDLE`` class.
-
-    ``SCHED_IDLE`` threads run only when a core has nothing else to do, and
-    the kernel switches to a normal thread the moment one wakes up. A nice
-    value alone is not enough beside a TensorFlow trainer, whose threads
-    block and wake hundreds of times a step: a low-priority thread that got
-    the core in such a gap keeps it for up to a scheduler slice (some
-    milliseconds), and the trainer waits each time.
-
-    Linux keeps a nice value per thread, so every current thread is lowered
-    (threads started later inherit it). Where the kernel shares the CPU
-    between terminal sessions first (``sched_autogroup_enabled``), a nice
-    value only orders processes within one session: an evaluator in its own
-    terminal would still take a whole core from a trainer in another one
-    (measured here: 99% of a core at nice 19). So, when nothing but its own
-    ancestors runs in its session, the evaluator also lowers the session's
-    share (``/proc/self/autogroup``; measured: 17% of a core beside a busy
-    trainer). Where none of this exists, nothing changes.
-    """
-    try:
-        threads = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        threads = [0]
-    if idle and hasattr(os, "SCHED_IDLE"):
-        for thread in threads:  # threads started later inherit the class
-            try:
-                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
-            except OSError:
-                pass  # a thread that ended meanwhile
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    for thread in threads:
-        try:
-            os.setpriority(os.PRIO_PROCESS, thread,
-                           max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
-        except OSError:
-            pass  # a thread that ended meanwhile
-    try:
-        with open(AUTOGROUP) as f:  # "/autogroup-3 nice 0"
-            current = int(f.read().split()[-1])
-        if current < nice and alone_in_session():
-            with open(AUTOGROUP, "w") as f:
-                f.write(str(nice))
-    except (OSError, ValueError, IndexError):
-        pass  # no autogroups here
-
-
-def configure(device, num_threads=0, nice=0, idle=False):
+def configure(device, num_threads=0):
     """Pins this process to ``device`` (``cpu``, ``gpu:N`` or ``auto``) and caps its threads.
 
-    ``nice`` > 0 and ``idle`` lower the process's CPU priority (see ``lower_priority``),
-    so that on shared cores the trainer's threads run
-    first and the evaluator takes what is left.
     ``cpu`` hides every GPU, so an evaluator never takes memory on the
     trainer's card; ``gpu:N`` shows only GPU N and lets its memory grow as
     needed instead of grabbing it all. ``num_threads`` > 0 caps TensorFlow's
@@ -115,7 +30,6 @@ def configure(device, num_threads=0, nice=0, idle=False):
         tf.config.experimental.set_memory_growth(gpus[index], True)
     elif device != "auto":
         raise errors.UserError(f"--device={device}: expected cpu, auto or gpu:N")
-    lower_priority(nice, idle)
     if num_threads > 0:
         tf.config.threading.set_intra_op_parallelism_threads(num_threads)
         tf.config.threading.set_inter_op_parallelism_threads(num_threads)

@@ -24,8 +24,6 @@ checkpoints into a scratch directory that is removed at exit, because under
 """
 
 import dataclasses
-import json
-import os
 import shutil
 import tempfile
 
@@ -132,23 +130,8 @@ def _mirrored_devices(config):
 
 
 def _multi_worker():
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        raise errors.UserError(
-            "--strategy=multi_worker needs the TF_CONFIG environment variable (the cluster and "
-            "this process's task); scripts/multi_worker.py sets it for local workers")
-    try:
-        tf_config = json.loads(text)
-        cluster, task = tf_config["cluster"], tf_config["task"]
-        task_type, task_id = task["type"], int(task["index"])
-        num_workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-    except (ValueError, KeyError, TypeError) as e:
-        raise errors.UserError(f"TF_CONFIG is not a valid cluster description ({e!r}); expected "
-                               '{"cluster": {"worker": ["host:port", ...]}, '
-                               '"task": {"type": "worker", "index": N}}') from None
+    task_type, task_id, num_workers, is_chief = config_lib.cluster_task()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0
-                                         and "chief" not in cluster)
     scratch = None if is_chief else tempfile.mkdtemp(prefix=f"trainkit-{task_type}{task_id}-")
     task_name = f"{task_type} {task_id} of {num_workers} processes"
     if is_chief:

@@ -15,3 +15,9 @@ class Interrupted(Exception):
     def __init__(self, message, exit_code):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(error):
+    """The first line of an exception's message (TensorFlow's run to many lines)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -22,9 +22,14 @@ The evaluator exits after the last checkpoint once the trainer has written
 checkpoint with ``--run_once``. ``metrics.jsonl`` and ``best/best.json`` are
 its state: started again, it skips the steps it has scored. Started before
 the trainer, it waits for the trainer's config.json.
+
+One evaluator per eval dir: it holds the dir's lock (``trainkit.rundir``)
+for its life. Checkpoints are found by their files. Records carry the run's
+``run_id``: an eval dir holding another run's record has it moved to
+``previous-run-ID/`` first. A failure to write its own outputs (a full
+disk, a read-only dir) is a UserError, never a skipped checkpoint.
 """
 
-import glob
 import json
 import os
 import shutil
@@ -41,27 +46,71 @@ from trainkit import export
 from trainkit import loop
 from trainkit import metrics
 from trainkit import reports
+from trainkit import rundir
 from trainkit import summaries
 
 METRICS_FILE = "metrics.jsonl"
 BEST_DIR = export.BEST_DIR
-BEST_FILE = "best.json"
+BEST_FILE = rundir.BEST_FILE
 STAGING_DIR = ".staging"
 EVAL_POLICIES = ("latest", "all")
 MISCLASSIFIED_SHOWN = 25
+_COPY_CHUNK = 1 << 22
 
 
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+class _SourceGone(Exception):
+    """A checkpoint file vanished or could not be read while it was staged."""
 
 
-def _write_json(path, values):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(values, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+def _own_write_error(eval_dir, error):
+    """The UserError for the evaluator failing to write its own outputs."""
+    reason = getattr(error, "strerror", None) or errors.first_line(error)
+    return errors.UserError(
+        f"the evaluator cannot write to its eval dir {eval_dir} ({reason}); free space there, "
+        "or pass --eval_dir=DIR to write elsewhere (needed when the train dir is read-only)")
+
+
+def _signature(path):
+    """What a checkpoint's files look like now: sizes and times, to notice a change."""
+    found = []
+    for name in rundir.checkpoint_files(path):
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        found.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(found)
+
+
+def read_records(path):
+    """The evaluation records of ``metrics.jsonl``; UserError for a line of the wrong shape.
+
+    A torn last line (a crash mid-write) is ignored, as the next record is
+    appended after it.
+    """
+    try:
+        with rundir.open_regular(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise errors.UserError(f"cannot read {path}: {e.strerror or e}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                continue  # torn by a crash mid-write
+            record = None
+        if not (isinstance(record, dict) and rundir.is_int(record.get("step"))
+                and rundir.is_number(record.get("precision_at_1"))):
+            raise errors.UserError(
+                f"{path} line {number} is not an evaluation record of this toolkit (a JSON "
+                "object with an integer step and a precision_at_1); move the file away to "
+                "start a fresh record")
+        records.append(record)
+    return records
 
 
 class Evaluator:
@@ -75,6 +124,26 @@ class Evaluator:
         self.train_config = config_lib.read_train_config(eval_config.train_dir)
         if eval_config.data_dir:
             self.train_config.data_dir = eval_config.data_dir
+        # One evaluator per eval dir, for its whole life (see trainkit.rundir).
+        self._hold = rundir.hold(eval_config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+        try:
+            self._start(eval_config, input_lib, model_lib, clock)
+        except BaseException:
+            self._hold.release()
+            raise
+
+    def _start(self, eval_config, input_lib, model_lib, clock):
+        self.run_id = self.train_config.run_id
+        self.best_dir = os.path.join(eval_config.eval_dir, BEST_DIR)
+        self.staging_dir = os.path.join(eval_config.eval_dir, STAGING_DIR)
+        metrics_path = os.path.join(eval_config.eval_dir, METRICS_FILE)
+        records = read_records(metrics_path)
+        self.best = rundir.read_best(os.path.join(self.best_dir, BEST_FILE))
+        others = {r.get("run_id", "") for r in records + ([self.best] if self.best else [])}
+        others.discard(self.run_id)
+        if others:
+            self._move_previous_run(sorted(others)[0])
+            records, self.best = [], None
         self.dataset, self.num_examples = input_lib.eval_dataset(
             self.train_config, eval_config.eval_data, eval_config.eval_batch_size)
         if 0 < eval_config.num_examples < self.num_examples:
@@ -89,87 +158,132 @@ class Evaluator:
         self._input_lib = input_lib
         self.scorer = metrics.Scorer(self.model, len(self.class_names),
                                      metrics.eval_logits_fn(model_lib, self.train_config))
-        self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
-        self.best_dir = os.path.join(eval_config.eval_dir, BEST_DIR)
-        self.staging_dir = os.path.join(eval_config.eval_dir, STAGING_DIR)
+        with self._writing():
+            self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
         self._clock = clock
-        self.skipped = set()
-        records = summaries.read_jsonl(self.writer.jsonl_path)
+        self.skipped = {}  # checkpoint path -> its files' signature when it failed
         self.evaluated = {r["step"] for r in records}
-        self.best = self._read_best()
         best_step = self.best["step"] if self.best else None
         # Evaluations since the best one, recounted from the record after a restart.
         self.evals_since_best = sum(1 for r in records
                                     if best_step is not None and r["step"] > best_step)
         self.stop_requested = False
 
-    # -- state ---------------------------------------------------------------------
+    def _writing(self):
+        """A context in which failing to write the evaluator's own outputs is a UserError."""
+        return _OwnWrites(self.config.eval_dir)
 
-    def _read_best(self):
-        try:
-            with open(os.path.join(self.best_dir, BEST_FILE)) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+    def _move_previous_run(self, other):
+        """Moves another run's evaluation record out of the way, into a folder of its own."""
+        with self._writing():
+            target = rundir.move_previous_run(self.config.eval_dir, other, keep=(STAGING_DIR,))
+        logging.warning("%s held the evaluation of another run (%s), not of the run now in %s "
+                        "(%s); moved it to %s and started a fresh record", self.config.eval_dir,
+                        other or "a run without an id", self.config.train_dir,
+                        self.run_id or "a run without an id", target)
 
     def candidates(self):
-        """Checkpoints to evaluate now, oldest first, per ``--eval_policy``."""
-        try:
-            state = tf.train.get_checkpoint_state(self.config.train_dir)
-        except (tf.errors.OpError, ValueError) as e:  # the index rewritten under us
-            logging.warning("Cannot read the checkpoint index of %s yet (%s)",
-                            self.config.train_dir, _first_line(e))
-            return []
-        if state is None or not state.model_checkpoint_path:
-            return []
-        if self.config.eval_policy == "all":
-            paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-        else:
-            paths = [state.model_checkpoint_path]
-        fresh = [p for p in paths if checkpoints.step_of(p) is not None
-                 and checkpoints.step_of(p) not in self.evaluated and p not in self.skipped]
-        return sorted(fresh, key=checkpoints.step_of)
+        """Checkpoints to evaluate now, oldest first, per ``--eval_policy``.
+
+        Found by their files (the ``checkpoint`` index may be gone or being
+        rewritten). One that failed before is tried again only once its files
+        have changed (an index still being written when it was first read).
+        """
+        steps = rundir.checkpoint_steps(self.config.train_dir)
+        if self.config.eval_policy == "latest":
+            steps = steps[-1:]
+        fresh = []
+        for step in steps:
+            path = rundir.checkpoint_path(self.config.train_dir, step)
+            if step in self.evaluated:
+                continue
+            if path in self.skipped and self.skipped[path] == _signature(path):
+                continue
+            fresh.append(path)
+        return fresh
+
+    def check_same_run(self):
+        """UserError if the train dir now holds another run than the one being scored."""
+        values = rundir.read_config_values(self.config.train_dir)
+        if values is not None and values.get("run_id", "") != self.run_id:
+            raise errors.UserError(
+                f"{self.config.train_dir} now holds another run ({values.get('run_id') or 'none'}"
+                f", not {self.run_id or 'a run without an id'}); start the evaluator again to "
+                "score it")
 
     # -- one checkpoint ------------------------------------------------------------
 
     def _stage(self, path):
-        """Hard-links (or copies) checkpoint ``path`` into the staging dir; returns its new path."""
-        shutil.rmtree(self.staging_dir, ignore_errors=True)
-        os.makedirs(self.staging_dir)
-        files = glob.glob(glob.escape(path) + ".index") + glob.glob(glob.escape(path) + ".data-*")
+        """Hard-links (or copies) checkpoint ``path`` into the staging dir; returns its new path.
+
+        Raises ``_SourceGone`` if the checkpoint's files vanish or cannot be
+        read, UserError if the evaluator cannot write its own copy.
+        """
+        files = rundir.checkpoint_files(path)
         if not any(f.endswith(".index") for f in files) or len(files) < 2:
-            raise FileNotFoundError(f"{path} has no complete set of .index and .data files")
+            raise _SourceGone(f"{path} has no complete set of .index and .data files")
+        with self._writing():
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+            os.makedirs(self.staging_dir)
         for name in files:
             target = os.path.join(self.staging_dir, os.path.basename(name))
             try:
                 os.link(name, target)
-            except OSError as e:
-                if isinstance(e, FileNotFoundError):
-                    raise
-                shutil.copy2(name, target)  # another file system: copy instead
+            except FileNotFoundError:
+                raise _SourceGone(f"{name} vanished") from None
+            except OSError:
+                self._copy(name, target)  # another file system, or no hard links: copy
         return os.path.join(self.staging_dir, os.path.basename(path))
 
+    def _copy(self, source, target):
+        try:
+            reader = open(source, "rb")
+        except OSError as e:
+            raise _SourceGone(f"{source}: {e.strerror or e}") from None
+        with reader, self._writing(), open(target, "wb") as writer:
+            while True:
+                try:
+                    chunk = reader.read(_COPY_CHUNK)
+                except OSError as e:
+                    raise _SourceGone(f"{source}: {e.strerror or e}") from None
+                if not chunk:
+                    break
+                writer.write(chunk)
+
     def evaluate_and_record(self, path, keep_misclassified=0):
-        """Stages, evaluates, logs and records checkpoint ``path``; None if it was unreadable."""
+        """Stages, evaluates, logs and records checkpoint ``path``; None if it was unreadable.
+
+        UserError if the evaluator cannot write its own outputs: that is its
+        failure, not the checkpoint's, and must not pass for a skipped one.
+        """
+        try:
+            return self._evaluate_and_record(path, keep_misclassified)
+        finally:
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+
+    def _evaluate_and_record(self, path, keep_misclassified):
         step = checkpoints.step_of(path)
         start = self._clock()
         logging.info("Evaluating %s (step %d) on %d %s examples", path, step, self.num_examples,
                      self.config.eval_data)
+        signature = _signature(path)
         try:
             staged = self._stage(path)
             checkpoints.restore_averaged(staged, self.model)
+        except errors.UserError:
+            raise
         except Exception as e:  # noqa: BLE001 -- a corrupt file can fail in any reader layer
             logging.warning("Skipping checkpoint %s: it is gone, incomplete or corrupt (%s: %s)",
-                            path, type(e).__name__, _first_line(e))
-            self.skipped.add(path)
-            shutil.rmtree(self.staging_dir, ignore_errors=True)
+                            path, type(e).__name__, errors.first_line(e))
+            self.skipped[path] = signature
             return None
         result = self.scorer.score(self.dataset, keep_misclassified)
         result["eval_secs"] = round(self._clock() - start, 3)
         precision, recall = metrics.per_class(result["confusion"])
         improved = self.best is None or result["precision_at_1"] > self.best["precision_at_1"]
         record = {
-            "step": step, "checkpoint": path, "precision_at_1": result["precision_at_1"],
+            "step": step, "checkpoint": path, "run_id": self.run_id,
+            "precision_at_1": result["precision_at_1"],
             "loss": result["loss"], "num_examples": result["num_examples"],
             "eval_data": self.config.eval_data, "eval_secs": result["eval_secs"],
             "wall_time": time.time(), "best": improved,
@@ -181,44 +295,44 @@ class Evaluator:
                      "(%.1f s, %s)", step, record["precision_at_1"], " *" if improved else "",
                      record["loss"], record["num_examples"], self.config.eval_data,
                      record["eval_secs"], path)
-        if step not in self.evaluated:
-            self.writer.record(record)
-            self.writer.scalars(step, {"precision_at_1": record["precision_at_1"],
-                                       "loss": record["loss"]})
-            self.writer.images(step, {"confusion_matrix":
-                                      reports.confusion_image(result["confusion"])})
-            self.writer.flush()
-            self.evaluated.add(step)
-        if improved:
-            self._keep_best(staged, record)
-            self.evals_since_best = 0
-        else:
-            self.evals_since_best += 1
-        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        with self._writing():
+            if step not in self.evaluated:
+                self.writer.record(record)
+                self.writer.scalars(step, {"precision_at_1": record["precision_at_1"],
+                                           "loss": record["loss"]})
+                self.writer.images(step, {"confusion_matrix":
+                                          reports.confusion_image(result["confusion"])})
+                self.writer.flush()
+                self.evaluated.add(step)
+            if improved:
+                self._keep_best(staged, record)
+                self.evals_since_best = 0
+            else:
+                self.evals_since_best += 1
         result.update(record)
         return result
 
     def _keep_best(self, staged, record):
         """Moves the staged checkpoint into best/ and records it, then drops the old best."""
         os.makedirs(self.best_dir, exist_ok=True)
-        old = set(glob.glob(os.path.join(self.best_dir, "ckpt-*")))
-        for name in glob.glob(glob.escape(staged) + ".*"):
+        old = set(os.listdir(self.best_dir))
+        base = os.path.basename(staged)
+        for name in rundir.checkpoint_files(staged):
             os.replace(name, os.path.join(self.best_dir, os.path.basename(name)))
-        prefix = os.path.join(self.best_dir, os.path.basename(staged))
-        checkpoints.write_state(self.best_dir, os.path.basename(staged))
+        prefix = os.path.join(self.best_dir, base)
+        checkpoints.write_state(self.best_dir, base)
         self.best = {"step": record["step"], "precision_at_1": record["precision_at_1"],
                      "checkpoint": prefix, "source": record["checkpoint"],
+                     "run_id": self.run_id,
                      "eval_data": record["eval_data"], "wall_time": record["wall_time"]}
-        _write_json(os.path.join(self.best_dir, BEST_FILE), self.best)
-        for name in old - set(glob.glob(prefix + ".*")):
-            os.remove(name)
+        rundir.write_json(os.path.join(self.best_dir, BEST_FILE), self.best)
+        for name in old:
+            if rundir.step_of_file(name) is not None and not name.startswith(base + "."):
+                os.remove(os.path.join(self.best_dir, name))
         if self.classifier:
             target = os.path.join(self.best_dir, export.SAVED_MODEL_DIR)
-            try:
-                export.save(self.classifier, target, export.info_for(
-                    prefix, self.train_config, self.classifier, self._input_lib))
-            except errors.UserError as e:  # the evaluation itself is recorded: carry on
-                logging.warning("Could not export the new best: %s", e)
+            export.save(self.classifier, target, export.info_for(
+                prefix, self.train_config, self.classifier, self._input_lib))
 
     def _maybe_request_stop(self):
         patience = self.config.early_stopping_evals
@@ -227,9 +341,14 @@ class Evaluator:
         path = os.path.join(self.config.train_dir, loop.STOP_FILE)
         reason = (f"{self.evals_since_best} evaluations without improving on precision @ 1 = "
                   f"{self.best['precision_at_1']:.4f} (step {self.best['step']})")
-        _write_json(path, {"requested_by": "evaluator", "reason": reason,
-                           "best_step": self.best["step"],
-                           "best_precision_at_1": self.best["precision_at_1"]})
+        try:
+            rundir.write_json(path, {"requested_by": "evaluator", "reason": reason,
+                                     "best_step": self.best["step"],
+                                     "best_precision_at_1": self.best["precision_at_1"]})
+        except OSError as e:
+            raise errors.UserError(
+                f"cannot write the stop request {path} ({e.strerror or e}): "
+                "--early_stopping_evals needs a writable train dir") from None
         self.stop_requested = True
         logging.info("Early stopping: %s; asked the trainer to stop (%s)", reason, path)
 
@@ -246,8 +365,10 @@ class Evaluator:
             raise errors.UserError(f"checkpoint {path} cannot be read; see the warning above")
         convs = [layer for layer in self.model.layers if isinstance(layer, keras.layers.Conv2D)]
         first_conv = convs[0].kernel.numpy() if convs else None
-        for png in reports.write_pngs(self.config.eval_dir, result["step"], result["confusion"],
-                                      self.class_names, result["misclassified"], first_conv):
+        with self._writing():
+            pngs = reports.write_pngs(self.config.eval_dir, result["step"], result["confusion"],
+                                      self.class_names, result["misclassified"], first_conv)
+        for png in pngs:
             logging.info("Wrote %s", png)
         return result
 
@@ -260,6 +381,7 @@ class Evaluator:
             # Read DONE before the checkpoint list: if DONE was there, the
             # list read next already has the final checkpoint.
             done = os.path.exists(done_file)
+            self.check_same_run()
             pending = self.candidates()
             if pending:
                 for path in pending:
@@ -282,27 +404,31 @@ class Evaluator:
             sleep(self.config.eval_interval_secs)
 
     def close(self):
-        self.writer.close()
+        try:
+            self.writer.close()
+        finally:
+            self._hold.release()
 
 
-def wait_for_trainer(eval_config, sleep=time.sleep, clock=time.monotonic):
-    """Waits until the trainer has written config.json, so the evaluator may start first."""
-    path = os.path.join(eval_config.train_dir, config_lib.CONFIG_FILE)
-    if not os.path.exists(path):
-        logging.info("Waiting for the trainer to write %s", path)
-    start = clock()
-    while not os.path.exists(path):
-        if eval_config.timeout_secs and clock() - start >= eval_config.timeout_secs:
-            raise errors.UserError(
-                f"no trainer wrote {path} within --timeout_secs={eval_config.timeout_secs:g}; "
-                "check --train_dir")
-        sleep(max(eval_config.eval_interval_secs, 0.1))
+class _OwnWrites:
+    """Turns a failure to write the evaluator's outputs (disk full, read-only) into a UserError."""
+
+    def __init__(self, eval_dir):
+        self.eval_dir = eval_dir
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if isinstance(error, (OSError, tf.errors.OpError)):
+            raise _own_write_error(self.eval_dir, error) from None
+        return False
 
 
 def run(eval_config, input_lib, model_lib):
     """The evaluator process: ``run_once`` or poll until the trainer is done."""
     if not eval_config.run_once:
-        wait_for_trainer(eval_config)
+        config_lib.wait_for_trainer(eval_config)
     evaluator = Evaluator(eval_config, input_lib, model_lib)
     try:
         if eval_config.run_once:

@@ -14,6 +14,10 @@ renamed into it, so a reader sees the old export or the new one, never half
 of one. ``python -m DATASET.export`` and the evaluator's ``best/saved_model``
 use it; ``python -m DATASET.predict`` uses the ``Classifier`` directly or
 loads the SavedModel.
+
+An export replaces only a previous export: ``rundir.check_export_dir``
+refuses a train dir, a data dir, and any folder holding something an export
+does not.
 """
 
 import json
@@ -27,8 +31,10 @@ from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import metrics
+from trainkit import rundir
 
-INFO_FILE = "classifier.json"
+INFO_FILE = rundir.EXPORT_INFO_FILE
+FORMAT = rundir.EXPORT_FORMAT
 EVAL_DIR = "eval"  # the evaluator's default eval dir, under the train dir
 BEST_DIR = "best"  # where the evaluator keeps its best checkpoint, under the eval dir
 SAVED_MODEL_DIR = "saved_model"
@@ -60,60 +66,79 @@ class Classifier(tf.Module):
         self.class_names = class_names
 
 
-def default_checkpoint(train_dir):
-    """The evaluator's best checkpoint (``TRAIN_DIR/eval/best``) if there is one, else
-    the newest in ``train_dir``; raises ``UserError`` if there is neither."""
+def candidate_checkpoints(train_dir, run_id):
+    """The checkpoints a classifier of ``train_dir`` is made from, best first: the
+    evaluator's best (``TRAIN_DIR/eval/best``) if it belongs to this run, then the run's
+    own checkpoints, newest first. UserError if there are none."""
     best_dir = os.path.join(train_dir, EVAL_DIR, BEST_DIR)
-    best = checkpoints.latest(best_dir)
+    found = []
+    best = rundir.latest_checkpoint(best_dir)
     if best:
-        return best
-    latest = checkpoints.latest(train_dir)
-    if latest:
-        return latest
-    raise errors.UserError(
-        f"no checkpoint in {train_dir} (nor an evaluator's best in {best_dir}); "
-        "train first, or pass --checkpoint or --saved_model")
+        record = rundir.read_best(os.path.join(best_dir, rundir.BEST_FILE)) or {}
+        if record.get("run_id", "") == run_id:
+            found.append(best)
+        else:
+            logging.warning("%s holds the best checkpoint of another run (%s), not of this one "
+                            "(%s); using this run's own checkpoints", best_dir,
+                            record.get("run_id") or "a run without an id",
+                            run_id or "a run without an id")
+    found += [rundir.checkpoint_path(train_dir, step)
+              for step in reversed(rundir.checkpoint_steps(train_dir))]
+    if not found:
+        raise errors.UserError(
+            f"no checkpoint in {train_dir} (nor an evaluator's best in {best_dir}); "
+            "train first, or pass --checkpoint or --saved_model")
+    return found
 
 
 def load_classifier(train_dir, input_lib, model_lib, checkpoint=None):
-    """A ``Classifier`` with the shadow weights of ``checkpoint`` (default:
-    ``default_checkpoint``); returns (classifier, checkpoint path, train config)."""
+    """A ``Classifier`` with the shadow weights of ``checkpoint`` (default: the first
+    readable of ``candidate_checkpoints``, saying so when it passes one over); returns
+    (classifier, checkpoint path, train config)."""
     train_config = config_lib.read_train_config(train_dir)
-    path = checkpoint or default_checkpoint(train_dir)
     model = model_lib.build_model(train_config)
-    try:
-        checkpoints.restore_averaged(path, model)
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise errors.UserError(f"cannot read checkpoint {path}: {message}; "
-                               "pick another with --checkpoint") from None
+    paths = [checkpoint] if checkpoint else candidate_checkpoints(train_dir,
+                                                                  train_config.run_id)
+    path, failures = checkpoints.first_readable(
+        paths, lambda path: checkpoints.restore_averaged(path, model))
+    if path is None and checkpoint:
+        raise errors.UserError(f"cannot read checkpoint {failures[0]}; "
+                               "pick another with --checkpoint")
+    if path is None:
+        raise errors.UserError(f"no readable checkpoint in {train_dir}: {'; '.join(failures)}; "
+                               "pick one with --checkpoint")
+    if failures:
+        logging.warning("Checkpoint %s is unreadable; using %s instead", "; ".join(failures),
+                        path)
     return Classifier(model, train_config, input_lib, model_lib), path, train_config
 
 
 def save(classifier, directory, info):
     """Writes ``classifier`` as a SavedModel in ``directory`` (replacing what was there
-    only once the new one is complete) with ``info`` in classifier.json."""
+    only once the new one is complete) with ``info`` in classifier.json.
+
+    The caller has checked that ``directory`` is absent, empty or a previous
+    export (``rundir.check_export_dir``). Raises OSError or ``tf.errors.OpError``,
+    with the previous export still in place.
+    """
     directory = os.path.normpath(directory)
     parent = os.path.dirname(directory) or "."
     tmp = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{os.getpid()}")
     old = os.path.join(parent, f".{os.path.basename(directory)}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(parent, exist_ok=True)
     try:
-        os.makedirs(parent, exist_ok=True)
-        tf.saved_model.save(classifier, tmp, signatures={"serving_default": classifier.classify})
-        with open(os.path.join(tmp, INFO_FILE), "w") as f:
-            json.dump(info, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with rundir.glob_safe(parent) as safe_parent:
+            tf.saved_model.save(classifier, os.path.join(safe_parent, os.path.basename(tmp)),
+                                signatures={"serving_default": classifier.classify})
+        rundir.write_json(os.path.join(tmp, INFO_FILE), dict(info, format=FORMAT))
         if os.path.exists(directory):
             os.replace(directory, old)
         os.replace(tmp, directory)
-    except (OSError, tf.errors.OpError) as e:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if os.path.exists(old) and not os.path.exists(directory):
             os.replace(old, directory)
-        message = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
-        raise errors.UserError(f"cannot write the SavedModel to {directory}: {message}; "
-                               "free space or choose another --export_dir") from None
+        raise
     shutil.rmtree(old, ignore_errors=True)
     return directory
 
@@ -127,10 +152,18 @@ def info_for(path, train_config, classifier, input_lib):
 
 def export(train_dir, input_lib, model_lib, checkpoint=None, export_dir=None):
     """``python -m DATASET.export``: the checkpoint's shadow weights as a SavedModel."""
+    export_dir = export_dir or os.path.join(train_dir, "export")
+    train_config = config_lib.read_train_config(train_dir)
+    rundir.check_export_dir(export_dir, train_dir, train_config.data_dir)
     classifier, path, train_config = load_classifier(train_dir, input_lib, model_lib,
                                                      checkpoint)
-    export_dir = export_dir or os.path.join(train_dir, "export")
-    save(classifier, export_dir, info_for(path, train_config, classifier, input_lib))
+    try:
+        save(classifier, export_dir, info_for(path, train_config, classifier, input_lib))
+    except (OSError, tf.errors.OpError) as e:
+        raise errors.UserError(
+            f"cannot write the SavedModel to {export_dir}: "
+            f"{getattr(e, 'strerror', None) or errors.first_line(e)}; free space or choose "
+            "another --export_dir") from None
     logging.info("Exported %s (step %s, averaged weights) to %s", path,
                  checkpoints.step_of(path), export_dir)
     return export_dir
@@ -139,14 +172,17 @@ def export(train_dir, input_lib, model_lib, checkpoint=None, export_dir=None):
 class SavedClassifier:
     """A SavedModel written by ``save``, with the ``Classifier``'s interface."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, dataset=None):
+        rundir.check_saved_model(directory, dataset)
+        how = "export one with python -m DATASET.export"
         try:
-            self._loaded = tf.saved_model.load(directory)
-        except (OSError, tf.errors.OpError, ValueError) as e:
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise errors.UserError(f"cannot load a SavedModel from {directory}: {message}; "
-                                   "export one with python -m DATASET.export") from None
-        self.classify = self._loaded.signatures["serving_default"]
-        self.class_name_list = [n.decode() for n in self._loaded.class_names().numpy()]
-        shape = self.classify.structured_input_signature[1]["images"].shape
+            with rundir.glob_safe(directory) as alias:
+                self._loaded = tf.saved_model.load(alias)
+            self.classify = self._loaded.signatures["serving_default"]
+            self.class_name_list = [n.decode() for n in self._loaded.class_names().numpy()]
+            shape = self.classify.structured_input_signature[1]["images"].shape
+        except (OSError, tf.errors.OpError, ValueError, KeyError, AttributeError,
+                TypeError) as e:
+            raise errors.UserError(f"cannot load the SavedModel in {directory}: "
+                                   f"{errors.first_line(e)}; {how}") from None
         self.raw_shape = tuple(shape[1:])

@@ -26,6 +26,8 @@ from absl import logging
 
 from trainkit import config as config_lib
 from trainkit import errors
+from trainkit import priority
+from trainkit import rundir
 
 
 def define_train_flags(dataset, models, defaults, schedules=None):
@@ -348,13 +350,35 @@ def dataset_modules(dataset):
             importlib.import_module(f"{dataset}.model"))
 
 
+def models_of(dataset):
+    """The model names of ``dataset``, from its package (no TensorFlow)."""
+    return importlib.import_module(dataset).MODELS
+
+
+def check_run(train_dir, dataset, command):
+    """``train_dir``'s run, checked to be one of ``dataset`` (see ``config.check_run``)."""
+    return config_lib.check_run(train_dir, dataset, models_of(dataset), command)
+
+
 def run_trainer(dataset, schedules=None):
-    """The whole ``python -m DATASET.train``: parse flags, train, bad input as one line."""
+    """The whole ``python -m DATASET.train``: parse flags, train, bad input as one line.
+
+    The train dir is checked and locked before TensorFlow loads, so a second
+    trainer, or a run that is not to be started, is refused at once.
+    """
 
     def main(argv):
         del argv
-        from trainkit import distribution, loop  # TensorFlow loads here, after the flags
-        config = train_config(dataset, schedules)
+        config = train_config(dataset, schedules).validate()
+        chief = config_lib.is_chief(config)
+        # A live run's trainer is named first; a new dir is made only once all is checked.
+        held = chief and rundir.hold(config.train_dir, "trainer", create=False)
+        if config.resume and rundir.latest_checkpoint(config.train_dir):
+            check_run(config.train_dir, dataset, "train")
+        config_lib.check_train_dir(config)
+        if chief and not held:
+            rundir.hold(config.train_dir, "trainer")
+        from trainkit import distribution, loop  # TensorFlow loads here, after the checks
         input_lib, model_lib = dataset_modules(dataset)
         # Devices and the strategy before any other TensorFlow op.
         loop.train(config, input_lib, model_lib, distribution.configure(config))
@@ -363,13 +387,26 @@ def run_trainer(dataset, schedules=None):
 
 
 def run_evaluator(dataset):
-    """The whole ``python -m DATASET.eval``: pin the device, then poll or run once."""
+    """The whole ``python -m DATASET.eval``: check the run and lock the eval dir (before
+    TensorFlow loads when the run is there; while waiting for it, TensorFlow loads
+    meanwhile), pin the device, then poll or run once."""
 
     def main(argv):
         del argv
-        from trainkit import devices, evaluator  # TensorFlow loads here, after the flags
         config = eval_config()
-        devices.configure(config.device, config.num_threads, config.nice, config.idle_priority)
+        ready = config.run_once or os.path.exists(
+            os.path.join(config.train_dir, config_lib.CONFIG_FILE))
+        if ready:
+            check_run(config.train_dir, dataset, "eval")
+            rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+        from trainkit import devices, evaluator  # TensorFlow loads here
+        # Before any TensorFlow op: the thread pools it then starts inherit the priority.
+        priority.lower_priority(config.nice, config.idle_priority)
+        if not ready:
+            config_lib.wait_for_trainer(config)
+            check_run(config.train_dir, dataset, "eval")
+            rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+        devices.configure(config.device, config.num_threads)
         evaluator.run(config, *dataset_modules(dataset))
 
     run(main)
@@ -410,9 +447,12 @@ def run_export(dataset):
 
     def main(argv):
         del argv
-        from trainkit import export as export_lib  # TensorFlow loads here, after the flags
         f = flags.FLAGS
-        export_lib.export(f.train_dir, *dataset_modules(dataset), f.checkpoint, f.export_dir)
+        run_config = check_run(f.train_dir, dataset, "export")
+        export_dir = f.export_dir or os.path.join(f.train_dir, "export")
+        rundir.check_export_dir(export_dir, f.train_dir, run_config.data_dir)
+        from trainkit import export as export_lib  # TensorFlow loads here, after the checks
+        export_lib.export(f.train_dir, *dataset_modules(dataset), f.checkpoint, export_dir)
 
     run(main)
 
@@ -421,11 +461,18 @@ def run_predict(dataset):
     """The whole ``python -m DATASET.predict IMAGE...``; exit 1 if any image failed."""
 
     def main(argv):
-        from trainkit import predict as predict_lib  # TensorFlow loads here, after the flags
         f = flags.FLAGS
+        if len(argv) < 2:
+            raise errors.UserError("no image files given: python -m DATASET.predict "
+                                   "--train_dir=DIR IMAGE...")
+        if f.saved_model:
+            rundir.check_saved_model(f.saved_model, dataset)
+        else:
+            check_run(f.train_dir, dataset, "predict")
+        from trainkit import predict as predict_lib  # TensorFlow loads here, after the checks
         return predict_lib.run(argv[1:], *dataset_modules(dataset), train_dir=f.train_dir,
                                saved_model=f.saved_model, checkpoint=f.checkpoint,
-                               top_k=f.top_k, as_json=f.json)
+                               top_k=f.top_k, as_json=f.json, dataset=dataset)
 
     run(main, positional=True)
 

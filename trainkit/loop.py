@@ -13,7 +13,6 @@ request once a second, and save a checkpoint every ``save_checkpoint_steps``
 after a save; a non-finite loss ends it before one.
 """
 
-import glob
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from absl import logging
 
 from trainkit import checkpoints
 from trainkit import config as config_lib
+from trainkit import data
 from trainkit import distribution as distribution_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
@@ -37,6 +37,7 @@ from trainkit import optimizers
 from trainkit import periodic
 from trainkit import pipeline
 from trainkit import precision as precision_lib
+from trainkit import rundir
 from trainkit import summaries
 
 DONE_FILE = "DONE"
@@ -116,73 +117,119 @@ def cross_entropy(labels, logits, label_smoothing=0.0):
 
 
 def prepare_train_dir(config, is_chief=True):
-    """Checks the train dir against ``--resume``; returns the checkpoint to resume or None.
+    """Checks the train dir against ``--resume`` and, on the chief, locks it.
 
     Never deletes a checkpoint: a train dir with checkpoints is refused unless
-    ``--resume`` is given. The chief writes config.json, clears stale DONE and
-    STOP markers and, on resume, the litter of interrupted saves; other
-    workers of a multi-worker run only check.
+    ``--resume`` is given (``config_lib.check_train_dir``). The chief holds
+    the dir for this process's life (``rundir.hold``; the caller releases
+    it) and clears stale DONE and STOP markers at once, so that no evaluator
+    takes the run for finished; config.json waits for ``start_run``. Returns
+    ``(checkpoint to resume or None, the lock or None)``.
     """
-    train_dir = config.train_dir
-    latest = checkpoints.latest(train_dir)
-    if latest and not config.resume:
-        raise errors.UserError(
-            f"{train_dir} already holds checkpoints (latest: {latest}); pass --resume to "
-            "continue that run, or choose a new --train_dir")
-    if config.validate_every_steps and not config.validation_size:
-        raise errors.UserError("--validate_every_steps needs held-out data: set --validation_size "
-                               "(examples taken from the training set)")
-    if config.resume and not latest:
-        raise errors.UserError(
-            f"--resume given but {train_dir} holds no checkpoint to resume; "
-            "drop --resume to start a new run there")
-    if latest:
-        previous = config_lib.read_train_config(train_dir)
-        if (previous.dataset, previous.model) != (config.dataset, config.model):
-            raise errors.UserError(
-                f"{train_dir} holds a {previous.dataset} --model={previous.model} run; "
-                f"cannot resume it as {config.dataset} --model={config.model}")
     if not is_chief:
-        return latest
+        return config_lib.check_train_dir(config), None
+    # A live run's trainer is named before anything else is said about the dir.
+    hold = rundir.hold(config.train_dir, "trainer", create=False)
     try:
-        os.makedirs(train_dir, exist_ok=True)
-        config_lib.write_train_config(config)
+        latest = config_lib.check_train_dir(config)
+        if hold is None:
+            hold = rundir.hold(config.train_dir, "trainer")
+            latest = config_lib.check_train_dir(config)  # under the lock this time
         for marker in (DONE_FILE, STOP_FILE):
-            if os.path.exists(os.path.join(train_dir, marker)):
-                os.remove(os.path.join(train_dir, marker))
-        if latest:
+            path = os.path.join(config.train_dir, marker)
+            if os.path.exists(path):
+                os.remove(path)
+        return latest, hold
+    except OSError as e:
+        hold.release()
+        raise errors.UserError(
+            f"cannot write to train dir {config.train_dir}: {e.strerror or e}; "
+            "choose a writable --train_dir") from None
+    except BaseException:
+        if hold:
+            hold.release()
+        raise
+
+
+def start_run(config, resumed):
+    """The chief's writes once data and model are ready: config.json (which an evaluator
+    waits for) and, on resume, the removal of the litter of interrupted saves."""
+    train_dir = config.train_dir
+    try:
+        config_lib.write_train_config(config)
+        if resumed:
             _remove_unfinished_saves(train_dir)
     except OSError as e:
         raise errors.UserError(
             f"cannot write to train dir {train_dir}: {e.strerror or e}; "
             "choose a writable --train_dir") from None
-    return latest
 
 
 def _remove_unfinished_saves(train_dir):
-    """Removes the ``ckpt-N_temp`` shards that a save killed half-way leaves behind.
+    """Removes the ``ckpt-N_temp`` folders that a save killed half-way leaves behind.
 
     TensorFlow writes a checkpoint there first and renames it into place only
     when complete, so these are never a checkpoint: only litter.
     """
-    for path in glob.glob(os.path.join(glob.escape(train_dir),
-                                       checkpoints.CHECKPOINT_PREFIX + "-*_temp")):
-        logging.info("Removing %s, left by a save that was interrupted", path)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
+    for name in os.listdir(train_dir):
+        path = os.path.join(train_dir, name)
+        if (name.startswith(checkpoints.CHECKPOINT_PREFIX + "-") and name.endswith("_temp")
+                and name[len(checkpoints.CHECKPOINT_PREFIX) + 1:-len("_temp")].isdigit()):
+            logging.info("Removing %s, left by a save that was interrupted", path)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
 
 
 def _write_checkpoint(manager, step):
     try:
-        return manager.save(checkpoint_number=step)
+        return manager.save(step)
     except (OSError, tf.errors.OpError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise errors.UserError(
-            f"saving the checkpoint at step {step} in {manager.directory} failed: {message}; "
-            "earlier checkpoints are untouched (free space or fix permissions, then --resume)"
-        ) from None
+            f"saving the checkpoint at step {step} in {manager.directory} failed: "
+            f"{errors.first_line(e)}; earlier checkpoints are untouched (free space or fix "
+            "permissions, then --resume)") from None
+
+
+def activation_bytes(model):
+    """Bytes of every float tensor the forward pass makes per example (the tensors
+    whose first dimension is the batch), from one trace of the model: no step is run.
+    Traced in inference mode, which updates no state (batch-norm statistics), so it
+    can be traced under any distribution strategy."""
+    inputs = model.inputs[0]
+    forward = tf.function(lambda images: model(images, training=False))
+    graph = forward.get_concrete_function(
+        tf.TensorSpec([None, *inputs.shape[1:]], inputs.dtype)).graph
+    total = 0
+    for op in graph.get_operations():
+        for tensor in op.outputs:
+            shape = tensor.shape
+            if (shape.rank and shape[0] is None and shape[1:].is_fully_defined()
+                    and tensor.dtype.is_floating):
+                total += math.prod(shape[1:]) * tensor.dtype.size
+    return total
+
+
+def check_batch_fits(model, config):
+    """UserError, before any work, if ``--batch_size`` cannot fit in this machine's memory.
+
+    A training step's peak memory grew by 0.65-0.84 times ``activation_bytes``
+    per example (measured on the CPU for the models here; README, "Bad input"),
+    so a batch whose activations exceed the available memory would end in
+    an out-of-memory error or the kernel's OOM killer. Checked on the CPU
+    only: a GPU's memory is its own.
+    """
+    available = data.available_memory()
+    if not available or tf.config.list_logical_devices("GPU"):
+        return
+    per_example = activation_bytes(model)
+    if config.batch_size * per_example > available:
+        raise errors.UserError(
+            f"--batch_size={config.batch_size} needs about "
+            f"{data.gigabytes(config.batch_size * per_example)} of memory for --model="
+            f"{config.model}, and this machine has {data.gigabytes(available)} available: use "
+            f"--batch_size={int(available // per_example)} or less")
 
 
 class Validator:
@@ -206,14 +253,17 @@ class Validator:
         self.scorer = metrics.Scorer(self.model, len(input_lib.CLASS_NAMES),
                                      metrics.eval_logits_fn(model_lib, config))
         self.dir = os.path.join(directory, BEST_VALIDATION_DIR)
-        self.manager = tf.train.CheckpointManager(trainer.checkpoint, self.dir, max_to_keep=1,
-                                                  checkpoint_name=checkpoints.CHECKPOINT_PREFIX)
+        self.manager = checkpoints.Manager(trainer.checkpoint, self.dir, max_to_keep=1)
         self.best = {"step": 0, "precision_at_1": -1.0}
-        try:
-            with open(os.path.join(self.dir, "best.json")) as f:
-                self.best = json.load(f)
-        except (OSError, ValueError):
-            pass
+        saved = rundir.read_best(os.path.join(self.dir, rundir.BEST_FILE))
+        if saved is None:
+            return
+        if saved.get("run_id", "") == config.run_id:
+            self.best = saved
+            return
+        # Another run's best (a train dir reused): kept, out of this run's way.
+        target = rundir.move_previous_run(self.dir, saved.get("run_id", ""))
+        logging.warning("%s held another run's best checkpoint; moved it to %s", self.dir, target)
 
     def validate(self, step):
         """Scores the averaged weights; returns (precision, improved)."""
@@ -224,11 +274,8 @@ class Validator:
         if improved:
             path = _write_checkpoint(self.manager, step)
             self.best = {"step": step, "precision_at_1": precision, "checkpoint": path,
-                         "num_examples": self.num_examples}
-            with open(os.path.join(self.dir, "best.json.tmp"), "w") as f:
-                json.dump(self.best, f, indent=2, sort_keys=True)
-            os.replace(os.path.join(self.dir, "best.json.tmp"),
-                       os.path.join(self.dir, "best.json"))
+                         "num_examples": self.num_examples, "run_id": self.config.run_id}
+            rundir.write_json(os.path.join(self.dir, rundir.BEST_FILE), self.best)
         return precision, improved
 
     def should_stop(self, step):
@@ -248,8 +295,19 @@ class Trainer:
     def __init__(self, config, input_lib, model_lib, distribution=None):
         self.config = config.validate()
         self.distribution = distribution or distribution_lib.default()
+        resume, self._hold = prepare_train_dir(config, self.distribution.is_chief)
+        try:
+            self._build(config, input_lib, model_lib, resume)
+            if self.distribution.is_chief:
+                start_run(config, resume)
+        except BaseException:
+            self.distribution.close()
+            if self._hold:
+                self._hold.release()
+            raise
+
+    def _build(self, config, input_lib, model_lib, resume):
         strategy = self.distribution.strategy
-        resume = prepare_train_dir(config, self.distribution.is_chief)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
@@ -261,6 +319,7 @@ class Trainer:
         with strategy.scope():
             with precision_lib.policy(self.precision):
                 self.model = model_lib.build_model(config)
+            check_batch_fits(self.model, config)
             if not resume and hasattr(model_lib, "initialize"):
                 # Weights set from the data (before the shadows copy them); a resumed
                 # run has them in its checkpoint.
@@ -289,7 +348,7 @@ class Trainer:
             self.lookahead.slow if self.lookahead else None)
         # Only the chief saves into the train dir (see trainkit.distribution).
         self.save_dir = self.distribution.writable_dir(config.train_dir)
-        self.manager = checkpoints.manager(self.checkpoint, self.save_dir, config.max_to_keep)
+        self.manager = checkpoints.Manager(self.checkpoint, self.save_dir, config.max_to_keep)
         self.resumed_from = None
         if resume:
             self.resumed_from = checkpoints.restore_for_training(self.checkpoint, config.train_dir)
@@ -463,8 +522,15 @@ class Trainer:
         """
         try:
             return self._run()
+        except tf.errors.ResourceExhaustedError as e:
+            raise errors.UserError(
+                f"out of memory at --batch_size={self.config.batch_size} "
+                f"({errors.first_line(e)}); lower --batch_size and start again, or --resume "
+                "with it (the checkpoints saved so far are intact)") from None
         finally:
             self.distribution.close()
+            if self._hold:
+                self._hold.release()
 
     def _run(self):
         config, chief = self.config, self.distribution.is_chief

@@ -13,15 +13,20 @@ dataset's raw shape and classified by a ``trainkit.export.Classifier``
   mid-grey on average, as a digit written on paper) is inverted, because
   MNIST digits are white on black.
 
+* transparency is laid over white (as on paper) before any of this.
+
 One line per file, best class first: ``FILE: cat 0.912, dog 0.051, ...``
 (``--top_k`` classes), or with ``--json`` one JSON object per line:
 ``{"file": ..., "classes": [...], "probabilities": [...]}``. A file that
-cannot be read or decoded gets ``FILE: error: ...`` (JSON: ``{"file": ...,
-"error": ...}``) and the others are still classified; the exit code is 1 if
-any file failed, else 0.
+cannot be read or decoded, that is not a regular file (a FIFO would never
+end), or that is larger than ``MAX_PIXELS`` or ``MAX_FILE_BYTES`` (judged
+from its header, before decoding) gets ``FILE: error: ...`` (JSON:
+``{"file": ..., "error": ...}``) and the others are still classified; the
+exit code is 1 if any file failed, else 0.
 """
 
 import json
+import struct
 import sys
 
 import numpy as np
@@ -29,20 +34,55 @@ import tensorflow as tf
 
 from trainkit import errors
 from trainkit import export
+from trainkit import rundir
 
 BATCH_SIZE = 64
+# Decoding costs about 20 bytes per pixel (uint8 channels, then the float crop): 50
+# megapixels, a large phone photo, take about 1 GB; a 20000x20000 image would take 8.
+MAX_PIXELS = 50_000_000
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+def image_size(data):
+    """(height, width) from an image file's header, or None for a format not known here
+    (decoding then says what is wrong). Reads a few bytes; decodes nothing."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return height, width
+    if data.startswith(b"BM") and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(height), abs(width)
+    if data.startswith(b"\xff\xd8"):
+        try:
+            height, width, _ = tf.image.extract_jpeg_shape(data).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            return None
+        return int(height), int(width)
+    return None
 
 
 def load_image(path, raw_shape):
     """File ``path`` -> uint8 array of ``raw_shape`` (H, W, C); ValueError says why not."""
     height, width, channels = raw_shape
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        with rundir.open_regular(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except errors.UserError:
+        raise ValueError("not a regular file (a FIFO, device or folder)") from None
     except OSError as e:
         raise ValueError(f"cannot read the file ({e.strerror or e})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"the file is over {MAX_FILE_BYTES // 2**20} MB, more than an image "
+                         "this model can use; scale it down first")
+    size = image_size(data)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise ValueError(f"the image is {size[1]}x{size[0]} pixels, over the limit of "
+                         f"{MAX_PIXELS // 10**6} megapixels; scale it down first")
     try:
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image = tf.io.decode_image(data, channels=0, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         raise ValueError("not a PNG, JPEG, GIF or BMP image, or a corrupt one") from None
     rows, cols = int(image.shape[0]), int(image.shape[1])
@@ -50,12 +90,26 @@ def load_image(path, raw_shape):
         raise ValueError("the image is empty")
     side = min(rows, cols)
     top, left = (rows - side) // 2, (cols - side) // 2
-    square = tf.cast(image[top:top + side, left:left + side], tf.float32)
+    square = _to_channels(tf.cast(image[top:top + side, left:left + side], tf.float32),
+                          channels)
     resized = tf.image.resize(square, [height, width], method="area")
     pixels = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
     if channels == 1 and _border_mean(pixels) > 127:
         pixels = 255 - pixels  # dark on light -> MNIST's light on dark
     return pixels
+
+
+def _to_channels(image, channels):
+    """A float image of any channel count (grey, grey+alpha, RGB, RGBA) as ``channels``
+    (1 or 3), transparent parts laid over white."""
+    if image.shape[-1] in (2, 4):
+        alpha = image[..., -1:] / 255.0
+        image = image[..., :-1] * alpha + 255.0 * (1.0 - alpha)
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1:
+        return tf.image.rgb_to_grayscale(image)
+    return tf.image.grayscale_to_rgb(image)
 
 
 def _border_mean(pixels):
@@ -97,13 +151,13 @@ def format_line(result):
 
 
 def run(paths, input_lib, model_lib, train_dir=None, saved_model=None, checkpoint=None,
-        top_k=3, as_json=False, out=sys.stdout):
+        top_k=3, as_json=False, out=sys.stdout, dataset=None):
     """The whole predict command; returns the exit code (1 if any file failed)."""
     if not paths:
         raise errors.UserError("no image files given: python -m DATASET.predict "
                                "--train_dir=DIR IMAGE...")
     if saved_model:
-        classifier = export.SavedClassifier(saved_model)
+        classifier = export.SavedClassifier(saved_model, dataset)
         raw_shape = classifier.raw_shape
         if raw_shape != tuple(input_lib.RAW_SHAPE):
             raise errors.UserError(
