@@ -21,12 +21,14 @@ per-image standardization, every test image exactly once. ``--validation_size``
 
 import os
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from trainkit import data as data_lib
 from trainkit import errors
 from trainkit import pipeline
+from trainkit import rundir
 
 IMAGE_SIZE = 24
 ORIGINAL_SIZE = 32
@@ -86,9 +88,10 @@ def maybe_download(data_dir, mirrors=MIRRORS):
 def check_files(folder, names):
     """Full paths of ``names`` in ``folder`` and their record count, or UserError.
 
-    A file must exist and hold a whole number of 3,073-byte records; the
-    official files hold 10,000 each (a smaller file only gets a warning, so
-    that tests and slices can use small files).
+    A file must be a regular file holding a whole number of 3,073-byte
+    records whose labels are 0-9; the official files hold 10,000 each (a
+    smaller file only gets a warning, so that tests and slices can use small
+    files).
     """
     paths, total = [], 0
     expected = RECORDS_PER_FILE * RECORD_BYTES
@@ -98,6 +101,7 @@ def check_files(folder, names):
             raise errors.UserError(
                 f"{path} is missing (expected {expected:,} bytes); put the complete "
                 f"{BATCHES_DIR}/ folder in --data_dir")
+        rundir.check_regular(path)
         size = os.path.getsize(path)
         if size == 0 or size % RECORD_BYTES:
             raise errors.UserError(
@@ -107,9 +111,20 @@ def check_files(folder, names):
         if size != expected:
             logging.warning("%s holds %d records, not the official %d", path,
                             size // RECORD_BYTES, RECORDS_PER_FILE)
+        _check_labels(path)
         paths.append(path)
         total += size // RECORD_BYTES
     return paths, total
+
+
+def _check_labels(path):
+    """UserError naming the first record of ``path`` whose label byte is not a class."""
+    labels = np.memmap(path, dtype=np.uint8, mode="r")[::RECORD_BYTES]
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if bad.size:
+        raise errors.UserError(
+            f"{path} record {bad[0]} has label {labels[bad[0]]}, expected 0 to "
+            f"{NUM_CLASSES - 1}: not a CIFAR-10 binary file; replace it with a complete copy")
 
 
 def files_for(config, split):

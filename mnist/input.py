@@ -12,6 +12,7 @@ Reading all 70,000 images takes well under a second; they stay in memory.
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +20,7 @@ import tensorflow as tf
 from trainkit import data as data_lib
 from trainkit import errors
 from trainkit import pipeline
+from trainkit import rundir
 
 IMAGE_SIZE = 28
 RAW_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # a raw image: what export and predict take
@@ -36,39 +38,66 @@ FILES = {
     "t10k-labels-idx1-ubyte": (2049, 10000, "27ae3e4e09519cfbb04c329615203637"),
 }
 _SPLIT_FILES = {"train": "train", "validation": "train", "test": "t10k"}
+_IDX_DIMS = {2051: 3, 2049: 1}  # magic number -> dimensions: images N x 28 x 28, labels N
+# More than any MNIST-like file holds (the official training file: 60,000); a header
+# claiming more is not one.
+MAX_EXAMPLES = 10_000_000
 
 
 def read_idx(path):
     """Parses one IDX file (``.gz`` or raw) into a uint8 array.
 
     Raises UserError naming the file and what was wrong: the magic number,
-    the dimensions, or a size that does not match the header.
+    the dimensions, or a size that does not match the header. The header is
+    judged before the data is read: counts beyond ``MAX_EXAMPLES`` or sizes
+    beyond the free memory are refused at once, and no more than the header
+    promises is ever decompressed (a gzip bomb stops there).
     """
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
+        with rundir.open_regular(path, "rb") as raw:
+            stream = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+            header = stream.read(4)
+            if len(header) < 4:
+                raise errors.UserError(f"{path} is {len(header)} bytes, too short for an IDX "
+                                       "header")
+            magic = int.from_bytes(header, "big")
+            if magic not in _IDX_DIMS:
+                raise errors.UserError(
+                    f"{path} has magic number {magic}, expected 2051 (images) or 2049 "
+                    "(labels): not an MNIST IDX file")
+            ndim = _IDX_DIMS[magic]
+            dims = [int.from_bytes(stream.read(4), "big") for _ in range(ndim)]
+            kind = "images" if magic == 2051 else "labels"
+            if magic == 2051 and dims[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
+                raise errors.UserError(f"{path} holds {dims[1:]} images, expected 28x28")
+            header_size = 4 + 4 * ndim
+            size = int(np.prod(dims))
+            memory = data_lib.available_memory()
+            if dims[0] > MAX_EXAMPLES or (memory and size > memory // 2):
+                raise errors.UserError(
+                    f"{path} says it holds {dims[0]:,} {kind} ({data_lib.gigabytes(size)}), "
+                    "more than an MNIST file holds or this machine can load: not an MNIST "
+                    "IDX file; delete it to download it again")
+            body = stream.read(size)
+            if len(body) != size:
+                raise errors.UserError(
+                    f"{path} is {header_size + len(body)} bytes (uncompressed), expected "
+                    f"{header_size + size} for {dims[0]} {kind}: truncated or corrupt; "
+                    "delete it to download it again")
+            if stream.read(1):
+                raise errors.UserError(
+                    f"{path} holds more than the {header_size + size} bytes its header gives "
+                    f"for {dims[0]} {kind}: not an MNIST IDX file; delete it to download it "
+                    "again")
+    except (OSError, EOFError, zlib.error) as e:
         raise errors.UserError(f"cannot read {path}: {e}; delete it to download it again") from None
-    if len(raw) < 8:
-        raise errors.UserError(f"{path} is {len(raw)} bytes, too short for an IDX header")
-    magic = int.from_bytes(raw[0:4], "big")
-    if magic not in (2049, 2051):
+    array = np.frombuffer(body, dtype=np.uint8).reshape(dims)
+    if magic == 2049 and array.size and array.max() >= NUM_CLASSES:
+        record = int(np.argmax(array >= NUM_CLASSES))
         raise errors.UserError(
-            f"{path} has magic number {magic}, expected 2051 (images) or 2049 (labels): "
-            "not an MNIST IDX file")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    if magic == 2051 and dims[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
-        raise errors.UserError(f"{path} holds {dims[1:]} images, expected 28x28")
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise errors.UserError(
-            f"{path} is {len(raw)} bytes (uncompressed), expected {expected} for "
-            f"{dims[0]} {'images' if magic == 2051 else 'labels'}: truncated or corrupt; "
-            "delete it to download it again")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+            f"{path} record {record} has label {array[record]}, expected 0 to "
+            f"{NUM_CLASSES - 1}: not an MNIST label file; delete it to download it again")
+    return array
 
 
 def _find(data_dir, name):
@@ -117,7 +146,8 @@ def load(config, split):
     labels = read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1:
         raise errors.UserError(
-            f"{images_path} / {labels_path}: expected an image file and a label file")
+            f"{images_path} / {labels_path}: expected an image file and a label file; put "
+            "each file under its own name")
     if len(images) != len(labels):
         raise errors.UserError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")

@@ -2,13 +2,20 @@
 and archive extraction that cannot write outside its target folder.
 
 A download goes to ``NAME.part`` and is renamed only once complete and
-verified, so an interrupted or corrupted download never looks like data.
+verified, so an interrupted or corrupted download never looks like data;
+a failed one leaves nothing behind. An archive is checked whole before
+anything is written (member types and paths, a name that is both a file
+and a folder, the total size against the free space), extracted into a
+hidden folder beside its target and moved into place; a failure removes
+what it wrote.
 """
 
 import hashlib
 import os
+import shutil
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +24,7 @@ import zlib
 from absl import logging
 
 from trainkit import errors
+from trainkit import rundir
 
 DOWNLOAD_TIMEOUT_SECS = 30
 _CHUNK = 1 << 20
@@ -29,6 +37,22 @@ def file_digest(path, algorithm="md5", opener=open):
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def available_memory():
+    """Bytes of memory a new allocation can get (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def gigabytes(size):
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
 def progress_bar(done, total, seconds, width=30):
@@ -98,51 +122,129 @@ def download_verified(name, dest_dir, mirrors, verify):
             problem = verify(part)
         except (OSError, EOFError, urllib.error.URLError, ValueError) as e:
             problem = getattr(e, "reason", None) or e
+        except BaseException:  # Ctrl-C, or a failure no mirror can mend: leave no .part
+            _remove(part)
+            raise
         if problem is None:
             os.replace(part, dest)
             return dest
-        if os.path.exists(part):
-            os.remove(part)
+        _remove(part)
         failures.append(f"{url}: {problem}")
     raise errors.UserError(f"downloading {name} failed (" + "; ".join(failures) + ")")
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def safe_extract(archive, dest_dir):
     """Extracts a tar archive so that nothing can land outside ``dest_dir``.
 
     Every member must be a regular file or a directory with a relative path
-    free of ``..``; a link, device, absolute path or escaping path makes the
-    whole archive refused (UserError) before anything is written.
+    free of ``..``, no name may be both a file and a folder (in the archive
+    or on disk), and the files must fit in the free space: otherwise the
+    whole archive is refused (UserError) before anything is written. The
+    files are written into a hidden folder in ``dest_dir`` and moved into
+    place; if anything fails, what was written is removed.
     """
+    rundir.check_regular(archive)
     dest_root = os.path.realpath(dest_dir)
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            for member in members:
-                name = member.name
-                if not (member.isfile() or member.isdir()):
-                    raise errors.UserError(
-                        f"refusing to extract {archive}: member {name!r} is a link or special "
-                        "file; delete the archive and download it again")
-                target = os.path.realpath(os.path.join(dest_root, name))
-                if (os.path.isabs(name) or ".." in name.replace("\\", "/").split("/")
-                        or os.path.commonpath([dest_root, target]) != dest_root):
-                    raise errors.UserError(
-                        f"refusing to extract {archive}: member {name!r} would land outside "
-                        f"{dest_dir}; delete the archive and download it again")
-            for member in members:
-                target = os.path.join(dest_root, member.name)
-                if member.isdir():
-                    os.makedirs(target, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                source = tar.extractfile(member)
-                part = target + ".part"
-                with source, open(part, "wb") as out:
-                    for chunk in iter(lambda: source.read(_CHUNK), b""):
-                        out.write(chunk)
-                os.replace(part, target)
+            files, folders = _check_members(archive, members, dest_root, dest_dir)
+            staging = tempfile.mkdtemp(prefix=".extracting-", dir=dest_root)
+            try:
+                for member in files.values():
+                    target = os.path.join(staging, member.name)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    with tar.extractfile(member) as source, open(target, "wb") as out:
+                        for chunk in iter(lambda: source.read(_CHUNK), b""):
+                            out.write(chunk)
+                _move_into_place(staging, dest_root, files, folders)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise errors.UserError(
             f"cannot extract {archive}: {e}; delete it and download it again") from None
+    except OSError as e:
+        raise errors.UserError(f"cannot extract {archive} into {dest_dir}: {e.strerror or e}; "
+                               "nothing of it was left there") from None
     logging.info("Extracted %s into %s", archive, dest_dir)
+
+
+def _check_members(archive, members, dest_root, dest_dir):
+    """The archive's files and folders ({name: member}, {names}); UserError naming the
+    first member that could do harm or could not be written."""
+
+    def refuse(name, why):
+        raise errors.UserError(f"refusing to extract {archive}: member {name!r} {why}; "
+                               "delete the archive and download it again")
+
+    files, folders = {}, set()
+    for member in members:
+        name = member.name
+        if not (member.isfile() or member.isdir()):
+            refuse(name, "is a link or special file")
+        target = os.path.realpath(os.path.join(dest_root, name))
+        if target == dest_root and member.isdir() and not os.path.isabs(name):
+            continue  # "." of an archive made with tar -C DIR .
+        if (os.path.isabs(name) or ".." in name.replace("\\", "/").split("/")
+                or os.path.commonpath([dest_root, target]) != dest_root or target == dest_root):
+            refuse(name, f"would land outside {dest_dir}")
+        relative = os.path.relpath(target, dest_root)
+        parts = relative.split(os.sep)
+        folders.update(os.path.join(*parts[:i]) for i in range(1, len(parts)))
+        if member.isdir():
+            folders.add(relative)
+        elif relative in files:
+            refuse(name, "appears twice")
+        else:
+            member.name = relative
+            files[relative] = member
+    for name in sorted(set(files) & folders):
+        refuse(name, "is both a file and a folder")
+    for name in sorted(folders):
+        path = os.path.join(dest_root, name)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            refuse(name, f"is a folder, but {path} is a file")
+    for name in sorted(files):
+        path = os.path.join(dest_root, name)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            refuse(name, f"is a file, but {path} is a folder or special file")
+    needed = sum(member.size for member in files.values())
+    free = shutil.disk_usage(dest_root).free
+    if needed > free:
+        raise errors.UserError(
+            f"cannot extract {archive}: its files need {gigabytes(needed)} and {dest_dir} has "
+            f"{gigabytes(free)} free; free space or choose another --data_dir")
+    return files, folders
+
+
+def _move_into_place(staging, dest_root, files, folders):
+    """Moves the extracted files into ``dest_root``; on failure takes back what it added."""
+    made, placed = [], []
+    try:
+        for name in sorted(folders):
+            path = os.path.join(dest_root, name)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                made.append(path)
+        for name in files:
+            path = os.path.join(dest_root, name)
+            existed = os.path.exists(path)
+            os.replace(os.path.join(staging, name), path)
+            if not existed:
+                placed.append(path)
+    except BaseException:
+        for path in placed:
+            _remove(path)
+        for path in reversed(made):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        raise
