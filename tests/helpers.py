@@ -76,11 +76,25 @@ def error_lines(stderr):
             or line.startswith("Traceback")]
 
 
+def assert_one_clear_line(result, *fragments):
+    """The command failed with exactly one line of its own on stderr holding ``fragments``."""
+    assert result.returncode != 0, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert not lines[0].startswith("Traceback"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 def tree_state(path):
-    """{relative path: (size, mtime_ns)} of every file below ``path``."""
+    """{relative path: (size, mtime_ns)} of every file below ``path`` but the locks, which
+    any command that checks a dir takes (and rewrites with its own pid)."""
     state = {}
     for root, _, files in os.walk(path):
         for name in files:
+            if name == ".lock":
+                continue
             full = os.path.join(root, name)
             st = os.stat(full)
             state[os.path.relpath(full, path)] = (st.st_size, st.st_mtime_ns)

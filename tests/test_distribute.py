@@ -5,6 +5,7 @@ into two logical devices for ``mirrored``, and ``scripts/multi_worker.py``
 runs the workers as local processes on free 127.0.0.1 ports.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -137,6 +138,12 @@ def test_sigterm_stops_every_worker_at_one_step_and_resume_finishes(tmp_path, mn
         lines.append(line)
         if "[worker 1]" in line and "step 10, loss" in line:
             break
+    # The chief holds the train dir: another trainer is refused while the workers run.
+    intruder = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume",
+                               "--strategy=default")
+    assert intruder.returncode == 2 and "is in use by another trainer" in intruder.stderr
+    holder = json.load(open(os.path.join(train_dir, ".lock")))
+    assert holder["role"] == "trainer" and holder["pid"] != process.pid
     process.send_signal(signal.SIGTERM)
     out = "".join(lines) + process.communicate(timeout=120)[0]
     assert process.returncode == 0, out

@@ -20,14 +20,7 @@ def train_args(train_dir, data_dir, *extra):
     return [f"--train_dir={train_dir}", f"--data_dir={data_dir}", *FAST, *extra]
 
 
-def assert_one_clear_line(result, *fragments):
-    assert result.returncode != 0, result.stderr
-    lines = helpers.error_lines(result.stderr)
-    assert len(lines) == 1, result.stderr
-    assert not lines[0].startswith("Traceback"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+assert_one_clear_line = helpers.assert_one_clear_line
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +147,15 @@ def test_help_and_a_mistyped_flag_answer_without_loading_tensorflow(command, tmp
     assert result.returncode == 0 and "  --train_dir: " in result.stdout, result.stderr
     result = helpers.run_cli(command, "--tarin_dir=x", env=env)
     assert_one_clear_line(result, "tarin_dir", "Did you mean: train_dir")
-    # The blocked package is what a real run would hit: the check above can fail.
-    result = helpers.run_cli(command, f"--train_dir={tmp_path / 'none'}", env=env)
+    # The blocked package is what a real run would hit: the check above can fail. (A run
+    # to evaluate, export or predict from is checked first, also without TensorFlow.)
+    run = tmp_path / "run"
+    run.mkdir()
+    dataset, kind = command.split(".")
+    (run / "config.json").write_text(helpers.train_config(dataset, "unused").to_json())
+    args = {"eval": ["--run_once"], "predict": ["x.png"]}.get(kind, [])
+    result = helpers.run_cli(command, f"--train_dir={run if kind != 'train' else run / 'new'}",
+                             *args, env=env)
     assert result.returncode != 0 and "TensorFlow was loaded" in result.stderr
 
 def test_missing_data_without_network_says_where_to_put_files(tmp_path):
