@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""Chaos run: kill a trainer with SIGKILL at random moments, resume it, compare bitwise.
+"""Chaos run: kill a trainer with SIGKILL at random moments, resume it, compare bitwise;
+meanwhile try to mix another run into it.
 
-    python scripts/chaos.py --data_dir=../shared/data/mnist --kills=20
+    python scripts/chaos.py --data_dir=data/mnist --kills=20
 
 1. Trains a reference run with --deterministic, uninterrupted, to --max_steps.
-2. Trains the same run again, but kills it with SIGKILL --kills times at a
-   random moment (checkpoints are saved every few steps, so many kills land
-   in the middle of a save), resuming with --resume after each kill.
+2. Trains the same run again, with an evaluator polling it all along, but
+   kills the trainer with SIGKILL --kills times at a random moment
+   (checkpoints are saved every few steps, so many kills land in the middle
+   of a save), resuming with --resume after each kill. In every round,
+   while the trainer lives, a second trainer (another seed and model, with
+   and without --resume) and a second evaluator are started against the
+   live run, and every other round the ``checkpoint`` index is deleted.
 3. Compares every tensor of the two final checkpoints (weights, optimizer
-   slots, moving averages, step, dropout state) for bitwise equality.
+   slots, moving averages, step, dropout state) for bitwise equality, and
+   checks that nothing was mixed: every intruder refused (exit 2, naming
+   the holder), config.json still the run's, every evaluation record the
+   run's and each step scored once.
 
-Prints one JSON summary and exits 0 only if the two runs are identical.
+Prints one JSON summary and exits 0 only if the runs are identical and unmixed.
 """
 
 import argparse
@@ -39,7 +47,47 @@ def trainer_args(train_dir, args, resume):
 
 
 def has_checkpoint(train_dir):
-    return os.path.exists(os.path.join(train_dir, "checkpoint"))
+    return os.path.isdir(train_dir) and any(
+        name.startswith("ckpt-") and name.endswith(".index") for name in os.listdir(train_dir))
+
+
+def newest_step(train_dir):
+    return max(int(name[len("ckpt-"):-len(".index")]) for name in os.listdir(train_dir)
+               if name.startswith("ckpt-") and name.endswith(".index"))
+
+
+def wait_for_lock(directory, pid, timeout=120):
+    """Waits until process ``pid`` holds ``directory`` (its lock file names it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(os.path.join(directory, ".lock")) as f:
+                if json.load(f)["pid"] == pid:
+                    return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"process {pid} did not take {directory}")
+
+
+def intruders(train_dir, args, env):
+    """Starts a second trainer (another seed and model, new and --resume) and a second
+    evaluator against the live run; returns (how many were refused naming the holder,
+    how many were started)."""
+    attempts = [
+        [sys.executable, "-m", f"{args.dataset}.train", f"--train_dir={train_dir}",
+         f"--data_dir={args.data_dir}", "--model=fc", f"--seed={args.seed + 1}",
+         f"--max_steps={args.max_steps}"],
+        [sys.executable, "-m", f"{args.dataset}.train", f"--train_dir={train_dir}", "--resume",
+         "--model=fc", f"--seed={args.seed + 1}"],
+        [sys.executable, "-m", f"{args.dataset}.eval", f"--train_dir={train_dir}",
+         "--eval_policy=all", "--eval_interval_secs=0.2", "--timeout_secs=5"],
+    ]
+    refused = 0
+    for command in attempts:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        refused += result.returncode == 2 and "is in use by another" in result.stderr
+    return refused, len(attempts)
 
 
 def tensors(path):
@@ -76,7 +124,9 @@ def main():
 
     kills = []
     fallbacks = 0
-    for _ in range(args.kills):
+    refused = attempted = index_deletions = 0
+    evaluator = None
+    for round_number in range(args.kills):
         process = subprocess.Popen(trainer_args(chaos, args, resume=has_checkpoint(chaos)),
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)
@@ -87,17 +137,44 @@ def main():
                 fallbacks += 1
             if ", loss = " in line:
                 break
+        if evaluator is None:  # one evaluator for the whole run, from its first round
+            evaluator = subprocess.Popen(
+                [sys.executable, "-m", f"{args.dataset}.eval", f"--train_dir={chaos}",
+                 "--eval_policy=all", "--eval_interval_secs=0.2", "--timeout_secs=3600"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            wait_for_lock(os.path.join(chaos, "eval"), evaluator.pid)
+        if process.poll() is None:
+            ok, tried = intruders(chaos, args, env)
+            if process.poll() is None:  # else the run ended meanwhile: no live run to guard
+                refused, attempted = refused + ok, attempted + tried
+        if round_number % 2 and os.path.exists(os.path.join(chaos, "checkpoint")):
+            os.remove(os.path.join(chaos, "checkpoint"))
+            index_deletions += 1
         time.sleep(rng.uniform(0, args.max_kill_delay))
         if process.poll() is not None:
             break  # finished before the kill: nothing more to interrupt
         process.send_signal(signal.SIGKILL)
         process.communicate()
-        latest = open(os.path.join(chaos, "checkpoint")).readline().strip()
-        kills.append(latest.split("ckpt-")[-1].rstrip('"'))
+        kills.append(newest_step(chaos))
     final = subprocess.run(trainer_args(chaos, args, resume=True), env=env,
                            capture_output=True, text=True)
     fallbacks += final.stderr.count("unreadable")
+    eval_err = evaluator.communicate(timeout=600)[1] if evaluator else ""
 
+    with open(os.path.join(chaos, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(reference, "config.json")) as f:
+        reference_config = json.load(f)
+    records = []
+    with open(os.path.join(chaos, "eval", "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    steps = [r["step"] for r in records]
+    mixed = (config["model"] != args.model or config["seed"] != args.seed
+             or {k: v for k, v in config.items() if k not in ("train_dir", "run_id", "resume")}
+             != {k: v for k, v in reference_config.items()
+                 if k not in ("train_dir", "run_id", "resume")}
+             or any(r.get("run_id") != config["run_id"] for r in records)
+             or len(steps) != len(set(steps)) or refused != attempted)
     expected = tensors(os.path.join(reference, f"ckpt-{args.max_steps}"))
     got = tensors(os.path.join(chaos, f"ckpt-{args.max_steps}"))
     different = sorted(name for name in expected
@@ -107,11 +184,17 @@ def main():
         "fallbacks_to_previous_checkpoint": fallbacks, "final_exit_code": final.returncode,
         "tensors_compared": len(expected), "tensors_different": different,
         "bitwise_equal": final.returncode == 0 and not different and set(got) == set(expected),
+        "intruders_refused": refused, "intruders_started": attempted,
+        "checkpoint_index_deleted": index_deletions,
+        "evaluator_exit_code": evaluator.returncode if evaluator else None,
+        "evaluator_tracebacks": eval_err.count("Traceback"),
+        "steps_evaluated": len(steps), "steps_evaluated_twice": len(steps) - len(set(steps)),
+        "runs_mixed": int(mixed),
         "reference_run_secs": round(reference_secs, 1),
         "total_secs": round(time.monotonic() - start, 1),
     }
     print(json.dumps(summary, indent=2))
-    return 0 if summary["bitwise_equal"] else 1
+    return 0 if summary["bitwise_equal"] and not mixed and evaluator.returncode == 0 else 1
 
 
 if __name__ == "__main__":
