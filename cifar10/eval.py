@@ -6,14 +6,14 @@ fewer), and exits once the trainer is done; ``--run_once`` scores the latest
 checkpoint and exits. Unlike the tutorial's, every image counts exactly once.
 """
 
+import cifar10
 from trainkit import flags as tk_flags
 
-tk_flags.define_eval_flags(dict(dataset="cifar10", train_dir="runs/cifar10", eval_interval_secs=300,
-                                eval_data_choices=["test", "validation"]))
+tk_flags.define_eval_flags(cifar10.SPEC)
 
 
 def run():
-    tk_flags.run_evaluator("cifar10")
+    tk_flags.run_evaluator(cifar10.SPEC)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ or ``--json``; ``--saved_model`` uses an export instead of a checkpoint.
 How files are cropped and resized: ``trainkit/predict.py``.
 """
 
+import cifar10
 from trainkit import flags as tk_flags
 
-tk_flags.define_predict_flags("cifar10")
+tk_flags.define_predict_flags(cifar10.SPEC)
 
 
 def run():
-    tk_flags.run_predict("cifar10")
+    tk_flags.run_predict(cifar10.SPEC)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@ the validation split) and exits once the trainer is done. ``--run_once``
 scores the latest checkpoint and exits.
 """
 
+import mnist
 from trainkit import flags as tk_flags
 
-tk_flags.define_eval_flags(dict(dataset="mnist", train_dir="runs/mnist", eval_interval_secs=5,
-                                eval_data_choices=["test", "validation"]))
+tk_flags.define_eval_flags(mnist.SPEC)
 
 
 def run():
-    tk_flags.run_evaluator("mnist")
+    tk_flags.run_evaluator(mnist.SPEC)
 
 
 if __name__ == "__main__":

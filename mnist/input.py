@@ -1,13 +1,15 @@
-"""MNIST input: the four official IDX files, validated, split and fed by tf.data.
+"""MNIST input: the four official IDX files, validated and split; and the dataset.
 
 The files (``.gz`` or raw) are read from ``--data_dir``; missing ones are
 downloaded from the official mirrors and checked against the published MD5 of
 their *uncompressed* bytes, so a re-gzipped copy verifies too. As the classic
 ``read_data_sets``, the first ``validation_size`` (5,000) training images are
 held out for validation, leaving 55,000 to train on; the test set is the
-10,000 ``t10k`` images. Pixels become floats in [-0.5, 0.5].
+10,000 ``t10k`` images.
 
-Reading all 70,000 images takes well under a second; they stay in memory.
+Reading all 70,000 images takes well under a second; they stay in memory as
+uint8, and the engine makes the batches. ``DATASET`` is this dataset for the
+engine (``trainkit.dataset``).
 """
 
 import gzip
@@ -15,12 +17,14 @@ import os
 import zlib
 
 import numpy as np
-import tensorflow as tf
 
+import mnist
+from mnist import model as mnist_model
 from trainkit import data as data_lib
+from trainkit import dataset as dataset_lib
 from trainkit import errors
-from trainkit import pipeline
 from trainkit import rundir
+from trainkit import synthetic
 
 IMAGE_SIZE = 28
 RAW_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # a raw image: what export and predict take
@@ -134,8 +138,10 @@ def maybe_download(data_dir, mirrors=MIRRORS):
     return paths
 
 
-def load(config, split):
-    """``(images uint8 [N, 28, 28], labels int32 [N])`` of ``split``."""
+def arrays(config, split):
+    """``(images uint8 [N, 28, 28, 1], labels int32 [N])`` of ``split``: ``train`` and
+    ``validation`` (its first ``validation_size`` images) from the training files,
+    ``test`` from the t10k files."""
     if split not in _SPLIT_FILES:
         raise errors.UserError(f"unknown split {split!r}; choose train, validation or test")
     paths = maybe_download(config.data_dir, tuple(config.data_mirrors) or MIRRORS)
@@ -163,45 +169,7 @@ def load(config, split):
             images, labels = images[:held_out], labels[:held_out]
         else:
             images, labels = images[held_out:], labels[held_out:]
-    return images, labels.astype(np.int32)
-
-
-def eval_preprocess(images, config=None):
-    """uint8 [N, 28, 28, 1] -> the model's input: pixels scaled to -0.5..0.5. Also
-    inside every exported SavedModel, so it takes raw images."""
-    del config  # the same for every MNIST model
-    return tf.cast(images, tf.float32) * (1.0 / 255.0) - 0.5
-
-
-def _normalize(images, labels):
-    return eval_preprocess(tf.expand_dims(images, -1)), labels
-
-
-def train_dataset(config, start_step=0, part=None):
-    """Endless shuffled batches of the training split from ``start_step``, and its size.
-
-    ``part`` (a ``trainkit.pipeline.Part``): this input pipeline's share of
-    each global batch under a distribution strategy; None = all of it.
-    """
-    images, labels = load(config, "train")
-
-    def preprocess(images, labels, random):
-        del random  # MNIST batches are not augmented
-        return _normalize(images, labels)
-
-    dataset = pipeline.train_batches(images, labels, config.batch_size, config.seed,
-                                     start_step, preprocess, part)
-    return dataset, len(images)
-
-
-def eval_dataset(config, split, batch_size):
-    """Every example of ``split`` exactly once (last batch smaller), and its size."""
-    images, labels = load(config, split)
-    dataset = (tf.data.Dataset.from_tensor_slices((images, labels))
-               .batch(batch_size)
-               .map(_normalize, num_parallel_calls=tf.data.AUTOTUNE)
-               .prefetch(tf.data.AUTOTUNE))
-    return dataset, len(images)
+    return images[..., None], labels.astype(np.int32)
 
 
 def prepare(data_dir, mirrors=MIRRORS):
@@ -210,3 +178,11 @@ def prepare(data_dir, mirrors=MIRRORS):
     counts = {name: len(read_idx(path)) for name, path in paths.items()}
     return (f"MNIST in {data_dir}: {counts['train-images-idx3-ubyte']:,} training and "
             f"{counts['t10k-images-idx3-ubyte']:,} test images, all files valid")
+
+
+DATASET = dataset_lib.Dataset(
+    spec=mnist.SPEC, models=mnist_model.MODELS, arrays=arrays,
+    class_names=lambda config: CLASS_NAMES, raw_shape=lambda config: RAW_SHAPE,
+    prepare=prepare, mirrors=MIRRORS,
+    synthetic=lambda path, scale: synthetic.make_mnist_dir(
+        path, **({"num_train": 60000, "num_test": 10000} if scale == "full" else {})))

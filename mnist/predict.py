@@ -5,13 +5,14 @@ or ``--json``; ``--saved_model`` uses an export instead of a checkpoint.
 How files are cropped and resized: ``trainkit/predict.py``.
 """
 
+import mnist
 from trainkit import flags as tk_flags
 
-tk_flags.define_predict_flags("mnist")
+tk_flags.define_predict_flags(mnist.SPEC)
 
 
 def run():
-    tk_flags.run_predict("mnist")
+    tk_flags.run_predict(mnist.SPEC)
 
 
 if __name__ == "__main__":

@@ -71,15 +71,15 @@ def _train_config(dataset, train_dir, data_dir, extra=()):
     from absl import flags
 
     from trainkit import flags as tk_flags
-    module = importlib.import_module(f"{dataset}.train")
+    from trainkit import registry
+    importlib.import_module(f"{dataset}.train")  # defines its flags
     flags.FLAGS([dataset, f"--train_dir={train_dir}", f"--data_dir={data_dir}", *extra])
-    return tk_flags.train_config(dataset, getattr(module, "SCHEDULES", None))
+    return tk_flags.train_config(registry.spec(dataset))
 
 
-def _libs(dataset):
-    import importlib
-    return (importlib.import_module(f"{dataset}.input"),
-            importlib.import_module(f"{dataset}.model"))
+def _dataset(name):
+    from trainkit import registry
+    return registry.load(name)
 
 
 def flops_per_example(model):
@@ -136,10 +136,11 @@ def _cpu_secs(pid):
 
 def task_pipeline(args):
     """The training input pipeline alone, in a process of its own: examples/sec."""
-    input_lib, _ = _libs(args.dataset)
+    from trainkit import pipeline
+    data = _dataset(args.dataset)
     config = _train_config(args.dataset, os.path.join(args.workdir, "pipeline"), args.data_dir,
                            [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
-    dataset, _ = input_lib.train_dataset(config)
+    dataset = pipeline.train_dataset(data, config, *data.arrays(config, "train"))
     iterator = iter(dataset)
     for _ in range(20):
         next(iterator)
@@ -159,7 +160,6 @@ def task_train(args):
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     from trainkit import loop
-    input_lib, model_lib = _libs(args.dataset)
     train_dir = os.path.join(args.workdir, f"{args.dataset}-{args.label}")
     extra = [f"--model={MODELS[args.dataset]}", "--validate_every_steps=0",
              f"--save_checkpoint_secs={args.save_secs}", "--save_checkpoint_steps=0",
@@ -167,7 +167,7 @@ def task_train(args):
     config = _train_config(args.dataset, train_dir, args.data_dir, extra)
     result = {}
     config.max_steps = args.warmup_steps
-    trainer = loop.Trainer(config, input_lib, model_lib)
+    trainer = loop.Trainer(config, _dataset(args.dataset))
     trainer.run()  # compiles the step, fills the pipeline
     if not args.steps:
         # No pace known yet (the first window on a machine): a few untimed steps measure
@@ -242,11 +242,14 @@ def task_keras(args):
     import tensorflow as tf
 
     from trainkit import loop
-    input_lib, model_lib = _libs(args.dataset)
+    from trainkit import pipeline
+    data = _dataset(args.dataset)
     config = _train_config(args.dataset, os.path.join(args.workdir, "keras"), args.data_dir,
                            [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
-    dataset, num_examples = input_lib.train_dataset(config)
-    model = model_lib.build_model(config)
+    images, labels = data.arrays(config, "train")
+    dataset, num_examples = pipeline.train_dataset(data, config, images, labels), len(labels)
+    model = data.build(config)
+    decayed = data.model(config).decayed_weights(model)
     learning_rate = loop.learning_rate_fn(config, num_examples / config.batch_size)
     # Keras's own optimizer, as a Keras user would have it (ours fuses its update).
     optimizer = keras.optimizers.SGD(
@@ -256,7 +259,7 @@ def task_keras(args):
     def loss(labels, logits):
         return (tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.cast(labels, tf.int32), logits=logits))
-            + model_lib.regularization_loss(model, config))
+            + loop.regularization_loss(decayed, config.l2_regularization))
 
     model.compile(optimizer=optimizer, loss=loss, steps_per_execution=args.spe or 1)
     model.fit(dataset, epochs=1, steps_per_epoch=args.warmup_steps, verbose=0)
@@ -304,15 +307,13 @@ def eval_pass_secs(dataset, train_dir):
 
 
 def prepare_data(args, workdir):
-    """The data dirs: as given, or synthetic files of the real size in ``workdir``."""
-    from trainkit import synthetic
+    """The data dirs: as given, or each dataset's synthetic files of the real size (its
+    ``Dataset.synthetic``) in ``workdir``."""
+    from trainkit import registry
     dirs = {"cifar10": args.cifar10_data, "mnist": args.mnist_data}
-    if not dirs["cifar10"]:
-        dirs["cifar10"] = synthetic.make_cifar_dir(os.path.join(workdir, "cifar10"),
-                                                   per_file=10000, num_test=10000)
-    if not dirs["mnist"]:
-        dirs["mnist"] = synthetic.make_mnist_dir(os.path.join(workdir, "mnist"),
-                                                 num_train=60000, num_test=10000)
+    for name in MODELS:
+        if not dirs[name]:
+            dirs[name] = registry.load(name).synthetic(os.path.join(workdir, name), "full")
     return dirs
 
 

@@ -430,13 +430,12 @@ def test_a_batch_beyond_memory_is_refused_before_anything_is_written(tmp_path, m
 
 
 def test_the_memory_estimate_counts_every_forward_tensor():
-    from mnist import model as mnist_model
     from trainkit import loop
     config = helpers.train_config("mnist", "unused")
     # conv1 (28x28x16) and its relu, pool1, conv2 and relu, pool2, flatten, fc1 and relu,
     # logits, in float32: at least the layer outputs, and not wildly more.
     outputs = (28 * 28 * 16 + 14 * 14 * 16 + 14 * 14 * 36 + 7 * 7 * 36 * 2 + 128 + 10) * 4
-    estimate = loop.activation_bytes(mnist_model.build_model(config))
+    estimate = loop.activation_bytes(mnist_input.DATASET.build(config))
     assert outputs <= estimate <= 4 * outputs
 
 

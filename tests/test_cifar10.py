@@ -1,4 +1,5 @@
-"""cifar10/: binary records, distortions, safe extraction, download, the model, the CLIs."""
+"""cifar10/ and the networks it offers (trainkit.nets, trainkit.augment): binary records,
+distortions, safe extraction, download, the models, the CLIs."""
 
 import hashlib
 import io
@@ -10,18 +11,33 @@ import pytest
 import tensorflow as tf
 
 from cifar10 import input as cifar10_input
-from cifar10 import model as cifar10_model
 from tests import helpers
+from trainkit import augment
 from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import data as data_lib
 from trainkit import errors
+from trainkit import loop
+from trainkit import nets
 from trainkit import pipeline
 from trainkit import summaries
+
+CIFAR10 = cifar10_input.DATASET
 
 
 def make_config(data_dir, **overrides):
     return helpers.train_config("cifar10", data_dir, **{"l2_regularization": 0.004, **overrides})
+
+
+def penalty(model, config):
+    """The L2 penalty the trainer adds for ``config``'s network."""
+    weights = CIFAR10.model(config).decayed_weights(model)
+    return float(loop.regularization_loss(weights, config.l2_regularization))
+
+
+def train_batches(config, start_step=0):
+    images, labels = CIFAR10.arrays(config, "train")
+    return pipeline.train_dataset(CIFAR10, config, images, labels, start_step), len(labels)
 
 
 def test_records_decode_to_the_exact_labels_and_pixels(tmp_path):
@@ -29,16 +45,16 @@ def test_records_decode_to_the_exact_labels_and_pixels(tmp_path):
     records = helpers.cifar_records(images, labels)
     path = tmp_path / "test_batch.bin"
     path.write_bytes(records)
-    dataset = tf.data.FixedLengthRecordDataset([str(path)], cifar10_input.RECORD_BYTES).batch(7)
-    got_images, got_labels = cifar10_input.decode(next(iter(dataset)))
-    np.testing.assert_array_equal(got_images.numpy(), images)
-    np.testing.assert_array_equal(got_labels.numpy(), labels)
+    got_images, got_labels = cifar10_input.decode(path.read_bytes())
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
     # Depth-major: the second byte of a record is the red value of pixel (0, 0).
     assert records[1] == images[0, 0, 0, 0] and records[1 + 1024] == images[0, 0, 0, 1]
 
 
 def test_eval_pipeline_counts_every_record_once_with_central_crop(cifar_data):
-    dataset, count = cifar10_input.eval_dataset(make_config(cifar_data), "test", batch_size=16)
+    dataset, count = pipeline.eval_dataset(CIFAR10, make_config(cifar_data), "test",
+                                           batch_size=16)
     sizes = [int(labels.shape[0]) for _, labels in dataset]
     assert count == 50 and sizes == [16, 16, 16, 2]
     images, _ = next(iter(dataset))
@@ -53,7 +69,7 @@ def test_eval_pipeline_counts_every_record_once_with_central_crop(cifar_data):
 
 
 def test_train_pipeline_distorts_crops_and_standardizes(cifar_data):
-    dataset, count = cifar10_input.train_dataset(make_config(cifar_data, batch_size=32))
+    dataset, count = train_batches(make_config(cifar_data, batch_size=32))
     assert count == 200
     batches = list(dataset.take(3))
     for images, labels in batches:
@@ -66,8 +82,8 @@ def test_train_pipeline_distorts_crops_and_standardizes(cifar_data):
 def test_distortions_crop_flip_and_vary_per_image():
     images = tf.cast(tf.reshape(tf.range(2 * 32 * 32 * 3) % 251, [2, 32, 32, 3]), tf.float32)
     images = tf.concat([images] * 32, axis=0)  # 64 copies of two images
-    crops = cifar10_input._random_crop(
-        images, pipeline.BatchRandom(tf.constant([1, 2], tf.int64), 64))
+    crops = augment.random_crop(
+        images, pipeline.BatchRandom(tf.constant([1, 2], tf.int64), 64), 24)
     assert crops.shape == (64, 24, 24, 3)
     # Each crop is a window of its source image.
     source = images.numpy()
@@ -76,14 +92,14 @@ def test_distortions_crop_flip_and_vary_per_image():
         assert any(np.array_equal(crop, source[i, r:r + 24, c:c + 24])
                    for r in range(9) for c in range(9))
     seed = tf.constant([3, 4], tf.int64)
-    out = cifar10_input.distort(images, pipeline.BatchRandom(seed, 64)).numpy()
+    out = augment.distort(images, pipeline.BatchRandom(seed, 64), 24).numpy()
     assert len({out[i].tobytes() for i in range(0, 64, 2)}) > 20  # not one shared choice
     # Same seed, same batch: identical (the randomness is keyed on the seed).
-    again = cifar10_input.distort(images, pipeline.BatchRandom(seed, 64)).numpy()
+    again = augment.distort(images, pipeline.BatchRandom(seed, 64), 24).numpy()
     np.testing.assert_array_equal(out, again)
     # The second half of the batch, distorted as its own part, is that half of the whole.
-    half = cifar10_input.distort(
-        images[32:], pipeline.BatchRandom(seed, 64, start=32, size=32)).numpy()
+    half = augment.distort(
+        images[32:], pipeline.BatchRandom(seed, 64, start=32, size=32), 24).numpy()
     np.testing.assert_allclose(half, out[32:], rtol=1e-5, atol=1e-5)
 
 
@@ -91,17 +107,17 @@ def test_crop_mirrors_in_its_gather_and_distort_takes_uint8_as_float():
     images = tf.cast(tf.reshape(tf.range(8 * 32 * 32 * 3) % 251, [8, 32, 32, 3]), tf.uint8)
     seed = tf.constant([5, 6], tf.int64)
     mirror = tf.constant([True, False] * 4)
-    plain = cifar10_input._random_crop(images, pipeline.BatchRandom(seed, 8)).numpy()
-    mirrored = cifar10_input._random_crop(images, pipeline.BatchRandom(seed, 8),
-                                          mirror=mirror).numpy()
+    plain = augment.random_crop(images, pipeline.BatchRandom(seed, 8), 24).numpy()
+    mirrored = augment.random_crop(images, pipeline.BatchRandom(seed, 8), 24,
+                                   mirror=mirror).numpy()
     assert mirrored.dtype == np.uint8
     # The same windows; the chosen ones read right to left.
     np.testing.assert_array_equal(mirrored[0::2], plain[0::2, :, ::-1])
     np.testing.assert_array_equal(mirrored[1::2], plain[1::2])
     # The pipeline hands distort uint8 images: cast after the crop, the same result.
-    as_uint8 = cifar10_input.distort(images, pipeline.BatchRandom(seed, 8)).numpy()
-    as_float = cifar10_input.distort(tf.cast(images, tf.float32),
-                                     pipeline.BatchRandom(seed, 8)).numpy()
+    as_uint8 = augment.distort(images, pipeline.BatchRandom(seed, 8), 24).numpy()
+    as_float = augment.distort(tf.cast(images, tf.float32),
+                               pipeline.BatchRandom(seed, 8), 24).numpy()
     np.testing.assert_allclose(as_uint8, as_float, atol=1e-6)
 
 
@@ -119,7 +135,7 @@ def test_truncated_and_missing_files_name_file_and_sizes(tmp_path):
 
 
 def test_model_is_the_tutorials_with_1068298_parameters():
-    model = cifar10_model.build_model(make_config("unused"))
+    model = CIFAR10.build(make_config("unused"))
     assert model.count_params() == 1068298
     assert [layer.name for layer in model.layers] == [
         "conv1", "pool1", "norm1", "conv2", "norm2", "pool2", "flatten", "local3", "local4",
@@ -127,13 +143,13 @@ def test_model_is_the_tutorials_with_1068298_parameters():
     config = make_config("unused", l2_regularization=0.004)
     expected = 0.004 * sum(float(tf.nn.l2_loss(model.get_layer(n).kernel.value))
                            for n in ("local3", "local4"))
-    assert float(cifar10_model.regularization_loss(model, config)) == pytest.approx(expected)
+    assert penalty(model, config) == pytest.approx(expected)
 
 
 def test_banded_lrn_equals_tensorflows_lrn_and_its_gradient():
     x = tf.nn.relu(tf.random.stateless_normal([8, 12, 12, 64], [1, 2])) * 3.0
     for beta in (0.75, 0.6):  # the rsqrt path and the general one
-        layer = cifar10_model.LocalResponseNormalization(beta=beta)
+        layer = nets.LocalResponseNormalization(beta=beta)
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
             ours = layer(x)
@@ -146,9 +162,9 @@ def test_banded_lrn_equals_tensorflows_lrn_and_its_gradient():
                                    rtol=1e-4, atol=1e-5)
 
 
-def test_resnet_shapes_keys_weight_decay_whitening_and_test_time_augmentation():
-    config = make_config("unused", model="resnet", l2_regularization=5e-4)
-    model = cifar10_model.build_model(config)
+def test_airbench94_shapes_keys_weight_decay_whitening_and_test_time_augmentation():
+    config = make_config("unused", model="airbench94", l2_regularization=5e-4)
+    model = CIFAR10.build(config)
     images = tf.random.stateless_normal([4, 32, 32, 3], [5, 6])
     logits = model(images, training=False)
     assert logits.shape == (4, 10)
@@ -159,24 +175,20 @@ def test_resnet_shapes_keys_weight_decay_whitening_and_test_time_augmentation():
     trained = model.trainable_variables
     assert "kernel" not in [v.name for v in model.get_layer("whiten").trainable_variables]
     expected = 5e-4 * sum(float(tf.nn.l2_loss(v.value)) for v in trained)
-    assert float(cifar10_model.regularization_loss(model, config)) == pytest.approx(expected,
-                                                                                 rel=1e-5)
+    assert penalty(model, config) == pytest.approx(expected, rel=1e-5)
     # A fresh conv passes its input through on its first filters (dirac initialization).
     kernel = model.get_layer("group2").conv2.kernel.numpy()
     np.testing.assert_array_equal(kernel[:, :, :, :256], np.pad(
         np.eye(256)[None, None], [(1, 1), (1, 1), (0, 0), (0, 0)]))
 
-    # Whitening: the filters decorrelate 2x2 patches of the images they are made from.
-    class Data:
-        @staticmethod
-        def first_train_images(config, count):
-            rng = np.random.default_rng(3)
-            base = rng.normal(size=[count, 32, 32, 1])
-            return tf.constant(base + 0.3 * rng.normal(size=[count, 32, 32, 3]), tf.float32)
-
+    # Whitening: the filters decorrelate 2x2 patches of the images they are made from
+    # (uint8 training images, normalized as the network sees them).
+    rng = np.random.default_rng(3)
+    base = rng.normal(120, 40, size=[64, 32, 32, 1])
+    raw = np.clip(base + rng.normal(0, 12, size=[64, 32, 32, 3]), 0, 255).astype(np.uint8)
     whiten = model.get_layer("whiten")
-    sample = Data.first_train_images(config, 64)
-    cifar10_model.initialize(model, config, Data)
+    sample = augment.normalize(raw)
+    CIFAR10.model(config).initialize(model, raw, config)
     out = tf.reshape(tf.nn.conv2d(sample, whiten.kernel.value, 1, "VALID"), [-1, 24]).numpy()
     covariance = np.cov(out[:, :12], rowvar=False)
     np.testing.assert_allclose(covariance, np.diag(np.diag(covariance)), atol=0.02)
@@ -189,28 +201,27 @@ def test_resnet_shapes_keys_weight_decay_whitening_and_test_time_augmentation():
     padded = np.pad(images.numpy(), [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
     expected = (flip_mean(images) / 2 + flip_mean(padded[:, :32, :32]) / 4
                 + flip_mean(padded[:, 2:, 2:]) / 4)
-    np.testing.assert_allclose(cifar10_model.eval_logits(model, images, config), expected,
-                               rtol=1e-5, atol=1e-5)
-    tutorial = cifar10_model.build_model(make_config("unused"))
-    crops = images[:, :24, :24]
-    np.testing.assert_array_equal(
-        cifar10_model.eval_logits(tutorial, crops, make_config("unused")),
-        tutorial(crops, training=False))
+    np.testing.assert_allclose(CIFAR10.model(config).eval_logits(model, images, config),
+                               expected, rtol=1e-5, atol=1e-5)
+    # The tutorial's network is scored as it is: it has no test-time augmentation.
+    assert CIFAR10.model(make_config("unused")).eval_logits is None
 
 
-def test_resnet_wide_is_the_same_network_with_airbench95_widths():
-    config = make_config("unused", model="resnet_wide")
-    model = cifar10_model.build_model(config)
+def test_airbench95_is_the_same_network_with_wider_groups():
+    config = make_config("unused", model="airbench95")
+    model = CIFAR10.build(config)
     assert [model.get_layer(f"group{i}").filters for i in (1, 2, 3)] == [128, 384, 384]
     assert model(tf.zeros([2, 32, 32, 3]), training=False).shape == (2, 10)
     assert all(key.startswith("cifar10_resnet_wide.")
                for key in checkpoints.model_variables(model))
-    # Whole images normalized per channel, as the resnet's, not the tutorial's crops.
+    # Whole images normalized per channel, not the tutorial's crops.
     raw = tf.constant(helpers.synthetic_cifar(3, seed=1)[0])
-    np.testing.assert_array_equal(cifar10_input.eval_preprocess(raw, config),
-                                  cifar10_input.normalize(raw))
-    # --model offers what build_model builds (named in the package, for the flags).
-    assert cifar10_model.MODELS == ("tutorial", *cifar10_model.RESNET_WIDTHS)
+    np.testing.assert_array_equal(CIFAR10.model(config).eval_preprocess(raw, config),
+                                  augment.normalize(raw))
+    # --model offers exactly the networks the dataset has (the contract checks it).
+    import cifar10
+    assert tuple(CIFAR10.models) == cifar10.SPEC.models == ("tutorial", "airbench94",
+                                                            "airbench95")
 
 
 def test_kernel_gradient_by_shifted_matmuls_equals_tensorflows():
@@ -219,7 +230,7 @@ def test_kernel_gradient_by_shifted_matmuls_equals_tensorflows():
     dy = tf.random.stateless_normal([4, 5, 5, 7], [7, 8])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([x, kernel])
-        ours = tf.reduce_sum(cifar10_model.conv_same_shifted_grad(x, kernel) * dy)
+        ours = tf.reduce_sum(nets.conv_same_shifted_grad(x, kernel) * dy)
         theirs = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "SAME") * dy)
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     for ours_grad, their_grad in zip(tape.gradient(ours, [x, kernel]),
@@ -231,7 +242,7 @@ def test_bfloat16_conv_on_a_small_map_takes_the_shifted_gradient():
     """Only in bfloat16 and at most SHIFTED_GRAD_MAX_SIDE on a side; the gradient
     it gives is TensorFlow's to bfloat16's precision."""
     def kernel_grad(side, dtype):
-        layer = cifar10_model.Conv(8, 3, padding="same", use_bias=False, dtype=dtype)
+        layer = nets.Conv(8, 3, padding="same", use_bias=False, dtype=dtype)
         x = tf.random.stateless_normal([2, side, side, 8], [1, 2])
         layer.build(x.shape)
 
@@ -250,15 +261,15 @@ def test_bfloat16_conv_on_a_small_map_takes_the_shifted_gradient():
             ref_loss = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "SAME") * tf.range(8.0))
         return grad(), reference.gradient(ref_loss, kernel), shifted
 
-    ours, theirs, shifted = kernel_grad(cifar10_model.SHIFTED_GRAD_MAX_SIDE, "mixed_bfloat16")
+    ours, theirs, shifted = kernel_grad(nets.SHIFTED_GRAD_MAX_SIDE, "mixed_bfloat16")
     assert shifted
     np.testing.assert_allclose(ours, theirs, rtol=0.05, atol=0.05 * float(tf.reduce_max(theirs)))
-    assert not kernel_grad(cifar10_model.SHIFTED_GRAD_MAX_SIDE + 1, "mixed_bfloat16")[2]
-    assert not kernel_grad(cifar10_model.SHIFTED_GRAD_MAX_SIDE, "float32")[2]
+    assert not kernel_grad(nets.SHIFTED_GRAD_MAX_SIDE + 1, "mixed_bfloat16")[2]
+    assert not kernel_grad(nets.SHIFTED_GRAD_MAX_SIDE, "float32")[2]
 
 
 def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
-    layer = cifar10_model.BatchNorm()
+    layer = nets.BatchNorm()
     x = tf.random.stateless_normal([8, 4, 4, 3], [1, 2]) * 3.0 + 1.0
     with tf.GradientTape() as tape:
         y = layer(x, training=True)
@@ -276,7 +287,7 @@ def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
 def test_conv_group_is_airbench_block_with_no_shortcut():
     """conv, 2x2 max-pool, batch norm, GELU, conv, batch norm, GELU, computed by hand
     from the layer's own weights (the block has no residual branch: airbench94's)."""
-    group = cifar10_model.ConvGroup(6, name="g")
+    group = nets.ConvGroup(6, name="g")
     images = tf.random.stateless_normal([3, 8, 8, 4], [1, 2])
     group(images, training=True)  # builds, and moves the running statistics off 0/1
     for norm in (group.norm1, group.norm2):
@@ -299,7 +310,7 @@ def test_conv_group_is_airbench_block_with_no_shortcut():
 
 def test_flip_translate_shifts_each_image_by_at_most_two_pixels():
     images = tf.cast(tf.reshape(tf.range(16 * 32 * 32 * 3) % 251, [16, 32, 32, 3]), tf.float32)
-    out = cifar10_input.flip_translate(
+    out = augment.flip_translate(
         images, pipeline.BatchRandom(tf.constant([7, 8], tf.int64), 16)).numpy()
     source = images.numpy()
     moves = set()
@@ -315,7 +326,7 @@ def test_flip_translate_shifts_each_image_by_at_most_two_pixels():
 
 def test_flip_translate_shifts_by_at_most_translate_pixels():
     images = tf.cast(tf.reshape(tf.range(16 * 32 * 32 * 3) % 251, [16, 32, 32, 3]), tf.float32)
-    out = cifar10_input.flip_translate(
+    out = augment.flip_translate(
         images, pipeline.BatchRandom(tf.constant([7, 8], tf.int64), 16), translate=4).numpy()
     source = np.pad(images.numpy(), [[0, 0], [4, 4], [4, 4], [0, 0]], mode="reflect")
     shifts = set()
@@ -330,7 +341,7 @@ def test_flip_translate_shifts_by_at_most_translate_pixels():
 
 def test_cutout_zeroes_one_square_of_each_image_inside_it():
     images = tf.ones([64, 32, 32, 3])
-    out = cifar10_input.cutout(
+    out = augment.cutout(
         images, pipeline.BatchRandom(tf.constant([3, 4], tf.int64), 64), size=12).numpy()
     corners = set()
     for i in range(64):
@@ -339,15 +350,15 @@ def test_cutout_zeroes_one_square_of_each_image_inside_it():
         assert len(rows) == 144 and (out[i] == 0).sum() == 144 * 3
         corners.add((rows.min(), cols.min()))
     assert len(corners) > 32  # each image its own square
-    untouched = cifar10_input.cutout(
+    untouched = augment.cutout(
         images, pipeline.BatchRandom(tf.constant([3, 4], tf.int64), 64), size=0)
     np.testing.assert_array_equal(untouched.numpy(), images.numpy())
 
 
-def test_resnet_pipeline_takes_translate_and_cutout_from_the_config(cifar_data):
+def test_airbench_pipeline_takes_translate_and_cutout_from_the_config(cifar_data):
     def first_batch(**overrides):
-        config = make_config(cifar_data, model="resnet", batch_size=32, **overrides)
-        return next(iter(cifar10_input.train_dataset(config)[0]))[0].numpy()
+        config = make_config(cifar_data, model="airbench94", batch_size=32, **overrides)
+        return next(iter(train_batches(config)[0]))[0].numpy()
 
     # Normalized pixels are never exactly 0 (the channel means are not integers):
     # zeros are Cutout's.
@@ -358,36 +369,36 @@ def test_resnet_pipeline_takes_translate_and_cutout_from_the_config(cifar_data):
     assert not np.array_equal(first_batch(translate=4, cutout=0), plain)
 
 
-def test_resnet_trains_with_cutout_and_a_wider_translate(tmp_path, cifar_data):
+def test_airbench_trains_with_cutout_and_a_wider_translate(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
-                             f"--data_dir={cifar_data}", "--schedule=resnet", "--model=resnet",
+                             f"--data_dir={cifar_data}", "--preset=airbench", "--model=airbench94",
                              "--max_steps=2", "--batch_size=16", "--warmup_steps=1",
                              "--save_checkpoint_secs=0", "--cutout=12", "--translate=4")
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
     assert (saved.cutout, saved.translate) == (12, 4)
     bad = helpers.run_cli("cifar10.train", f"--train_dir={tmp_path / 'bad'}",
-                          f"--data_dir={cifar_data}", "--schedule=resnet", "--cutout=33")
+                          f"--data_dir={cifar_data}", "--preset=airbench", "--cutout=33")
     assert bad.returncode != 0
     assert "--cutout" in bad.stderr
 
 
-def test_resnet_preset_trains_and_evaluates(tmp_path, cifar_data):
+def test_airbench_preset_trains_and_evaluates(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
-                             f"--data_dir={cifar_data}", "--schedule=resnet", "--max_steps=2",
+                             f"--data_dir={cifar_data}", "--preset=airbench", "--max_steps=2",
                              "--batch_size=8", "--warmup_steps=1", "--save_checkpoint_secs=0")
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
     assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer,
-            saved.translate, saved.cutout) == ("resnet_wide", "linear", 0.2, "nesterov", 4, 12)
+            saved.translate, saved.cutout) == ("airbench95", "linear", 0.2, "nesterov", 4, 12)
     # The trainer set the (untrained) whitening filters from the first training images.
     reader = tf.train.load_checkpoint(checkpoints.latest(train_dir))
     (key,) = [k for k, _ in tf.train.list_variables(checkpoints.latest(train_dir))
               if k.startswith("model/") and "whiten..kernel" in k]
-    model = cifar10_model.build_model(saved)
-    cifar10_model.initialize(model, saved, cifar10_input)
+    model = CIFAR10.build(saved)
+    CIFAR10.model(saved).initialize(model, CIFAR10.arrays(saved, "train")[0], saved)
     np.testing.assert_allclose(reader.get_tensor(key), model.get_layer("whiten").kernel.numpy(),
                                rtol=1e-5, atol=1e-6)
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
@@ -498,8 +509,11 @@ def test_malicious_download_is_not_extracted(tmp_path, monkeypatch):
 def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
     _, eval_out = helpers.run_pair(
-        "cifar10", train_dir, ["--eval_interval_secs=0.2", "--eval_batch_size=16"],
-        [f"--data_dir={cifar_data}", "--schedule=short", "--max_steps=240", "--batch_size=16",
+        # Every retained checkpoint, so that a slow start of the evaluator (loading
+        # TensorFlow at idle priority beside the trainer) cannot leave it only the last.
+        "cifar10", train_dir, ["--eval_interval_secs=0.2", "--eval_batch_size=16",
+                               "--eval_policy=all"],
+        [f"--data_dir={cifar_data}", "--preset=short", "--max_steps=240", "--batch_size=16",
          "--save_checkpoint_steps=30", "--save_checkpoint_secs=0", "--max_to_keep=10",
          "--log_frequency=30", "--save_summaries_steps=60", "--moving_average_decay=0.99"])
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
@@ -507,7 +521,7 @@ def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
     assert len(steps) > 1 and steps == sorted(set(steps)) and steps[-1] == 240, eval_out
     assert all(r["num_examples"] == 50 for r in records)
     saved = config_lib.read_train_config(train_dir)
-    assert (saved.schedule, saved.optimizer, saved.lr_schedule) == ("short", "momentum", "cosine")
+    assert (saved.preset, saved.optimizer, saved.lr_schedule) == ("short", "momentum", "cosine")
     # The tutorial's summaries are in the trainer's event files, the evaluator's in its
     # own: the two runs TensorBoard shows side by side (make tensorboard).
     def tags(folder):
@@ -561,8 +575,8 @@ def test_prepare_data_without_data_or_network_is_one_line(tmp_path):
 def test_train_batches_resume_exactly_at_any_step(cifar_data):
     """Batch s of a pipeline started at step s equals batch s of one started at 0, pixels too."""
     config = make_config(cifar_data, batch_size=32)
-    full = list(cifar10_input.train_dataset(config, start_step=0)[0].take(9))
-    resumed = list(cifar10_input.train_dataset(config, start_step=6)[0].take(3))
+    full = list(train_batches(config, start_step=0)[0].take(9))
+    resumed = list(train_batches(config, start_step=6)[0].take(3))
     for (a_images, a_labels), (b_images, b_labels) in zip(full[6:], resumed):
         np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
         np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
@@ -570,11 +584,11 @@ def test_train_batches_resume_exactly_at_any_step(cifar_data):
 
 def test_validation_split_holds_out_the_last_training_records(cifar_data):
     config = make_config(cifar_data, validation_size=30)
-    _, train_count = cifar10_input.train_dataset(config)
-    dataset, count = cifar10_input.eval_dataset(config, "validation", batch_size=7)
+    _, train_count = train_batches(config)
+    dataset, count = pipeline.eval_dataset(CIFAR10, config, "validation", batch_size=7)
     labels = np.concatenate([l.numpy() for _, l in dataset])
     _, last_labels = helpers.synthetic_cifar(40, seed=5)  # data_batch_5's records
     assert (train_count, count) == (170, 30)
     np.testing.assert_array_equal(labels, last_labels[-30:])
     with pytest.raises(errors.UserError, match="--validation_size=0 must be between 1"):
-        cifar10_input.eval_dataset(make_config(cifar_data), "validation", batch_size=7)
+        pipeline.eval_dataset(CIFAR10, make_config(cifar_data), "validation", batch_size=7)

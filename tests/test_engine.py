@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist import input as mnist_input
-from mnist import model as mnist_model
 from tests.test_mnist_input import make_config
 from trainkit import checkpoints
 from trainkit import config as config_lib
@@ -16,7 +14,10 @@ from trainkit import errors
 from trainkit import evaluator
 from trainkit import lookahead as lookahead_lib
 from trainkit import loop
+from trainkit import registry
 from trainkit import summaries
+
+MNIST = registry.load("mnist")
 
 
 @pytest.mark.parametrize("setting,expected", [(None, True), ("0", False)])
@@ -179,13 +180,13 @@ def test_learning_rate_schedule_staircase_and_continuous(mnist_data, tmp_path):
 def test_evaluator_restores_the_trainers_shadow_values(mnist_data, tmp_path, model_name):
     config = train_config(tmp_path, mnist_data, model=model_name, max_steps=12,
                           l2_regularization=5e-4)
-    assert loop.train(config, mnist_input, mnist_model) == 12
+    assert loop.train(config, MNIST) == 12
     path = checkpoints.latest(config.train_dir)
     assert checkpoints.step_of(path) == 12
     shadows = read_tensors(path, "ema")
     weights = read_tensors(path, "model")
     # A fresh model, as the evaluator process builds it, takes the shadow values.
-    model = mnist_model.build_model(config)
+    model = MNIST.build(config)
     checkpoints.restore_averaged(path, model)
     restored = checkpoints.model_variables(model, trainable_only=True)
     assert set(restored) == set(shadows) and shadows
@@ -197,13 +198,13 @@ def test_evaluator_restores_the_trainers_shadow_values(mnist_data, tmp_path, mod
 
 def test_resume_continues_step_weights_optimizer_and_shadows(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, max_steps=20)
-    loop.train(config, mnist_input, mnist_model)
+    loop.train(config, MNIST)
     saved = tf.train.load_checkpoint(os.path.join(config.train_dir, "ckpt-20"))
     with pytest.raises(errors.UserError, match="already holds checkpoints .*ckpt-20.*--resume"):
-        loop.Trainer(config, mnist_input, mnist_model)
+        loop.Trainer(config, MNIST)
 
     config.resume, config.max_steps = True, 40
-    trainer = loop.Trainer(config, mnist_input, mnist_model)
+    trainer = loop.Trainer(config, MNIST)
     assert int(trainer.step) == 20
     restored = {v.path: v.numpy() for v in trainer.optimizer.variables}
     saved_names = saved.get_variable_to_shape_map()
@@ -226,14 +227,13 @@ def test_resume_continues_step_weights_optimizer_and_shadows(mnist_data, tmp_pat
 def test_resume_with_no_checkpoint_is_refused(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, resume=True)
     with pytest.raises(errors.UserError, match="holds no checkpoint to resume"):
-        loop.Trainer(config, mnist_input, mnist_model)
+        loop.Trainer(config, MNIST)
 
 
 def test_evaluator_counts_every_example_once(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, max_steps=10)
-    loop.train(config, mnist_input, mnist_model)
-    ev = evaluator.Evaluator(eval_config(config.train_dir, batch_size=64), mnist_input,
-                             mnist_model)
+    loop.train(config, MNIST)
+    ev = evaluator.Evaluator(eval_config(config.train_dir, batch_size=64), MNIST)
     ev.poll(sleep=lambda s: pytest.fail("trainer is DONE; the evaluator must not wait"))
     records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10]
@@ -243,9 +243,9 @@ def test_evaluator_counts_every_example_once(mnist_data, tmp_path):
 
 def test_evaluator_restarted_does_not_repeat_work(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, max_steps=10)
-    loop.train(config, mnist_input, mnist_model)
+    loop.train(config, MNIST)
     for _ in range(2):
-        ev = evaluator.Evaluator(eval_config(config.train_dir), mnist_input, mnist_model)
+        ev = evaluator.Evaluator(eval_config(config.train_dir), MNIST)
         ev.poll(sleep=lambda s: pytest.fail("must not wait"))
         ev.close()
     records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
@@ -254,7 +254,7 @@ def test_evaluator_restarted_does_not_repeat_work(mnist_data, tmp_path):
 
 def test_train_summaries_and_config_written(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, max_steps=10, save_summaries_steps=5)
-    loop.train(config, mnist_input, mnist_model)
+    loop.train(config, MNIST)
     saved = config_lib.read_train_config(config.train_dir)
     assert saved == config
     assert open(os.path.join(config.train_dir, "DONE")).read().strip() == "10"

@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from mnist import input as mnist_input
-from mnist import model as mnist_model
 from tests import helpers
 from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import metrics
+from trainkit import pipeline
+from trainkit import registry
 from trainkit import summaries
 
 FAST = ["--batch_size=20", "--validation_size=100", "--log_frequency=50",
@@ -165,10 +165,11 @@ def test_trainer_early_stopping_keeps_best_validation(tmp_path, mnist_data):
     assert final - best["step"] >= 60
     # Re-scoring the kept checkpoint's averaged weights gives the logged best.
     config = config_lib.read_train_config(train_dir)
-    model = mnist_model.build_model(config)
+    mnist = registry.load("mnist")
+    model = mnist.build(config)
     checkpoints.restore_averaged(checkpoints.latest(os.path.join(train_dir, "best_validation")),
                                  model)
-    dataset, _ = mnist_input.eval_dataset(config, "validation", 1000)
+    dataset, _ = pipeline.eval_dataset(mnist, config, "validation", 1000)
     rescored = metrics.Scorer(model, 10).score(dataset)["precision_at_1"]
     assert rescored == best["precision_at_1"]
 

@@ -8,7 +8,6 @@ import pytest
 import tensorflow as tf
 
 from cifar10 import input as cifar10_input
-from cifar10 import model as cifar10_model
 from mnist import input as mnist_input
 from tests import helpers
 from trainkit import checkpoints
@@ -24,14 +23,16 @@ def _write_png(path, image):
 
 def _evaluator_predictions(train_dir, checkpoint, images):
     """What the evaluator's scoring predicts for raw uint8 ``images`` (its own code)."""
-    train_config = config_lib.read_train_config(train_dir)
-    model = cifar10_model.build_model(train_config)
+    cifar10 = cifar10_input.DATASET
+    train_config = config_lib.check_run(train_dir, cifar10.spec, "eval")
+    network = cifar10.model(train_config)
+    model = cifar10.build(train_config)
     checkpoints.restore_averaged(checkpoint, model)
-    scorer = metrics.Scorer(model, 10, metrics.eval_logits_fn(cifar10_model, train_config))
-    inputs = cifar10_input.eval_preprocess(tf.constant(images), train_config)
+    scorer = metrics.Scorer(model, 10, metrics.eval_logits_fn(network, train_config))
+    inputs = network.eval_preprocess(tf.constant(images), train_config)
     labels = tf.zeros([len(images)], tf.int32)
     _, _, predictions = scorer._step(inputs, labels)
-    logits = cifar10_model.eval_logits(model, inputs, train_config)
+    logits = network.eval_logits(model, inputs, train_config)
     return predictions.numpy(), tf.nn.softmax(logits).numpy()
 
 
@@ -40,7 +41,7 @@ def test_export_and_predict_round_trip_equals_the_evaluator(tmp_path, cifar_data
     # The resnet: normalization and test-time augmentation must both travel in the export
     # (the narrower one: the export does not depend on the widths).
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
-                             f"--data_dir={cifar_data}", "--schedule=resnet", "--model=resnet",
+                             f"--data_dir={cifar_data}", "--preset=airbench", "--model=airbench94",
                              "--max_steps=6",
                              "--batch_size=16", "--warmup_steps=2", "--save_checkpoint_secs=0",
                              "--save_checkpoint_steps=3")
@@ -61,9 +62,7 @@ def test_export_and_predict_round_trip_equals_the_evaluator(tmp_path, cifar_data
     assert json.load(open(os.path.join(exported, "classifier.json")))["step"] == best["step"]
 
     # Test images as PNG files (lossless, already 32x32: predict changes no pixel).
-    dataset, _ = cifar10_input.records(config_lib.read_train_config(train_dir), "test")
-    images, _ = cifar10_input.decode(dataset.take(12).batch(12).get_single_element())
-    images = images.numpy()
+    images = cifar10_input.arrays(config_lib.read_train_config(train_dir), "test")[0][:12]
     files = [_write_png(str(tmp_path / f"image{i}.png"), image) for i, image in enumerate(images)]
     expected, probabilities = _evaluator_predictions(
         train_dir, os.path.join(train_dir, "eval", "best", f"ckpt-{best['step']}"), images)

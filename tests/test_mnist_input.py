@@ -12,6 +12,7 @@ from mnist import input as mnist_input
 from tests import helpers
 from trainkit import data as data_lib
 from trainkit import errors
+from trainkit import pipeline
 
 
 def make_config(data_dir, **overrides):
@@ -69,23 +70,24 @@ def test_load_rejects_image_label_count_mismatch(tmp_path):
     _, labels = helpers.synthetic_mnist(299, seed=1)
     helpers.write_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"), labels)
     with pytest.raises(errors.UserError, match="has 300 images but .* has 299 labels"):
-        mnist_input.load(make_config(data_dir), "train")
+        mnist_input.arrays(make_config(data_dir), "train")
 
 
 def test_splits_hold_out_the_first_validation_images(mnist_data):
     config = make_config(mnist_data, validation_size=100)
     all_images = mnist_input.read_idx(os.path.join(mnist_data, "train-images-idx3-ubyte.gz"))
-    train_images, _ = mnist_input.load(config, "train")
-    validation_images, _ = mnist_input.load(config, "validation")
-    test_images, test_labels = mnist_input.load(config, "test")
+    train_images, _ = mnist_input.arrays(config, "train")
+    validation_images, _ = mnist_input.arrays(config, "validation")
+    test_images, test_labels = mnist_input.arrays(config, "test")
     assert len(train_images) == 500 and len(validation_images) == 100
-    np.testing.assert_array_equal(validation_images, all_images[:100])
-    np.testing.assert_array_equal(train_images, all_images[100:])
+    np.testing.assert_array_equal(validation_images[..., 0], all_images[:100])
+    np.testing.assert_array_equal(train_images[..., 0], all_images[100:])
     assert len(test_images) == 250 and test_labels.dtype == np.int32
 
 
 def test_eval_dataset_yields_every_example_once_with_remainder(mnist_data):
-    dataset, count = mnist_input.eval_dataset(make_config(mnist_data), "test", batch_size=64)
+    dataset, count = pipeline.eval_dataset(mnist_input.DATASET, make_config(mnist_data), "test",
+                                           batch_size=64)
     sizes = [int(labels.shape[0]) for _, labels in dataset]
     assert count == 250 and sizes == [64, 64, 64, 58]
     images, _ = next(iter(dataset))
@@ -94,12 +96,14 @@ def test_eval_dataset_yields_every_example_once_with_remainder(mnist_data):
 
 
 def test_train_dataset_batches_are_full_and_shuffled(mnist_data):
-    dataset, count = mnist_input.train_dataset(make_config(mnist_data, batch_size=32))
+    config = make_config(mnist_data, batch_size=32)
+    images, labels = mnist_input.arrays(config, "train")
+    dataset, count = pipeline.train_dataset(mnist_input.DATASET, config, images, labels), 500
     batches = list(dataset.take(20))
-    assert count == 500
+    assert count == len(labels)
     assert all(b[0].shape == (32, 28, 28, 1) for b in batches)
     first = np.concatenate([b[1].numpy() for b in batches[:15]])
-    ordered = mnist_input.load(make_config(mnist_data), "train")[1][:len(first)]
+    ordered = mnist_input.arrays(make_config(mnist_data), "train")[1][:len(first)]
     assert not np.array_equal(first, ordered)
 
 
@@ -122,8 +126,8 @@ def test_download_fetches_verifies_and_loads(served_mnist, tmp_path):
     server, _ = served_mnist
     data_dir = str(tmp_path / "empty")
     config = make_config(data_dir, data_mirrors=("http://127.0.0.1:9/", server.url))
-    images, labels = mnist_input.load(config, "test")
-    assert images.shape == (40, 28, 28) and labels.shape == (40,)
+    images, labels = mnist_input.arrays(config, "test")
+    assert images.shape == (40, 28, 28, 1) and labels.shape == (40,)
     assert sorted(os.listdir(data_dir)) == sorted(n + ".gz" for n in mnist_input.FILES)
 
 
@@ -134,14 +138,14 @@ def test_download_with_wrong_checksum_is_refused_and_removed(served_mnist, tmp_p
     helpers.write_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"), other)
     data_dir = str(tmp_path / "dl")
     with pytest.raises(errors.UserError, match="checksum mismatch"):
-        mnist_input.load(make_config(data_dir, data_mirrors=(server.url,)), "test")
+        mnist_input.arrays(make_config(data_dir, data_mirrors=(server.url,)), "test")
     assert not any(n.startswith("t10k-labels") for n in os.listdir(data_dir))
 
 
 def test_no_network_says_where_to_put_the_files(tmp_path):
     data_dir = str(tmp_path / "nothing")
     with pytest.raises(errors.UserError) as info:
-        mnist_input.load(make_config(data_dir, data_mirrors=("http://127.0.0.1:9/",)), "test")
+        mnist_input.arrays(make_config(data_dir, data_mirrors=("http://127.0.0.1:9/",)), "test")
     message = str(info.value)
     assert "MNIST not found in" in message and "train-images-idx3-ubyte.gz" in message
     assert data_dir in message
@@ -149,9 +153,9 @@ def test_no_network_says_where_to_put_the_files(tmp_path):
 
 def test_real_mnist_files_parse_with_official_counts(real_mnist, tmp_path):
     config = make_config(real_mnist, validation_size=5000)
-    assert len(mnist_input.load(config, "train")[0]) == 55000
-    assert len(mnist_input.load(config, "validation")[0]) == 5000
-    assert len(mnist_input.load(config, "test")[0]) == 10000
+    assert len(mnist_input.arrays(config, "train")[0]) == 55000
+    assert len(mnist_input.arrays(config, "validation")[0]) == 5000
+    assert len(mnist_input.arrays(config, "test")[0]) == 10000
 
 
 def test_real_mnist_matches_published_checksums(real_mnist):

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10 import model as cifar10_model
-from mnist import model as mnist_model
 from tests import helpers
 from trainkit import checkpoints
 from trainkit import errors
 from trainkit import precision
+from trainkit import registry
 from trainkit import summaries
 
 FLAGS_LINE = ("flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep avx avx2 fma "
@@ -42,18 +41,18 @@ def test_auto_picks_bfloat16_only_on_a_cpu_with_native_bfloat16(tmp_path):
 
 
 @pytest.mark.parametrize("dataset,model_name", [
-    ("cifar10", "resnet"), ("cifar10", "tutorial"), ("mnist", "cnn")])
+    ("cifar10", "airbench94"), ("cifar10", "tutorial"), ("mnist", "cnn")])
 def test_bfloat16_model_computes_in_bfloat16_on_float32_weights(dataset, model_name):
-    model_lib = cifar10_model if dataset == "cifar10" else mnist_model
+    data = registry.load(dataset)
     config = helpers.train_config(dataset, "unused", model=model_name)
-    reference = model_lib.build_model(config)
+    reference = data.build(config)
     with precision.policy("bfloat16"):
-        model = model_lib.build_model(config)
+        model = data.build(config)
     assert keras.config.dtype_policy().name == "float32"  # restored after the build
     assert {v.dtype for v in model.variables} <= {"float32", "int64", "uint32"}
     for source, target in zip(reference.variables, model.variables):
         target.assign(source)
-    size = {"resnet": 32, "tutorial": 24, "cnn": 28}[model_name]
+    size = {"airbench94": 32, "tutorial": 24, "cnn": 28}[model_name]
     channels = 1 if dataset == "mnist" else 3
     images = tf.random.stateless_normal([8, size, size, channels], [1, 2])
     logits = model(images, training=False)
@@ -63,7 +62,7 @@ def test_bfloat16_model_computes_in_bfloat16_on_float32_weights(dataset, model_n
     got = tf.cast(logits, tf.float32).numpy()
     scale = np.abs(expected).max()
     assert np.abs(got - expected).max() < 0.05 * scale, (got, expected)
-    if model_name == "resnet":
+    if model_name == "airbench94":
         # Training moves the batch-norm statistics, which stay float32 and finite.
         norm = model.get_layer("group1").norm1
         before = norm.moving_mean.numpy().copy()
@@ -79,7 +78,7 @@ def test_bfloat16_run_saves_float32_checkpoints_that_the_evaluator_scores(tmp_pa
         "cifar10.train", f"--train_dir={train_dir}", f"--data_dir={cifar_data}",
         # The narrower resnet, at a small batch: bfloat16 is emulated, and slow, on CPUs
         # without it (AVX2), and the path under test is the same for both widths.
-        "--schedule=resnet", "--model=resnet", "--precision=bfloat16", "--max_steps=4",
+        "--preset=airbench", "--model=airbench94", "--precision=bfloat16", "--max_steps=4",
         "--batch_size=8", "--warmup_steps=2", "--save_checkpoint_secs=0",
         "--save_summaries_steps=2", "--log_frequency=2")
     assert result.returncode == 0, result.stderr

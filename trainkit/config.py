@@ -17,41 +17,54 @@ from trainkit import errors
 from trainkit import rundir
 
 CONFIG_FILE = rundir.CONFIG_FILE
-# The choices of --precision and --strategy (trainkit.precision, trainkit.distribution),
-# here so that the flags, and --help, are defined without loading TensorFlow.
+# Every choice a flag offers, once, here: the flags (and --help) are defined from
+# these without loading TensorFlow, and the modules that act on them use the same.
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+LR_SCHEDULES = ("exponential", "cosine", "linear")
+EVAL_POLICIES = ("latest", "all")
 PRECISIONS = ("float32", "bfloat16", "auto")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# Settings only some datasets take (DatasetSpec.options): their flags exist only there.
+DATASET_OPTIONS = ("translate", "cutout", "image_size", "validation_split")
+# A config.json must name at least these; every other setting has a default below.
+REQUIRED = ("dataset", "train_dir", "data_dir", "model", "batch_size", "max_steps")
+# Former names of settings in config.json -> their names now.
+RENAMED = {"schedule": "preset"}
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything the trainer needs; each field is a flag of the same name."""
+    """Everything the trainer needs; each field is a flag of the same name.
 
-    dataset: str
-    train_dir: str
-    data_dir: str
-    model: str
-    batch_size: int
-    max_steps: int
-    optimizer: str
-    learning_rate: float
-    learning_rate_decay: float
-    num_epochs_per_decay: float
-    staircase: bool
-    momentum: float
-    l2_regularization: float
-    moving_average_decay: float
-    log_frequency: int
-    save_summaries_steps: int
-    save_checkpoint_steps: int
-    save_checkpoint_secs: float
-    max_to_keep: int
-    seed: int
+    The defaults here are every setting's default; a dataset overrides some
+    in its ``DatasetSpec.defaults`` (``trainkit.dataset``).
+    """
+
+    dataset: str = ""
+    train_dir: str = ""
+    data_dir: str = ""
+    model: str = ""
+    batch_size: int = 128
+    max_steps: int = 10000
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    learning_rate_decay: float = 1.0
+    num_epochs_per_decay: float = 1.0
+    staircase: bool = True
+    momentum: float = 0.9
+    l2_regularization: float = 0.0
+    moving_average_decay: float = 0.999
+    log_frequency: int = 10
+    save_summaries_steps: int = 100
+    save_checkpoint_steps: int = 1000
+    save_checkpoint_secs: float = 0.0
+    max_to_keep: int = 5
+    seed: int = 0
     resume: bool = False
     validation_size: int = 0
     data_mirrors: tuple = ()
     lr_schedule: str = "exponential"
-    schedule: str = ""
+    preset: str = ""
     validate_every_steps: int = 0
     early_stopping_steps: int = 0
     deterministic: bool = False
@@ -68,6 +81,11 @@ class TrainConfig:
     precision: str = "float32"
     translate: int = 2
     cutout: int = 0
+    image_size: int = 32
+    validation_split: float = 0.0
+    # The classes, in label order, as the trainer found them (``Dataset.class_names``):
+    # what the evaluator, export and predict name them by, without the data.
+    class_names: tuple = ()
     # The run's identity (rundir.new_run_id), kept across --resume; "" for runs that
     # predate it. Whatever reads the train dir checks its records belong to this run.
     run_id: str = ""
@@ -75,6 +93,7 @@ class TrainConfig:
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
         self.data_mirrors = tuple(self.data_mirrors or ())
+        self.class_names = tuple(self.class_names or ())
 
     def validate(self):
         """Raises UserError for settings that no flag bound can express."""
@@ -106,6 +125,10 @@ class TrainConfig:
         or of the wrong type (unknown names are ignored: a newer version's settings)."""
         if not isinstance(values, dict):
             raise TypeError(f"expected a JSON object, got {type(values).__name__}")
+        values = {RENAMED.get(name, name): value for name, value in values.items()}
+        missing = [name for name in REQUIRED if name not in values]
+        if missing:
+            raise TypeError(f"missing {', '.join(missing)}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for name, value in values.items():
             if name in fields and not _has_type(value, fields[name].type):
@@ -114,6 +137,12 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in fields})
 
 
+def default_of(name):
+    """The default of setting ``name`` (``TrainConfig``'s)."""
+    return _DEFAULTS[name]
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                tuple: "a list of strings"}
 
@@ -174,29 +203,32 @@ def read_train_config(train_dir):
         raise errors.UserError(f"{path} is incomplete or not this toolkit's ({e})") from None
 
 
-def check_run(train_dir, dataset, models, command):
+def check_run(train_dir, spec, command):
     """The run in ``train_dir`` as a TrainConfig, checked to be one that ``python -m
-    DATASET.COMMAND`` can use: of ``dataset`` and with one of its ``models``."""
+    DATASET.COMMAND`` can use: of dataset ``spec`` (a ``DatasetSpec``) and with one of
+    its models. Former model and preset names come back as their current ones."""
     config = read_train_config(train_dir)
-    if config.dataset != dataset:
+    if config.dataset != spec.name:
         raise errors.UserError(
-            f"{train_dir} holds a {config.dataset} run, not a {dataset} one: use python -m "
+            f"{train_dir} holds a {config.dataset} run, not a {spec.name} one: use python -m "
             f"{config.dataset}.{command}")
-    if config.model not in models:
+    model = spec.canonical_model(config.model)
+    if model not in spec.models:
         raise errors.UserError(
             f"{os.path.join(train_dir, CONFIG_FILE)} names model {config.model!r}, which "
-            f"{dataset} does not have ({', '.join(models)}): not a config.json this toolkit "
-            "wrote")
+            f"{spec.name} does not have ({', '.join(spec.models)}): not a config.json this "
+            "toolkit wrote")
+    config.model, config.preset = model, spec.canonical_preset(config.preset)
     return config
 
 
-def check_train_dir(config):
+def check_train_dir(config, spec):
     """Checks the train dir against ``--resume`` by its checkpoint files; returns the newest
     checkpoint (None for a new run). Reads only files: callable before TensorFlow loads.
 
     A dir holding any checkpoint is a run: refused without ``--resume``, and
-    resumed only as the same dataset and model. Sets ``config.run_id``: the
-    resumed run's own, or a new one.
+    resumed only as the same dataset and model (``spec``: the dataset's
+    ``DatasetSpec``). Sets ``config.run_id``: the resumed run's own, or a new one.
     """
     train_dir = config.train_dir
     if os.path.exists(train_dir) and not os.path.isdir(train_dir):
@@ -213,7 +245,8 @@ def check_train_dir(config):
             "drop --resume to start a new run there")
     if latest:
         previous = read_train_config(train_dir)
-        if (previous.dataset, previous.model) != (config.dataset, config.model):
+        if (previous.dataset, spec.canonical_model(previous.model)) != (
+                config.dataset, spec.canonical_model(config.model)):
             raise errors.UserError(
                 f"{train_dir} holds a {previous.dataset} --model={previous.model} run; "
                 f"cannot resume it as {config.dataset} --model={config.model}")

@@ -1,6 +1,6 @@
 """The polling evaluator: waits for checkpoints and scores their averaged weights.
 
-``run(eval_config, input_lib, model_lib)`` rebuilds the model from the
+``run(eval_config, dataset)`` rebuilds the model from the
 trainer's ``config.json`` and loops. Each checkpoint it picks
 (``--eval_policy=latest``: the newest; ``all``: every one still on disk, in
 step order) is first hard-linked into ``EVAL_DIR/.staging``, so the trainer's
@@ -45,6 +45,7 @@ from trainkit import errors
 from trainkit import export
 from trainkit import loop
 from trainkit import metrics
+from trainkit import pipeline
 from trainkit import reports
 from trainkit import rundir
 from trainkit import summaries
@@ -53,7 +54,6 @@ METRICS_FILE = "metrics.jsonl"
 BEST_DIR = export.BEST_DIR
 BEST_FILE = rundir.BEST_FILE
 STAGING_DIR = ".staging"
-EVAL_POLICIES = ("latest", "all")
 MISCLASSIFIED_SHOWN = 25
 _COPY_CHUNK = 1 << 22
 
@@ -116,23 +116,23 @@ def read_records(path):
 class Evaluator:
     """Scores checkpoints of one train dir on one eval set."""
 
-    def __init__(self, eval_config, input_lib, model_lib, clock=time.monotonic):
+    def __init__(self, eval_config, dataset, clock=time.monotonic):
         self.config = eval_config
-        if eval_config.eval_policy not in EVAL_POLICIES:
+        if eval_config.eval_policy not in config_lib.EVAL_POLICIES:
             raise errors.UserError(f"--eval_policy={eval_config.eval_policy}: expected "
-                                   f"{' or '.join(EVAL_POLICIES)}")
-        self.train_config = config_lib.read_train_config(eval_config.train_dir)
+                                   f"{' or '.join(config_lib.EVAL_POLICIES)}")
+        self.train_config = config_lib.check_run(eval_config.train_dir, dataset.spec, "eval")
         if eval_config.data_dir:
             self.train_config.data_dir = eval_config.data_dir
         # One evaluator per eval dir, for its whole life (see trainkit.rundir).
         self._hold = rundir.hold(eval_config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         try:
-            self._start(eval_config, input_lib, model_lib, clock)
+            self._start(eval_config, dataset, clock)
         except BaseException:
             self._hold.release()
             raise
 
-    def _start(self, eval_config, input_lib, model_lib, clock):
+    def _start(self, eval_config, dataset, clock):
         self.run_id = self.train_config.run_id
         self.best_dir = os.path.join(eval_config.eval_dir, BEST_DIR)
         self.staging_dir = os.path.join(eval_config.eval_dir, STAGING_DIR)
@@ -144,20 +144,20 @@ class Evaluator:
         if others:
             self._move_previous_run(sorted(others)[0])
             records, self.best = [], None
-        self.dataset, self.num_examples = input_lib.eval_dataset(
-            self.train_config, eval_config.eval_data, eval_config.eval_batch_size)
+        self.dataset, self.num_examples = pipeline.eval_dataset(
+            dataset, self.train_config, eval_config.eval_data, eval_config.eval_batch_size)
         if 0 < eval_config.num_examples < self.num_examples:
             self.num_examples = eval_config.num_examples
             self.dataset = (self.dataset.unbatch().take(self.num_examples)
                             .batch(eval_config.eval_batch_size).prefetch(tf.data.AUTOTUNE))
-        self.class_names = list(input_lib.CLASS_NAMES)
-        self.model = model_lib.build_model(self.train_config)
+        self.class_names = list(dataset.class_names(self.train_config))
+        self.model = dataset.build(self.train_config)
         # Exports of the best checkpoint: the model as it is right after scoring it.
-        self.classifier = (export.Classifier(self.model, self.train_config, input_lib, model_lib)
+        self.classifier = (export.Classifier(self.model, self.train_config, dataset)
                            if eval_config.export_best else None)
-        self._input_lib = input_lib
-        self.scorer = metrics.Scorer(self.model, len(self.class_names),
-                                     metrics.eval_logits_fn(model_lib, self.train_config))
+        self.scorer = metrics.Scorer(
+            self.model, len(self.class_names),
+            metrics.eval_logits_fn(dataset.model(self.train_config), self.train_config))
         with self._writing():
             self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
         self._clock = clock
@@ -332,7 +332,7 @@ class Evaluator:
         if self.classifier:
             target = os.path.join(self.best_dir, export.SAVED_MODEL_DIR)
             export.save(self.classifier, target, export.info_for(
-                prefix, self.train_config, self.classifier, self._input_lib))
+                prefix, self.train_config, self.classifier))
 
     def _maybe_request_stop(self):
         patience = self.config.early_stopping_evals
@@ -425,11 +425,11 @@ class _OwnWrites:
         return False
 
 
-def run(eval_config, input_lib, model_lib):
+def run(eval_config, dataset):
     """The evaluator process: ``run_once`` or poll until the trainer is done."""
     if not eval_config.run_once:
         config_lib.wait_for_trainer(eval_config)
-    evaluator = Evaluator(eval_config, input_lib, model_lib)
+    evaluator = Evaluator(eval_config, dataset)
     try:
         if eval_config.run_once:
             return evaluator.run_once()

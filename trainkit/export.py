@@ -2,8 +2,8 @@
 
 ``Classifier`` wraps a model holding the *averaged* (shadow) weights with
 the dataset's evaluation preprocessing and the evaluator's logits (for the
-CIFAR-10 ``resnet``, its test-time augmentation), so it takes uint8 images
-of the dataset's raw shape (``input_lib.RAW_SHAPE``: [N, 32, 32, 3] for
+airbench networks, their test-time augmentation), so it takes uint8 images
+of the dataset's raw shape (``Dataset.raw_shape``: [N, 32, 32, 3] for
 CIFAR-10, [N, 28, 28, 1] for MNIST) and gives what the evaluator would.
 
 ``save`` writes it as a SavedModel (signature ``serving_default``: uint8
@@ -43,19 +43,21 @@ SAVED_MODEL_DIR = "saved_model"
 class Classifier(tf.Module):
     """``classify(images)``: uint8 raw images -> {"logits", "probabilities"}."""
 
-    def __init__(self, model, train_config, input_lib, model_lib):
+    def __init__(self, keras_model, train_config, dataset):
         super().__init__(name="classifier")
-        self.model = model
-        names = [str(name) for name in input_lib.CLASS_NAMES]
+        self.model = keras_model
+        names = [str(name) for name in dataset.class_names(train_config)]
         self.class_name_list = names
-        logits_fn = metrics.eval_logits_fn(model_lib, train_config)
-        preprocess = input_lib.eval_preprocess
+        self.raw_shape = tuple(dataset.raw_shape(train_config))
+        model = dataset.model(train_config)
+        logits_fn = metrics.eval_logits_fn(model, train_config)
 
         @tf.function(input_signature=[
-            tf.TensorSpec([None, *input_lib.RAW_SHAPE], tf.uint8, name="images")])
+            tf.TensorSpec([None, *self.raw_shape], tf.uint8, name="images")])
         def classify(images):
-            inputs = preprocess(images, train_config)
-            logits = logits_fn(model, inputs) if logits_fn else model(inputs, training=False)
+            inputs = model.eval_preprocess(images, train_config)
+            logits = (logits_fn(keras_model, inputs) if logits_fn
+                      else keras_model(inputs, training=False))
             return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
         @tf.function(input_signature=[])
@@ -91,12 +93,12 @@ def candidate_checkpoints(train_dir, run_id):
     return found
 
 
-def load_classifier(train_dir, input_lib, model_lib, checkpoint=None):
+def load_classifier(train_dir, dataset, checkpoint=None):
     """A ``Classifier`` with the shadow weights of ``checkpoint`` (default: the first
     readable of ``candidate_checkpoints``, saying so when it passes one over); returns
     (classifier, checkpoint path, train config)."""
-    train_config = config_lib.read_train_config(train_dir)
-    model = model_lib.build_model(train_config)
+    train_config = config_lib.check_run(train_dir, dataset.spec, "export")
+    model = dataset.build(train_config)
     paths = [checkpoint] if checkpoint else candidate_checkpoints(train_dir,
                                                                   train_config.run_id)
     path, failures = checkpoints.first_readable(
@@ -110,7 +112,7 @@ def load_classifier(train_dir, input_lib, model_lib, checkpoint=None):
     if failures:
         logging.warning("Checkpoint %s is unreadable; using %s instead", "; ".join(failures),
                         path)
-    return Classifier(model, train_config, input_lib, model_lib), path, train_config
+    return Classifier(model, train_config, dataset), path, train_config
 
 
 def save(classifier, directory, info):
@@ -143,22 +145,21 @@ def save(classifier, directory, info):
     return directory
 
 
-def info_for(path, train_config, classifier, input_lib):
+def info_for(path, train_config, classifier):
     return {"checkpoint": os.path.abspath(path), "step": checkpoints.step_of(path),
             "dataset": train_config.dataset, "model": train_config.model,
             "class_names": classifier.class_name_list,
-            "input": {"dtype": "uint8", "shape": [None, *input_lib.RAW_SHAPE]}}
+            "input": {"dtype": "uint8", "shape": [None, *classifier.raw_shape]}}
 
 
-def export(train_dir, input_lib, model_lib, checkpoint=None, export_dir=None):
+def export(train_dir, dataset, checkpoint=None, export_dir=None):
     """``python -m DATASET.export``: the checkpoint's shadow weights as a SavedModel."""
     export_dir = export_dir or os.path.join(train_dir, "export")
     train_config = config_lib.read_train_config(train_dir)
     rundir.check_export_dir(export_dir, train_dir, train_config.data_dir)
-    classifier, path, train_config = load_classifier(train_dir, input_lib, model_lib,
-                                                     checkpoint)
+    classifier, path, train_config = load_classifier(train_dir, dataset, checkpoint)
     try:
-        save(classifier, export_dir, info_for(path, train_config, classifier, input_lib))
+        save(classifier, export_dir, info_for(path, train_config, classifier))
     except (OSError, tf.errors.OpError) as e:
         raise errors.UserError(
             f"cannot write the SavedModel to {export_dir}: "

@@ -1,21 +1,20 @@
 """Command-line flags shared by every dataset's train, eval, export and predict entry points.
 
-Each dataset's ``train.py`` calls ``define_train_flags(...)`` with its own
-defaults (the tutorial's for CIFAR-10, the classic MNIST tutorials' for
-MNIST), its models and its ``--schedule`` presets, then ``run_trainer``;
-``eval.py`` likewise with ``define_eval_flags`` and ``run_evaluator``,
-``export.py`` and ``predict.py`` with theirs. Their
-``main`` turns the parsed flags into a config object (``train_config`` /
-``eval_config``); nothing below it reads flags.
+Each dataset's ``train.py`` calls ``define_train_flags(SPEC)`` with its
+``DatasetSpec`` (its defaults, models and ``--preset`` presets; see
+``trainkit.dataset``), then ``run_trainer``; ``eval.py`` likewise with
+``define_eval_flags`` and ``run_evaluator``, ``export.py`` and
+``predict.py`` with theirs. Their ``main`` turns the parsed flags into a
+config object (``train_config`` / ``eval_config``); nothing below it reads
+flags.
 
 Defining and parsing the flags loads no TensorFlow (several seconds on a
-small CPU): ``--help`` and a mistyped flag answer at once. Each ``main``
-imports the engine, and the dataset's ``input`` and ``model`` modules,
-only once the flags are parsed.
+small CPU): ``--help``, a mistyped flag and a dir that is busy or holds
+another dataset's run answer at once. Each ``main`` loads the engine and
+the dataset (``trainkit.registry.load``) only once those checks pass.
 """
 
 import dataclasses
-import importlib
 import os
 import sys
 import textwrap
@@ -27,149 +26,173 @@ from absl import logging
 from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import priority
+from trainkit import registry
 from trainkit import rundir
 
 
-def define_train_flags(dataset, models, defaults, schedules=None):
-    """Defines the trainer's flags; ``defaults`` maps flag name to default.
-
-    ``schedules`` maps a ``--schedule`` name to flag values it sets (flags
-    given on the command line still win); the first name is the default.
-    """
-    d = defaults
-    if schedules:
-        flags.DEFINE_enum("schedule", next(iter(schedules)), list(schedules),
-                          "Named preset of training settings: "
+def define_train_flags(spec):
+    """Defines the trainer's flags for dataset ``spec`` (a ``DatasetSpec``): its
+    defaults, models and ``--preset`` presets (flags given on the command line still
+    win over a preset); its options (``config.DATASET_OPTIONS``) only if it takes them."""
+    d = spec.default
+    dataset = spec.name
+    if spec.presets:
+        flags.DEFINE_enum("preset", next(iter(spec.presets)),
+                          list(spec.presets) + list(spec.preset_aliases),
+                          "Named set of training settings: "
                           + "; ".join(f"{name}: " + (", ".join(
                               f"--{k}={v}" for k, v in values.items()) or "the defaults")
-                              for name, values in schedules.items())
-                          + ". Flags given explicitly override it.")
-    flags.DEFINE_string("train_dir", d.get("train_dir", f"runs/{dataset}"),
+                              for name, values in spec.presets.items())
+                          + ". Flags given explicitly override it."
+                          + _former_names(spec.preset_aliases))
+        flags.DEFINE_alias("schedule", "preset")  # its former name (FORMER_NAMES)
+    flags.DEFINE_string("train_dir", d("train_dir") or f"runs/{dataset}",
                         "Directory for checkpoints, config.json, summaries and DONE. "
                         "A directory that already holds checkpoints needs --resume.")
-    flags.DEFINE_string("data_dir", d.get("data_dir", f"data/{dataset}"),
+    flags.DEFINE_string("data_dir", d("data_dir") or f"data/{dataset}",
                         "Directory holding the dataset files; missing files are downloaded there.")
-    flags.DEFINE_list("data_mirrors", d.get("data_mirrors"),
+    flags.DEFINE_list("data_mirrors", list(d("data_mirrors")) or None,
                       "Comma-separated base URLs to download the dataset from when --data_dir "
                       "lacks it (default: the official hosts).")
-    flags.DEFINE_enum("model", d["model"], models, "Network architecture.")
-    flags.DEFINE_integer("batch_size", d["batch_size"], "Examples per training step.",
+    flags.DEFINE_enum("model", d("model"), list(spec.models) + list(spec.model_aliases),
+                      "Network architecture." + _former_names(spec.model_aliases))
+    flags.DEFINE_integer("batch_size", d("batch_size"), "Examples per training step.",
                          lower_bound=1)
-    flags.DEFINE_integer("max_steps", d["max_steps"],
+    flags.DEFINE_integer("max_steps", d("max_steps"),
                          "Global step (batches) at which training ends.", lower_bound=1)
-    flags.DEFINE_enum("optimizer", d["optimizer"], ["sgd", "momentum", "nesterov", "adam"],
+    flags.DEFINE_enum("optimizer", d("optimizer"), list(config_lib.OPTIMIZERS),
                       "Optimizer: plain SGD, SGD with --momentum (heavy ball or Nesterov's), "
                       "or Adam.")
-    flags.DEFINE_float("learning_rate", d["learning_rate"], "Initial learning rate.",
+    flags.DEFINE_float("learning_rate", d("learning_rate"), "Initial learning rate.",
                        lower_bound=0.0)
-    flags.DEFINE_float("learning_rate_decay", d["learning_rate_decay"],
+    flags.DEFINE_float("learning_rate_decay", d("learning_rate_decay"),
                        "Factor the learning rate is multiplied by every "
                        "--num_epochs_per_decay epochs (1.0 = constant).", lower_bound=0.0)
-    flags.DEFINE_float("num_epochs_per_decay", d["num_epochs_per_decay"],
+    flags.DEFINE_float("num_epochs_per_decay", d("num_epochs_per_decay"),
                        "Epochs between learning-rate decays.", lower_bound=0.0)
-    flags.DEFINE_enum("lr_schedule", d.get("lr_schedule", "exponential"),
-                      ["exponential", "cosine", "linear"],
+    flags.DEFINE_enum("lr_schedule", d("lr_schedule"), list(config_lib.LR_SCHEDULES),
                       "exponential: x--learning_rate_decay every --num_epochs_per_decay "
                       "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps; "
                       "linear: straight down to 0 at --max_steps (with --warmup_steps, the "
                       "one-cycle triangle).")
-    flags.DEFINE_float("label_smoothing", d.get("label_smoothing", 0.0),
+    flags.DEFINE_float("label_smoothing", d("label_smoothing"),
                        "Train on targets (1 - e) * one_hot + e / classes; 0 = plain labels.",
                        lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("warmup_steps", d.get("warmup_steps", 0),
+    flags.DEFINE_integer("warmup_steps", d("warmup_steps"),
                          "Steps over which the learning rate ramps up linearly from 0; "
                          "0 = no warm-up.", lower_bound=0)
-    flags.DEFINE_boolean("staircase", d.get("staircase", True),
+    flags.DEFINE_boolean("staircase", d("staircase"),
                          "Decay the learning rate in steps (true) or continuously (false).")
-    flags.DEFINE_float("momentum", d.get("momentum", 0.9),
+    flags.DEFINE_float("momentum", d("momentum"),
                        "Momentum for --optimizer=momentum and nesterov.", lower_bound=0.0)
-    flags.DEFINE_float("l2_regularization", d["l2_regularization"],
+    flags.DEFINE_float("l2_regularization", d("l2_regularization"),
                        "Weight of the L2 penalty (sum of squares / 2) on the model's "
                        "regularized weights, added to the loss; 0 turns it off.", lower_bound=0.0)
-    flags.DEFINE_float("moving_average_decay", d["moving_average_decay"],
+    flags.DEFINE_float("moving_average_decay", d("moving_average_decay"),
                        "Decay of the weights' exponential moving average that the "
                        "evaluator scores.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("moving_average_every_steps", d.get("moving_average_every_steps", 10),
+    flags.DEFINE_integer("moving_average_every_steps", d("moving_average_every_steps"),
                          "Steps between moving-average updates, each with the decay raised "
                          "to this power (the same time constant, less memory traffic); "
                          "1 = every step, the tutorial's rule.", lower_bound=1)
-    flags.DEFINE_integer("lookahead_every_steps", d.get("lookahead_every_steps", 0),
+    flags.DEFINE_integer("lookahead_every_steps", d("lookahead_every_steps"),
                          "Lookahead (airbench94's): every N steps the weights are pulled to a "
                          "slow copy that keeps --lookahead_decay**N x (step / --max_steps)**3 "
                          "of itself; the run ends on the slow weights. 0 = off.", lower_bound=0)
-    flags.DEFINE_float("lookahead_decay", d.get("lookahead_decay", 0.95),
+    flags.DEFINE_float("lookahead_decay", d("lookahead_decay"),
                        "Per-step decay of the Lookahead pull at the end of the run (see "
                        "--lookahead_every_steps).", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("log_frequency", d.get("log_frequency", 10),
+    flags.DEFINE_integer("log_frequency", d("log_frequency"),
                          "Steps between log lines (step, loss, examples/sec).", lower_bound=1)
-    flags.DEFINE_integer("save_summaries_steps", d.get("save_summaries_steps", 100),
+    flags.DEFINE_integer("save_summaries_steps", d("save_summaries_steps"),
                          "Steps between TensorBoard summaries; 0 = never.", lower_bound=0)
-    flags.DEFINE_integer("save_checkpoint_steps", d.get("save_checkpoint_steps", 1000),
+    flags.DEFINE_integer("save_checkpoint_steps", d("save_checkpoint_steps"),
                          "Steps between checkpoints; 0 = by time only.", lower_bound=0)
-    flags.DEFINE_float("save_checkpoint_secs", d.get("save_checkpoint_secs", 0),
+    flags.DEFINE_float("save_checkpoint_secs", d("save_checkpoint_secs"),
                        "Seconds between checkpoints; 0 = by steps only. The last step is "
                        "always saved.", lower_bound=0.0)
-    flags.DEFINE_integer("max_to_keep", d.get("max_to_keep", 5),
+    flags.DEFINE_integer("max_to_keep", d("max_to_keep"),
                          "Checkpoints to keep; older ones are deleted.", lower_bound=1)
-    flags.DEFINE_integer("seed", d.get("seed", 0), "Random seed for weights and data order.")
-    flags.DEFINE_boolean("deterministic", False,
+    flags.DEFINE_integer("seed", d("seed"), "Random seed for weights and data order.")
+    flags.DEFINE_boolean("deterministic", d("deterministic"),
                          "TensorFlow op determinism and fixed seeds: a run stopped and resumed "
                          "ends bitwise equal to an uninterrupted one (slower on some ops).")
-    flags.DEFINE_boolean("resume", False,
+    flags.DEFINE_boolean("resume", d("resume"),
                          "Continue the run in --train_dir from its latest checkpoint.")
-    if all(name in d for name in AUGMENTATION_FLAGS):  # datasets whose augmentation takes them
-        flags.DEFINE_integer("translate", d["translate"],
-                             "Largest random shift, in pixels, of the resnets' training images "
-                             "(reflection-padded).", lower_bound=0, upper_bound=8)
-        flags.DEFINE_integer("cutout", d["cutout"],
-                             "Side of the square of each resnet training image set to the mean "
-                             "(Cutout, as airbench96); 0 = none.", lower_bound=0, upper_bound=32)
-    flags.DEFINE_integer("validation_size", d.get("validation_size", 0),
+    _define_options(spec)
+    flags.DEFINE_integer("validation_size", d("validation_size"),
                          "Training examples held out for validation (not trained on).",
                          lower_bound=0)
-    flags.DEFINE_integer("validate_every_steps", d.get("validate_every_steps", 0),
+    flags.DEFINE_integer("validate_every_steps", d("validate_every_steps"),
                          "Steps between scoring the averaged weights on the validation split; "
                          "a new best is saved in TRAIN_DIR/best_validation. 0 = never.",
                          lower_bound=0)
-    flags.DEFINE_integer("early_stopping_steps", d.get("early_stopping_steps", 0),
+    flags.DEFINE_integer("early_stopping_steps", d("early_stopping_steps"),
                          "Stop when validation precision has not improved for this many steps "
                          "(the classic tutorials' require_improvement); 0 = never.",
                          lower_bound=0)
-    flags.DEFINE_boolean("jit_compile", d.get("jit_compile", False),
+    flags.DEFINE_boolean("jit_compile", d("jit_compile"),
                          "Compile the training step with XLA (tf.function(jit_compile=True)). "
                          "See the README's benchmark for what it does on CPU.")
-    flags.DEFINE_integer("steps_per_call", d.get("steps_per_call", 10),
+    flags.DEFINE_integer("steps_per_call", d("steps_per_call"),
                          "Training steps per call of the compiled step function (saves the "
                          "per-call dispatch; log lines, summaries, validation and step-based "
                          "saves still land on their exact steps). Signals and timed saves are "
                          "handled between calls.", lower_bound=1)
-    flags.DEFINE_enum("precision", d.get("precision", "float32"), list(config_lib.PRECISIONS),
+    flags.DEFINE_enum("precision", d("precision"), list(config_lib.PRECISIONS),
                       "Arithmetic of the training step: float32; bfloat16 (convolutions and "
                       "matmuls on bfloat16, weights, slots, averages and checkpoints float32; "
                       "fast only on hardware with native bfloat16: AVX-512 BF16 or AMX CPUs, "
                       "GPUs of compute capability 8.0+); auto: bfloat16 exactly there. The "
                       "evaluator always scores in float32.")
-    flags.DEFINE_enum("strategy", "default", list(config_lib.STRATEGIES),
+    flags.DEFINE_enum("strategy", d("strategy"), list(config_lib.STRATEGIES),
                       "default: one device; mirrored: tf.distribute.MirroredStrategy over the "
                       "visible GPUs (or --cpu_replicas logical CPUs); multi_worker: "
                       "MultiWorkerMirroredStrategy across the processes named in TF_CONFIG "
                       "(see scripts/multi_worker.py). --batch_size stays the global batch.")
-    flags.DEFINE_integer("num_gpus", 0,
+    flags.DEFINE_integer("num_gpus", d("num_gpus"),
                          "The tutorial's multi-GPU switch: N > 0 means --strategy=mirrored over "
                          "the first N GPUs; 0 = all visible GPUs with --strategy=mirrored.",
                          lower_bound=0)
-    flags.DEFINE_integer("cpu_replicas", 0,
+    flags.DEFINE_integer("cpu_replicas", d("cpu_replicas"),
                          "With --strategy=mirrored on a machine without GPUs: split the CPU into "
                          "N logical devices, one replica each (for trying and testing "
                          "multi-device training anywhere); 0 = no split.", lower_bound=0)
     _group(f"{dataset}.train", TRAIN_GROUPS)
 
 
-# Defined only for datasets whose train.py gives them defaults (CIFAR-10's resnets).
-AUGMENTATION_FLAGS = ("translate", "cutout")
+def _former_names(aliases):
+    if not aliases:
+        return ""
+    return " Former names, still taken: " + ", ".join(
+        f"{old} (now {new})" for old, new in aliases.items()) + "."
+
+
+def _define_options(spec):
+    """The flags of the settings only some datasets take (``spec.options``)."""
+    d = spec.default
+    options = {
+        "translate": lambda: flags.DEFINE_integer(
+            "translate", d("translate"), "Largest random shift, in pixels, of the airbench "
+            "networks' training images (reflection-padded).", lower_bound=0, upper_bound=8),
+        "cutout": lambda: flags.DEFINE_integer(
+            "cutout", d("cutout"), "Side of the square of each airbench training image set to "
+            "the mean (Cutout, as airbench96); 0 = none.", lower_bound=0, upper_bound=32),
+        "image_size": lambda: flags.DEFINE_integer(
+            "image_size", d("image_size"), "Side, in pixels, that every image is resized to "
+            "(its central square, by area averaging).", lower_bound=8, upper_bound=512),
+        "validation_split": lambda: flags.DEFINE_float(
+            "validation_split", d("validation_split"), "Without a test/ folder: the fraction "
+            "of each class held out as the test split.", lower_bound=0.0, upper_bound=0.9),
+    }
+    for name in spec.options:
+        options[name]()
+
+
+FORMER_NAMES = ("schedule",)  # flags kept as aliases of renamed ones, not listed in --help
 TRAIN_GROUPS = (
-    ("the run", ["schedule", "train_dir", "resume", "seed", "deterministic"]),
-    ("data", ["data_dir", "data_mirrors", "validation_size", *AUGMENTATION_FLAGS]),
+    ("the run", ["preset", "train_dir", "resume", "seed", "deterministic"]),
+    ("data", ["data_dir", "data_mirrors", "validation_size", *config_lib.DATASET_OPTIONS]),
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
         "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
@@ -198,7 +221,7 @@ def _group(command, groups):
     by the module that defined them, which would put all of them in one heap) and
     remembers the groups for --help."""
     by_module = flags.FLAGS.flags_by_module_dict()
-    ours = by_module.pop(__name__, [])
+    ours = [flag for flag in by_module.pop(__name__, []) if flag.name not in FORMER_NAMES]
     grouped = {name for _, names in groups for name in names}
     for heading, names in groups:
         for name in names:
@@ -231,20 +254,21 @@ def _print_help(stream=sys.stdout):
     stream.write("\n".join(lines) + "\n")
 
 
-def train_config(dataset, schedules=None):
-    """The parsed trainer flags as a ``TrainConfig``.
+def train_config(spec):
+    """The parsed trainer flags as a ``TrainConfig`` of dataset ``spec``.
 
     Each setting comes from, in order: the command line; with ``--resume``,
     the run's config.json (so ``--resume`` alone continues the same run and
-    ``--resume --max_steps=N`` extends it); the ``--schedule`` preset; the
-    flag's default.
+    ``--resume --max_steps=N`` extends it); the ``--preset``; the flag's
+    default. Former model and preset names become their current ones.
     """
     f = flags.FLAGS
     saved = _resumed_values(f.train_dir) if f.resume else {}
-    schedule_name = f.schedule if "schedule" in f else ""
-    if saved and "schedule" in f and not f["schedule"].present:
-        schedule_name = saved.get("schedule", schedule_name)
-    preset = (schedules or {}).get(schedule_name, {})
+    preset_name = f.preset if "preset" in f else ""
+    if saved and "preset" in f and not f["preset"].present:
+        preset_name = saved.get("preset") or preset_name
+    preset_name = spec.canonical_preset(preset_name)
+    preset = spec.presets.get(preset_name, {})
     values = {}
     for field in dataclasses.fields(config_lib.TrainConfig):
         if field.name not in f:
@@ -257,16 +281,14 @@ def train_config(dataset, schedules=None):
             values[field.name] = preset[field.name]
         else:
             values[field.name] = f[field.name].value
-    values["schedule"] = schedule_name
-    values["dataset"] = dataset
-    values["resume"] = f.resume
+    values.update(preset=preset_name, dataset=spec.name, resume=f.resume,
+                  model=spec.canonical_model(values["model"]))
     return config_lib.TrainConfig(**values)
 
 
-def define_eval_flags(defaults):
-    """Defines the evaluator's flags."""
-    d = defaults
-    flags.DEFINE_string("train_dir", d["train_dir"],
+def define_eval_flags(spec):
+    """Defines the evaluator's flags for dataset ``spec``."""
+    flags.DEFINE_string("train_dir", f"runs/{spec.name}",
                         "The trainer's --train_dir: the evaluator reads config.json and "
                         "checkpoints from it.")
     flags.DEFINE_string("eval_dir", None,
@@ -274,12 +296,11 @@ def define_eval_flags(defaults):
                         "TRAIN_DIR/eval_validation with --eval_data=validation).")
     flags.DEFINE_string("data_dir", None,
                         "Dataset directory (default: the trainer's --data_dir from config.json).")
-    flags.DEFINE_enum("eval_data", "test", d.get("eval_data_choices", ["test"]),
-                      "Which split to evaluate on.")
-    flags.DEFINE_integer("eval_batch_size", d.get("eval_batch_size", 1000),
+    flags.DEFINE_enum("eval_data", "test", list(spec.eval_splits), "Which split to evaluate on.")
+    flags.DEFINE_integer("eval_batch_size", 1000,
                          "Examples per evaluation batch (the last batch may be smaller; "
                          "every example counts once).", lower_bound=1)
-    flags.DEFINE_float("eval_interval_secs", d["eval_interval_secs"],
+    flags.DEFINE_float("eval_interval_secs", spec.eval_interval_secs,
                        "Seconds between polls of the train dir for a new checkpoint.",
                        lower_bound=0.0)
     flags.DEFINE_integer("num_examples", 0,
@@ -287,7 +308,7 @@ def define_eval_flags(defaults):
                          lower_bound=0)
     flags.DEFINE_boolean("run_once", False,
                          "Evaluate the latest checkpoint once, write PNG reports, and exit.")
-    flags.DEFINE_enum("eval_policy", "latest", ["latest", "all"],
+    flags.DEFINE_enum("eval_policy", "latest", list(config_lib.EVAL_POLICIES),
                       "latest: the newest checkpoint at each poll, as the tutorial; all: every "
                       "checkpoint still on disk, in step order, so none is skipped.")
     flags.DEFINE_float("timeout_secs", 0,
@@ -299,7 +320,7 @@ def define_eval_flags(defaults):
     flags.DEFINE_string("device", "cpu",
                         "cpu (default: off every GPU), gpu:N (only GPU N, memory grown as "
                         "needed) or auto (TensorFlow's choice).")
-    flags.DEFINE_integer("num_threads", d.get("num_threads", 0),
+    flags.DEFINE_integer("num_threads", 0,
                          "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
                          lower_bound=0)
     flags.DEFINE_boolean("export_best", True,
@@ -315,7 +336,7 @@ def define_eval_flags(defaults):
                          "terminal session, the session's too) so that a trainer on the same "
                          "cores keeps its speed; 0 = unchanged.",
                          lower_bound=0, upper_bound=19)
-    _group(f"{d['dataset']}.eval", EVAL_GROUPS)
+    _group(f"{spec.name}.eval", EVAL_GROUPS)
 
 
 def eval_config():
@@ -344,23 +365,12 @@ def eval_config():
     )
 
 
-def dataset_modules(dataset):
-    """The dataset's ``input`` and ``model`` modules (they load TensorFlow)."""
-    return (importlib.import_module(f"{dataset}.input"),
-            importlib.import_module(f"{dataset}.model"))
+def check_run(train_dir, spec, command):
+    """``train_dir``'s run, checked to be one of dataset ``spec`` (``config.check_run``)."""
+    return config_lib.check_run(train_dir, spec, command)
 
 
-def models_of(dataset):
-    """The model names of ``dataset``, from its package (no TensorFlow)."""
-    return importlib.import_module(dataset).MODELS
-
-
-def check_run(train_dir, dataset, command):
-    """``train_dir``'s run, checked to be one of ``dataset`` (see ``config.check_run``)."""
-    return config_lib.check_run(train_dir, dataset, models_of(dataset), command)
-
-
-def run_trainer(dataset, schedules=None):
+def run_trainer(spec):
     """The whole ``python -m DATASET.train``: parse flags, train, bad input as one line.
 
     The train dir is checked and locked before TensorFlow loads, so a second
@@ -369,24 +379,24 @@ def run_trainer(dataset, schedules=None):
 
     def main(argv):
         del argv
-        config = train_config(dataset, schedules).validate()
+        config = train_config(spec).validate()
         chief = config_lib.is_chief(config)
         # A live run's trainer is named first; a new dir is made only once all is checked.
         held = chief and rundir.hold(config.train_dir, "trainer", create=False)
         if config.resume and rundir.latest_checkpoint(config.train_dir):
-            check_run(config.train_dir, dataset, "train")
-        config_lib.check_train_dir(config)
+            check_run(config.train_dir, spec, "train")
+        config_lib.check_train_dir(config, spec)
         if chief and not held:
             rundir.hold(config.train_dir, "trainer")
         from trainkit import distribution, loop  # TensorFlow loads here, after the checks
-        input_lib, model_lib = dataset_modules(dataset)
+        dataset = registry.load(spec.name)
         # Devices and the strategy before any other TensorFlow op.
-        loop.train(config, input_lib, model_lib, distribution.configure(config))
+        loop.train(config, dataset, distribution.configure(config))
 
     run(main)
 
 
-def run_evaluator(dataset):
+def run_evaluator(spec):
     """The whole ``python -m DATASET.eval``: check the run and lock the eval dir (before
     TensorFlow loads when the run is there; while waiting for it, TensorFlow loads
     meanwhile), pin the device, then poll or run once."""
@@ -397,23 +407,24 @@ def run_evaluator(dataset):
         ready = config.run_once or os.path.exists(
             os.path.join(config.train_dir, config_lib.CONFIG_FILE))
         if ready:
-            check_run(config.train_dir, dataset, "eval")
+            check_run(config.train_dir, spec, "eval")
             rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         from trainkit import devices, evaluator  # TensorFlow loads here
         # Before any TensorFlow op: the thread pools it then starts inherit the priority.
         priority.lower_priority(config.nice, config.idle_priority)
         if not ready:
             config_lib.wait_for_trainer(config)
-            check_run(config.train_dir, dataset, "eval")
+            check_run(config.train_dir, spec, "eval")
             rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         devices.configure(config.device, config.num_threads)
-        evaluator.run(config, *dataset_modules(dataset))
+        evaluator.run(config, registry.load(spec.name))
 
     run(main)
 
 
-def define_export_flags(dataset):
+def define_export_flags(spec):
     """Flags of ``python -m DATASET.export``."""
+    dataset = spec.name
     flags.DEFINE_string("train_dir", f"runs/{dataset}", "The run to export from.")
     flags.DEFINE_string("checkpoint", None,
                         "Checkpoint path prefix to export (default: the evaluator's best, "
@@ -424,8 +435,9 @@ def define_export_flags(dataset):
     _group(f"{dataset}.export", EXPORT_GROUPS)
 
 
-def define_predict_flags(dataset):
+def define_predict_flags(spec):
     """Flags of ``python -m DATASET.predict IMAGE...``."""
+    dataset = spec.name
     flags.DEFINE_string("train_dir", f"runs/{dataset}",
                         "The run whose checkpoint classifies the images (see --checkpoint).")
     flags.DEFINE_string("checkpoint", None,
@@ -442,22 +454,22 @@ def define_predict_flags(dataset):
     _group(f"{dataset}.predict", PREDICT_GROUPS)
 
 
-def run_export(dataset):
+def run_export(spec):
     """The whole ``python -m DATASET.export``."""
 
     def main(argv):
         del argv
         f = flags.FLAGS
-        run_config = check_run(f.train_dir, dataset, "export")
+        run_config = check_run(f.train_dir, spec, "export")
         export_dir = f.export_dir or os.path.join(f.train_dir, "export")
         rundir.check_export_dir(export_dir, f.train_dir, run_config.data_dir)
         from trainkit import export as export_lib  # TensorFlow loads here, after the checks
-        export_lib.export(f.train_dir, *dataset_modules(dataset), f.checkpoint, export_dir)
+        export_lib.export(f.train_dir, registry.load(spec.name), f.checkpoint, export_dir)
 
     run(main)
 
 
-def run_predict(dataset):
+def run_predict(spec):
     """The whole ``python -m DATASET.predict IMAGE...``; exit 1 if any image failed."""
 
     def main(argv):
@@ -466,13 +478,13 @@ def run_predict(dataset):
             raise errors.UserError("no image files given: python -m DATASET.predict "
                                    "--train_dir=DIR IMAGE...")
         if f.saved_model:
-            rundir.check_saved_model(f.saved_model, dataset)
+            rundir.check_saved_model(f.saved_model, spec.name)
         else:
-            check_run(f.train_dir, dataset, "predict")
+            check_run(f.train_dir, spec, "predict")
         from trainkit import predict as predict_lib  # TensorFlow loads here, after the checks
-        return predict_lib.run(argv[1:], *dataset_modules(dataset), train_dir=f.train_dir,
+        return predict_lib.run(argv[1:], registry.load(spec.name), train_dir=f.train_dir,
                                saved_model=f.saved_model, checkpoint=f.checkpoint,
-                               top_k=f.top_k, as_json=f.json, dataset=dataset)
+                               top_k=f.top_k, as_json=f.json)
 
     run(main, positional=True)
 

@@ -1,6 +1,7 @@
 """The training loop: one ``tf.function`` step plus periodic actions.
 
-``train(config, input_lib, model_lib)`` is the whole trainer. Per step it
+``train(config, dataset)`` is the whole trainer (``dataset``: a
+``trainkit.dataset.Dataset``). Per step it
 runs forward, backward, the optimizer update, the step counter and the
 moving-average update inside one compiled function; nothing else happens in
 the step. Around it, ``PeriodicAction``s log a line every
@@ -47,7 +48,6 @@ VALIDATION_BATCH_SIZE = 1000
 STOP_CHECK_SECS = 1.0
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
-LR_SCHEDULES = ("exponential", "cosine", "linear")
 
 
 def learning_rate_fn(config, steps_per_epoch):
@@ -84,7 +84,7 @@ def learning_rate_fn(config, steps_per_epoch):
             return config.learning_rate * tf.pow(config.learning_rate_decay, progress)
     else:
         raise errors.UserError(f"unknown --lr_schedule={config.lr_schedule}; "
-                               f"choose one of {', '.join(LR_SCHEDULES)}")
+                               f"choose one of {', '.join(config_lib.LR_SCHEDULES)}")
     if not config.warmup_steps:
         return schedule
 
@@ -93,6 +93,13 @@ def learning_rate_fn(config, steps_per_epoch):
         return ramp * schedule(step)
 
     return warmed_up
+
+
+def regularization_loss(weights, l2):
+    """``l2 * sum(l2_loss(w))`` over ``weights`` (Keras variables), the L2 penalty."""
+    if not l2 or not weights:
+        return tf.constant(0.0)
+    return l2 * tf.add_n([tf.nn.l2_loss(w.value) for w in weights])
 
 
 def duration(seconds):
@@ -116,7 +123,7 @@ def cross_entropy(labels, logits, label_smoothing=0.0):
     return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
 
-def prepare_train_dir(config, is_chief=True):
+def prepare_train_dir(config, spec, is_chief=True):
     """Checks the train dir against ``--resume`` and, on the chief, locks it.
 
     Never deletes a checkpoint: a train dir with checkpoints is refused unless
@@ -127,14 +134,14 @@ def prepare_train_dir(config, is_chief=True):
     ``(checkpoint to resume or None, the lock or None)``.
     """
     if not is_chief:
-        return config_lib.check_train_dir(config), None
+        return config_lib.check_train_dir(config, spec), None
     # A live run's trainer is named before anything else is said about the dir.
     hold = rundir.hold(config.train_dir, "trainer", create=False)
     try:
-        latest = config_lib.check_train_dir(config)
+        latest = config_lib.check_train_dir(config, spec)
         if hold is None:
             hold = rundir.hold(config.train_dir, "trainer")
-            latest = config_lib.check_train_dir(config)  # under the lock this time
+            latest = config_lib.check_train_dir(config, spec)  # under the lock this time
         for marker in (DONE_FILE, STOP_FILE):
             path = os.path.join(config.train_dir, marker)
             if os.path.exists(path):
@@ -241,17 +248,17 @@ class Validator:
     ``early_stopping_steps`` without one ends training.
     """
 
-    def __init__(self, config, input_lib, model_lib, trainer, directory):
+    def __init__(self, config, dataset, trainer, directory):
         self.config = config
-        self.dataset, self.num_examples = input_lib.eval_dataset(
-            config, "validation", VALIDATION_BATCH_SIZE)
-        self.model = model_lib.build_model(config)
+        self.dataset, self.num_examples = pipeline.eval_dataset(
+            dataset, config, "validation", VALIDATION_BATCH_SIZE)
+        self.model = dataset.build(config)
         shadows = trainer.averages.shadows
         sources = checkpoints.model_variables(trainer.model)
         self._pairs = [(var, shadows[key] if key in shadows else sources[key].value)
                        for key, var in checkpoints.model_variables(self.model).items()]
-        self.scorer = metrics.Scorer(self.model, len(input_lib.CLASS_NAMES),
-                                     metrics.eval_logits_fn(model_lib, config))
+        self.scorer = metrics.Scorer(self.model, len(config.class_names),
+                                     metrics.eval_logits_fn(dataset.model(config), config))
         self.dir = os.path.join(directory, BEST_VALIDATION_DIR)
         self.manager = checkpoints.Manager(trainer.checkpoint, self.dir, max_to_keep=1)
         self.best = {"step": 0, "precision_at_1": -1.0}
@@ -292,12 +299,12 @@ class Trainer:
     which strategy replicates the step and whether this process writes.
     """
 
-    def __init__(self, config, input_lib, model_lib, distribution=None):
+    def __init__(self, config, dataset, distribution=None):
         self.config = config.validate()
         self.distribution = distribution or distribution_lib.default()
-        resume, self._hold = prepare_train_dir(config, self.distribution.is_chief)
+        resume, self._hold = prepare_train_dir(config, dataset.spec, self.distribution.is_chief)
         try:
-            self._build(config, input_lib, model_lib, resume)
+            self._build(config, dataset, resume)
             if self.distribution.is_chief:
                 start_run(config, resume)
         except BaseException:
@@ -306,8 +313,12 @@ class Trainer:
                 self._hold.release()
             raise
 
-    def _build(self, config, input_lib, model_lib, resume):
+    def _build(self, config, dataset, resume):
         strategy = self.distribution.strategy
+        # The data first: nothing is written into the train dir before it is verified.
+        images, labels = dataset.arrays(config, "train")
+        config.class_names = tuple(dataset.class_names(config))
+        model_spec = dataset.model(config)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
@@ -318,12 +329,12 @@ class Trainer:
         precision_lib.describe(self.precision, reason)
         with strategy.scope():
             with precision_lib.policy(self.precision):
-                self.model = model_lib.build_model(config)
+                self.model = dataset.build(config)
             check_batch_fits(self.model, config)
-            if not resume and hasattr(model_lib, "initialize"):
+            if not resume and model_spec.initialize:
                 # Weights set from the data (before the shadows copy them); a resumed
                 # run has them in its checkpoint.
-                model_lib.initialize(self.model, config, input_lib)
+                model_spec.initialize(self.model, images, config)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             # Called by the optimizer at each step; set below, once the data size is known.
             self.optimizer = optimizers.make_optimizer(config, lambda: self.learning_rate(self.step))
@@ -342,7 +353,7 @@ class Trainer:
             # The first step whose loss was NaN or infinite (0: none yet), set inside the
             # step and read only when something is about to be saved or logged.
             self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._regularization_loss = model_lib.regularization_loss
+        self._decayed = model_spec.decayed_weights(self.model)
         self.checkpoint = checkpoints.training_checkpoint(
             self.step, self.model, self.optimizer, self.averages.shadows,
             self.lookahead.slow if self.lookahead else None)
@@ -360,22 +371,20 @@ class Trainer:
             logging.info("%s", self.distribution.describe(config.batch_size))
         # The batches from the restored step on: the data order needs no checkpointing.
         # Each worker's input pipeline makes its share of every global batch.
-        start_step, sizes = int(self.step.numpy()), []
+        start_step = int(self.step.numpy())
 
         def dataset_fn(input_context):
-            dataset, num_examples = input_lib.train_dataset(
-                config, start_step, pipeline.Part.of(input_context))
-            sizes.append(num_examples)
-            return dataset
+            return pipeline.train_dataset(dataset, config, images, labels, start_step,
+                                          pipeline.Part.of(input_context))
 
         self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
-        self.steps_per_epoch = sizes[0] / config.batch_size
+        self.steps_per_epoch = len(labels) / config.batch_size
         self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
         self._activations = keras.Model(
             self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
         self._train_steps = self._make_train_steps()
         self._agree = self._make_agreement() if self.distribution.num_workers > 1 else None
-        self.validator = (Validator(config, input_lib, model_lib, self, self.save_dir)
+        self.validator = (Validator(config, dataset, self, self.save_dir)
                           if config.validate_every_steps else None)
 
     def _make_train_steps(self):
@@ -390,7 +399,7 @@ class Trainer:
         model, optimizer, config = self.model, self.optimizer, self.config
         strategy = self.distribution.strategy
         trainable = model.trainable_variables
-        regularization_loss = self._regularization_loss
+        decayed = self._decayed
 
         def replica_step(images, labels):
             """On each replica, its slice of the global batch."""
@@ -401,7 +410,7 @@ class Trainer:
                     cross_entropy(labels, logits, config.label_smoothing),
                                                   global_batch_size=config.batch_size)
                 total_loss = loss + tf.nn.scale_regularization_loss(
-                    regularization_loss(model, config))
+                    regularization_loss(decayed, config.l2_regularization))
             grads = tape.gradient(total_loss, trainable)
             # Keras all-reduces (sums) the gradients across replicas, then applies them.
             optimizer.apply_gradients(zip(grads, trainable))
@@ -664,6 +673,6 @@ def _stop_reason(path):
         return ""
 
 
-def train(config, input_lib, model_lib, distribution=None):
+def train(config, dataset, distribution=None):
     """The whole trainer: builds a ``Trainer`` and runs it; returns the final step."""
-    return Trainer(config, input_lib, model_lib, distribution).run()
+    return Trainer(config, dataset, distribution).run()

@@ -56,11 +56,12 @@ class Scorer:
                 "misclassified": misclassified}
 
 
-def eval_logits_fn(model_lib, config):
-    """The dataset's ``eval_logits(model, images, config)`` as a ``logits_fn``, or None."""
-    if not hasattr(model_lib, "eval_logits"):
+def eval_logits_fn(model, config):
+    """``model``'s (a ``trainkit.dataset.Model``) ``eval_logits`` as a ``logits_fn``, or
+    None if it has none (the network's own logits are scored)."""
+    if model.eval_logits is None:
         return None
-    return lambda model, images: model_lib.eval_logits(model, images, config)
+    return lambda keras_model, images: model.eval_logits(keras_model, images, config)
 
 
 def per_class(confusion):

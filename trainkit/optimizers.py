@@ -15,9 +15,10 @@ rounding.
 import keras
 import tensorflow as tf
 
+from trainkit import config as config_lib
 from trainkit import errors
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+OPTIMIZERS = config_lib.OPTIMIZERS
 
 
 def _tf_variable(variable):

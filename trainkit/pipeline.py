@@ -131,3 +131,28 @@ def train_batches(images, labels, batch_size, seed, start_step, preprocess, part
     if part.replicas > 1:
         dataset = dataset.rebatch(share // part.replicas)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def train_dataset(dataset, config, images, labels, start_step=0, part=None):
+    """``dataset``'s training batches for ``config``'s model, from global step ``start_step``:
+    ``train_batches`` over the training arrays, through the model's ``train_preprocess``."""
+    model = dataset.model(config)
+
+    def preprocess(batch_images, batch_labels, random):
+        return model.train_preprocess(batch_images, random, config), batch_labels
+
+    return train_batches(images, labels, config.batch_size, config.seed, start_step,
+                         preprocess, part)
+
+
+def eval_dataset(dataset, config, split, batch_size):
+    """Every example of ``split`` exactly once, in order (the last batch smaller), through
+    the model's ``eval_preprocess``; and how many there are."""
+    images, labels = dataset.arrays(config, split)
+    model = dataset.model(config)
+    batches = (tf.data.Dataset.from_tensor_slices((images, labels))
+               .batch(batch_size)
+               .map(lambda x, y: (model.eval_preprocess(x, config), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+               .prefetch(tf.data.AUTOTUNE))
+    return batches, len(labels)

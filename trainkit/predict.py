@@ -150,24 +150,18 @@ def format_line(result):
         f"{name} {p:.3f}" for name, p in zip(result["classes"], result["probabilities"]))
 
 
-def run(paths, input_lib, model_lib, train_dir=None, saved_model=None, checkpoint=None,
-        top_k=3, as_json=False, out=sys.stdout, dataset=None):
+def run(paths, dataset, train_dir=None, saved_model=None, checkpoint=None, top_k=3,
+        as_json=False, out=sys.stdout):
     """The whole predict command; returns the exit code (1 if any file failed)."""
     if not paths:
         raise errors.UserError("no image files given: python -m DATASET.predict "
                                "--train_dir=DIR IMAGE...")
     if saved_model:
-        classifier = export.SavedClassifier(saved_model, dataset)
-        raw_shape = classifier.raw_shape
-        if raw_shape != tuple(input_lib.RAW_SHAPE):
-            raise errors.UserError(
-                f"{saved_model} takes images of shape {list(raw_shape)}, not this dataset's "
-                f"{list(input_lib.RAW_SHAPE)}: it was exported from another dataset")
+        classifier = export.SavedClassifier(saved_model, dataset.name)
     else:
-        classifier, _, _ = export.load_classifier(train_dir, input_lib, model_lib, checkpoint)
-        raw_shape = tuple(input_lib.RAW_SHAPE)
+        classifier, _, _ = export.load_classifier(train_dir, dataset, checkpoint)
     failed = False
-    for result in predict_files(classifier, raw_shape, paths, top_k):
+    for result in predict_files(classifier, classifier.raw_shape, paths, top_k):
         failed |= "error" in result
         out.write((json.dumps(result) if as_json else format_line(result)) + "\n")
         out.flush()

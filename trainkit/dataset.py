@@ -1,0 +1,180 @@
+"""The contracts between the engine and a dataset: ``DatasetSpec``, ``Dataset`` and ``Model``.
+
+A dataset is a package (``cifar10/``, ``mnist/``, ``images/``) registered in
+``trainkit.registry``. It provides two objects, each checked when it is made,
+so a dataset that lacks something fails when its package loads, not when
+some command first needs the missing part:
+
+* ``SPEC``, a ``DatasetSpec``, in the package's ``__init__``: what the
+  command-line flags need, without TensorFlow (names, models, defaults,
+  presets).
+* ``DATASET``, a ``Dataset``, in its ``input`` module: its data as uint8
+  arrays, its class names and raw image shape, how to download it, and its
+  networks, one ``Model`` each. The engine builds every ``tf.data``
+  pipeline, the training loop, the evaluator, export and predict from these.
+
+Optional parts are fields that may be None (``Model.eval_logits``,
+``Model.initialize``); the engine never probes for attributes. Only this
+module and the registry know that datasets exist by name.
+"""
+
+import dataclasses
+from typing import Callable, Optional
+
+from trainkit import config as config_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset as the command line sees it; no TensorFlow needed.
+
+    ``models`` are the names of its networks, the first the default;
+    ``model_aliases`` maps former names to them (a config.json written under
+    an old name still resumes). ``defaults`` are its flag defaults where they
+    differ from ``config.TrainConfig``'s; ``presets`` map a ``--preset`` name
+    to the flags it sets (the first is the default), ``preset_aliases``
+    former preset names to current ones. ``eval_splits`` are the splits the
+    evaluator offers; ``options`` the dataset-only flags it takes (a subset
+    of ``config.DATASET_OPTIONS``).
+    """
+
+    name: str
+    models: tuple
+    defaults: dict
+    presets: dict = dataclasses.field(default_factory=dict)
+    model_aliases: dict = dataclasses.field(default_factory=dict)
+    preset_aliases: dict = dataclasses.field(default_factory=dict)
+    eval_splits: tuple = ("test",)
+    eval_interval_secs: float = 300.0
+    options: tuple = ()
+
+    def __post_init__(self):
+        fields = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
+        problems = []
+        if not self.models:
+            problems.append("no models")
+        problems += [f"alias {old!r} names no model" for old, new in self.model_aliases.items()
+                     if new not in self.models]
+        problems += [f"preset alias {old!r} names no preset"
+                     for old, new in self.preset_aliases.items() if new not in self.presets]
+        unknown = set(self.defaults) - fields
+        for values in self.presets.values():
+            unknown |= set(values) - fields
+        problems += [f"{name!r} is not a setting (config.TrainConfig)" for name in sorted(unknown)]
+        problems += [f"option {name!r} is not one of config.DATASET_OPTIONS"
+                     for name in self.options if name not in config_lib.DATASET_OPTIONS]
+        if self.defaults.get("model", self.models[0] if self.models else None) not in self.models:
+            problems.append(f"default model {self.defaults.get('model')!r} is not in models")
+        if "test" not in self.eval_splits:
+            problems.append("eval_splits must hold 'test'")
+        if problems:
+            raise TypeError(f"dataset {self.name!r} breaks the DatasetSpec contract: "
+                            + "; ".join(problems))
+
+    def canonical_model(self, name):
+        """The current name of model ``name`` (a former name is mapped; others pass)."""
+        return self.model_aliases.get(name, name)
+
+    def canonical_preset(self, name):
+        return self.preset_aliases.get(name, name)
+
+    def default(self, name):
+        """The default of setting ``name`` for this dataset."""
+        if name in self.defaults:
+            return self.defaults[name]
+        if name == "model":
+            return self.models[0]
+        return config_lib.default_of(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """One network and the data it takes.
+
+    ``build(config, num_classes, raw_shape, name)``: a Keras model with
+    explicitly named layers, called ``name``, mapping ``eval_preprocess``'s
+    output to logits. ``train_preprocess(images, random, config)`` and
+    ``eval_preprocess(images, config)`` turn a uint8 batch [N, H, W, C] of
+    raw images into the model's input (``random``: a
+    ``trainkit.pipeline.BatchRandom``); ``eval_preprocess`` also travels in
+    every exported SavedModel. ``decayed_weights(keras_model)``: the
+    variables the L2 penalty covers. Optional: ``eval_logits(keras_model,
+    inputs, config)``, the logits the evaluator scores (test-time
+    augmentation; default: the model's own); ``initialize(keras_model,
+    images, config)``, a data-dependent initialization at the start of a new
+    run from uint8 training images. ``checkpoint_name`` names the Keras model
+    inside checkpoints (default: the model's name); it keeps checkpoints of a
+    renamed model readable.
+    """
+
+    name: str
+    build: Callable
+    train_preprocess: Callable
+    eval_preprocess: Callable
+    decayed_weights: Callable
+    eval_logits: Optional[Callable] = None
+    initialize: Optional[Callable] = None
+    checkpoint_name: str = ""
+
+    def __post_init__(self):
+        required = ("build", "train_preprocess", "eval_preprocess", "decayed_weights")
+        optional = ("eval_logits", "initialize")
+        problems = [f"{name} is not callable" for name in required
+                    if not callable(getattr(self, name))]
+        problems += [f"{name} is neither None nor callable" for name in optional
+                     if getattr(self, name) is not None and not callable(getattr(self, name))]
+        if problems:
+            raise TypeError(f"model {self.name!r} breaks the Model contract: "
+                            + "; ".join(problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A dataset as the engine uses it (see the module docstring).
+
+    ``arrays(config, split)``: ``(images uint8 [N, H, W, C], labels int32
+    [N])`` of split ``train``, ``test`` or one of ``spec.eval_splits``, read
+    (and downloaded, if missing) from ``config.data_dir``; UserError naming
+    the file and the fix when the data is not right. ``class_names(config)``
+    and ``raw_shape(config)``: what its images are. ``prepare(data_dir,
+    mirrors)``: download and check everything, return one summary line.
+    ``synthetic(path, scale)``: write learnable fake data in its real file
+    format (``scale``: "small" for tests, "full" for the benchmark); returns
+    the data dir. ``mirrors``: where downloads come from by default.
+    """
+
+    spec: DatasetSpec
+    models: dict
+    arrays: Callable
+    class_names: Callable
+    raw_shape: Callable
+    prepare: Callable
+    synthetic: Callable
+    mirrors: tuple = ()
+
+    def __post_init__(self):
+        problems = [f"{name} is not callable" for name in
+                    ("arrays", "class_names", "raw_shape", "prepare", "synthetic")
+                    if not callable(getattr(self, name))]
+        if tuple(self.models) != tuple(self.spec.models):
+            problems.append(f"models {tuple(self.models)} differ from the spec's "
+                            f"{tuple(self.spec.models)}")
+        problems += [f"models[{name!r}] is not a Model" for name, model in self.models.items()
+                     if not isinstance(model, Model)]
+        if problems:
+            raise TypeError(f"dataset {self.spec.name!r} breaks the Dataset contract: "
+                            + "; ".join(problems))
+
+    @property
+    def name(self):
+        return self.spec.name
+
+    def model(self, config):
+        """The ``Model`` that ``config.model`` names (a former name too)."""
+        return self.models[self.spec.canonical_model(config.model)]
+
+    def build(self, config):
+        """The Keras model of ``config``, named for its checkpoint keys."""
+        model = self.model(config)
+        return model.build(config, len(self.class_names(config)), tuple(self.raw_shape(config)),
+                           f"{self.name}_{model.checkpoint_name or model.name}")
