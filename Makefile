@@ -16,8 +16,9 @@ ARGS ?=
 # Paths reach the commands through the environment, quoted: spaces, [ ] * ? stay literal.
 export TRAIN_DIR DATA_DIR
 
-ifeq ($(filter $(DATASET),mnist cifar10),)
-$(error DATASET=$(DATASET): expected mnist or cifar10)
+DATASETS := $(shell $(PYTHON) -m trainkit.registry)
+ifeq ($(filter $(DATASET),$(DATASETS)),)
+$(error DATASET=$(DATASET): expected one of $(DATASETS))
 endif
 
 .PHONY: venv test data train eval resume bench tensorboard clean

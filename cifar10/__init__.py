@@ -44,5 +44,5 @@ SPEC = dataset.DatasetSpec(
     preset_aliases={"resnet": "airbench"},
     eval_splits=("test", "validation"),
     eval_interval_secs=300.0,  # as the tutorial's cifar10_eval
-    options=("translate", "cutout"),
+    options=dataset.NETWORK_OPTIONS,
 )

@@ -169,8 +169,5 @@ def prepare(data_dir, mirrors=MIRRORS):
 
 
 DATASET = dataset_lib.Dataset(
-    spec=cifar10.SPEC, models=cifar10_model.MODELS, arrays=arrays,
-    class_names=lambda config: CLASS_NAMES, raw_shape=lambda config: RAW_SHAPE,
-    prepare=prepare, mirrors=MIRRORS,
-    synthetic=lambda path, scale: synthetic.make_cifar_dir(
-        path, **({"per_file": 10000, "num_test": 10000} if scale == "full" else {})))
+    spec=cifar10.SPEC, models=cifar10_model.MODELS, arrays=arrays, class_names=CLASS_NAMES,
+    raw_shape=RAW_SHAPE, prepare=prepare, synthetic=synthetic.cifar10, mirrors=MIRRORS)

@@ -181,8 +181,5 @@ def prepare(data_dir, mirrors=MIRRORS):
 
 
 DATASET = dataset_lib.Dataset(
-    spec=mnist.SPEC, models=mnist_model.MODELS, arrays=arrays,
-    class_names=lambda config: CLASS_NAMES, raw_shape=lambda config: RAW_SHAPE,
-    prepare=prepare, mirrors=MIRRORS,
-    synthetic=lambda path, scale: synthetic.make_mnist_dir(
-        path, **({"num_train": 60000, "num_test": 10000} if scale == "full" else {})))
+    spec=mnist.SPEC, models=mnist_model.MODELS, arrays=arrays, class_names=CLASS_NAMES,
+    raw_shape=RAW_SHAPE, prepare=prepare, synthetic=synthetic.mnist, mirrors=MIRRORS)

@@ -3,12 +3,12 @@
     python scripts/conv_grad_bench.py                    # bfloat16, airbench95's shapes
     python scripts/conv_grad_bench.py --dtype=float32
 
-For each layer shape of ``--model=resnet_wide`` at batch 1,024: the forward
+For each layer shape of ``--model=airbench95`` at batch 1,024: the forward
 convolution, TensorFlow's input gradient and kernel gradient (oneDNN's
-kernels where TensorFlow uses them), and ``cifar10.model.kernel_grad_by_shifts``
+kernels where TensorFlow uses them), and ``trainkit.nets.kernel_grad_by_shifts``
 (nine matmuls over shifted inputs), in milliseconds per call, with the largest
 difference between the two kernel gradients relative to the largest entry.
-``cifar10.model.SHIFTED_GRAD_MAX_SIDE`` was chosen from this. A measurement
+``trainkit.nets.SHIFTED_GRAD_MAX_SIDE`` was chosen from this. A measurement
 script for the README, not part of the tests.
 """
 
@@ -19,7 +19,7 @@ from absl import app, flags
 import trainkit  # noqa: F401  (oneDNN on before TensorFlow loads, as the trainer has it)
 import tensorflow as tf
 
-from cifar10 import model as cifar10_model
+from trainkit import nets
 
 flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Arithmetic of the passes.")
 flags.DEFINE_integer("batch_size", 1024, "Examples per call.")
@@ -58,7 +58,7 @@ def main(argv):
         kernel_grad = tf.function(lambda x, dy: tf.raw_ops.Conv2DBackpropFilter(
             input=x, filter_sizes=tf.shape(kernel), out_backprop=dy, strides=strides,
             padding="SAME"))
-        by_shifts = tf.function(lambda x, dy: cifar10_model.kernel_grad_by_shifts(x, dy, (3, 3)))
+        by_shifts = tf.function(lambda x, dy: nets.kernel_grad_by_shifts(x, dy, (3, 3)))
         theirs = tf.cast(kernel_grad(x, dy), tf.float32)
         ours = tf.cast(by_shifts(x, dy), tf.float32)
         difference = float(tf.reduce_max(tf.abs(ours - theirs)) / tf.reduce_max(tf.abs(theirs)))

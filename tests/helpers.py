@@ -119,14 +119,17 @@ class HttpServer:
 def train_config(dataset, data_dir, **overrides):
     """A small, valid TrainConfig for in-process tests; downloads go nowhere."""
     from trainkit import config as config_lib
+    from trainkit import registry
     values = dict(dataset=dataset, train_dir="unused", data_dir=data_dir,
-                  model="cnn" if dataset == "mnist" else "tutorial",
+                  model=registry.spec(dataset).models[0],
                   batch_size=32, max_steps=10, optimizer="sgd", learning_rate=0.1,
                   learning_rate_decay=1.0, num_epochs_per_decay=1.0, staircase=True,
                   momentum=0.9, l2_regularization=0.0, moving_average_decay=0.99,
                   log_frequency=10, save_summaries_steps=0, save_checkpoint_steps=0,
                   save_checkpoint_secs=0, max_to_keep=5, seed=0,
                   validation_size=100 if dataset == "mnist" else 0,
-                  data_mirrors=("http://127.0.0.1:9/",))
+                  data_mirrors=("http://127.0.0.1:9/",),
+                  options={name: option.default
+                           for name, option in registry.spec(dataset).options.items()})
     values.update(overrides)
     return config_lib.TrainConfig(**values)

@@ -357,7 +357,7 @@ def test_cutout_zeroes_one_square_of_each_image_inside_it():
 
 def test_airbench_pipeline_takes_translate_and_cutout_from_the_config(cifar_data):
     def first_batch(**overrides):
-        config = make_config(cifar_data, model="airbench94", batch_size=32, **overrides)
+        config = make_config(cifar_data, model="airbench94", batch_size=32, options=overrides)
         return next(iter(train_batches(config)[0]))[0].numpy()
 
     # Normalized pixels are never exactly 0 (the channel means are not integers):
@@ -377,7 +377,7 @@ def test_airbench_trains_with_cutout_and_a_wider_translate(tmp_path, cifar_data)
                              "--save_checkpoint_secs=0", "--cutout=12", "--translate=4")
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
-    assert (saved.cutout, saved.translate) == (12, 4)
+    assert saved.options == {"cutout": 12, "translate": 4}
     bad = helpers.run_cli("cifar10.train", f"--train_dir={tmp_path / 'bad'}",
                           f"--data_dir={cifar_data}", "--preset=airbench", "--cutout=33")
     assert bad.returncode != 0
@@ -392,7 +392,8 @@ def test_airbench_preset_trains_and_evaluates(tmp_path, cifar_data):
     assert result.returncode == 0, result.stderr
     saved = config_lib.read_train_config(train_dir)
     assert (saved.model, saved.lr_schedule, saved.label_smoothing, saved.optimizer,
-            saved.translate, saved.cutout) == ("airbench95", "linear", 0.2, "nesterov", 4, 12)
+            saved.options) == ("airbench95", "linear", 0.2, "nesterov",
+                               {"translate": 4, "cutout": 12})
     # The trainer set the (untrained) whitening filters from the first training images.
     reader = tf.train.load_checkpoint(checkpoints.latest(train_dir))
     (key,) = [k for k, _ in tf.train.list_variables(checkpoints.latest(train_dir))

@@ -24,12 +24,12 @@ LR_SCHEDULES = ("exponential", "cosine", "linear")
 EVAL_POLICIES = ("latest", "all")
 PRECISIONS = ("float32", "bfloat16", "auto")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-# Settings only some datasets take (DatasetSpec.options): their flags exist only there.
-DATASET_OPTIONS = ("translate", "cutout", "image_size", "validation_split")
 # A config.json must name at least these; every other setting has a default below.
 REQUIRED = ("dataset", "train_dir", "data_dir", "model", "batch_size", "max_steps")
 # Former names of settings in config.json -> their names now.
 RENAMED = {"schedule": "preset"}
+# Settings that were top-level in config.json and are dataset options now.
+FORMER_TOP_LEVEL_OPTIONS = ("translate", "cutout")
 
 
 @dataclasses.dataclass
@@ -79,10 +79,9 @@ class TrainConfig:
     lookahead_every_steps: int = 0
     lookahead_decay: float = 0.95
     precision: str = "float32"
-    translate: int = 2
-    cutout: int = 0
-    image_size: int = 32
-    validation_split: float = 0.0
+    # The settings only some datasets take, by name (``DatasetSpec.options``: the
+    # airbench networks' translate and cutout, the images dataset's image_size...).
+    options: dict = dataclasses.field(default_factory=dict)
     # The classes, in label order, as the trainer found them (``Dataset.class_names``):
     # what the evaluator, export and predict name them by, without the data.
     class_names: tuple = ()
@@ -126,6 +125,12 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise TypeError(f"expected a JSON object, got {type(values).__name__}")
         values = {RENAMED.get(name, name): value for name, value in values.items()}
+        if isinstance(values.get("options", {}), dict):  # else the type check names it
+            options = dict(values.get("options", {}))
+            for name in FORMER_TOP_LEVEL_OPTIONS:
+                if name in values:
+                    options.setdefault(name, values.pop(name))
+            values["options"] = options
         missing = [name for name in REQUIRED if name not in values]
         if missing:
             raise TypeError(f"missing {', '.join(missing)}")
@@ -142,9 +147,10 @@ def default_of(name):
     return _DEFAULTS[name]
 
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+             for f in dataclasses.fields(TrainConfig)}
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               tuple: "a list of strings"}
+               tuple: "a list of strings", dict: "an object of settings"}
 
 
 def _has_type(value, kind):
@@ -156,6 +162,9 @@ def _has_type(value, kind):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is tuple:
         return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    if kind is dict:
+        return isinstance(value, dict) and all(
+            isinstance(v, (int, float, str, bool)) for v in value.values())
     return isinstance(value, kind)
 
 
@@ -218,8 +227,7 @@ def check_run(train_dir, spec, command):
             f"{os.path.join(train_dir, CONFIG_FILE)} names model {config.model!r}, which "
             f"{spec.name} does not have ({', '.join(spec.models)}): not a config.json this "
             "toolkit wrote")
-    config.model, config.preset = model, spec.canonical_preset(config.preset)
-    return config
+    return spec.complete(config)
 
 
 def check_train_dir(config, spec):
@@ -231,6 +239,7 @@ def check_train_dir(config, spec):
     ``DatasetSpec``). Sets ``config.run_id``: the resumed run's own, or a new one.
     """
     train_dir = config.train_dir
+    spec.complete(config)
     if os.path.exists(train_dir) and not os.path.isdir(train_dir):
         raise errors.UserError(f"cannot write to train dir {train_dir}: it is a file, not a "
                                "folder; choose a writable --train_dir")

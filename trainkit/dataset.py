@@ -19,9 +19,30 @@ module and the registry know that datasets exist by name.
 """
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from trainkit import config as config_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A setting only some datasets take: a flag of its own, kept in
+    ``TrainConfig.options``. Its type is its default's (int, float, bool or str);
+    ``lower``/``upper`` bound a number."""
+
+    default: Any
+    help: str
+    lower: Any = None
+    upper: Any = None
+
+
+# The options of the airbench networks (trainkit.nets), for the datasets that offer them.
+NETWORK_OPTIONS = {
+    "translate": Option(2, "Largest random shift, in pixels, of the airbench networks' "
+                        "training images (reflection-padded).", 0, 8),
+    "cutout": Option(0, "Side of the square of each airbench training image set to the mean "
+                     "(Cutout, as airbench96); 0 = none.", 0, 32),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +55,8 @@ class DatasetSpec:
     differ from ``config.TrainConfig``'s; ``presets`` map a ``--preset`` name
     to the flags it sets (the first is the default), ``preset_aliases``
     former preset names to current ones. ``eval_splits`` are the splits the
-    evaluator offers; ``options`` the dataset-only flags it takes (a subset
-    of ``config.DATASET_OPTIONS``).
+    evaluator offers; ``options`` the settings only it takes, name ->
+    ``Option`` (a flag each, its value in ``TrainConfig.options``).
     """
 
     name: str
@@ -46,7 +67,7 @@ class DatasetSpec:
     preset_aliases: dict = dataclasses.field(default_factory=dict)
     eval_splits: tuple = ("test",)
     eval_interval_secs: float = 300.0
-    options: tuple = ()
+    options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         fields = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
@@ -59,10 +80,13 @@ class DatasetSpec:
                      for old, new in self.preset_aliases.items() if new not in self.presets]
         unknown = set(self.defaults) - fields
         for values in self.presets.values():
-            unknown |= set(values) - fields
-        problems += [f"{name!r} is not a setting (config.TrainConfig)" for name in sorted(unknown)]
-        problems += [f"option {name!r} is not one of config.DATASET_OPTIONS"
-                     for name in self.options if name not in config_lib.DATASET_OPTIONS]
+            unknown |= set(values) - fields - set(self.options)
+        problems += [f"{name!r} is not a setting (config.TrainConfig) or option"
+                     for name in sorted(unknown)]
+        problems += [f"option {name!r} is also a setting of every dataset"
+                     for name in self.options if name in fields]
+        problems += [f"option {name!r} is not an Option" for name, option in self.options.items()
+                     if not isinstance(option, Option)]
         if self.defaults.get("model", self.models[0] if self.models else None) not in self.models:
             problems.append(f"default model {self.defaults.get('model')!r} is not in models")
         if "test" not in self.eval_splits:
@@ -78,8 +102,20 @@ class DatasetSpec:
     def canonical_preset(self, name):
         return self.preset_aliases.get(name, name)
 
+    def complete(self, config):
+        """Gives ``config`` (a ``TrainConfig``, changed in place and returned) the current
+        names of its model and preset, and every option of this dataset (the default
+        where it has none: a run from before the option existed)."""
+        config.model = self.canonical_model(config.model)
+        config.preset = self.canonical_preset(config.preset)
+        config.options = {**{name: option.default for name, option in self.options.items()},
+                          **config.options}
+        return config
+
     def default(self, name):
-        """The default of setting ``name`` for this dataset."""
+        """The default of setting or option ``name`` for this dataset."""
+        if name in self.options:
+            return self.options[name].default
         if name in self.defaults:
             return self.defaults[name]
         if name == "model":
@@ -135,8 +171,9 @@ class Dataset:
     ``arrays(config, split)``: ``(images uint8 [N, H, W, C], labels int32
     [N])`` of split ``train``, ``test`` or one of ``spec.eval_splits``, read
     (and downloaded, if missing) from ``config.data_dir``; UserError naming
-    the file and the fix when the data is not right. ``class_names(config)``
-    and ``raw_shape(config)``: what its images are. ``prepare(data_dir,
+    the file and the fix when the data is not right. ``class_names`` and
+    ``raw_shape``: what its images are, as constants or, for a dataset whose
+    classes and sizes are the user's, functions of the config. ``prepare(data_dir,
     mirrors)``: download and check everything, return one summary line.
     ``synthetic(path, scale)``: write learnable fake data in its real file
     format (``scale``: "small" for tests, "full" for the benchmark); returns
@@ -146,16 +183,19 @@ class Dataset:
     spec: DatasetSpec
     models: dict
     arrays: Callable
-    class_names: Callable
-    raw_shape: Callable
+    class_names: Any
+    raw_shape: Any
     prepare: Callable
     synthetic: Callable
     mirrors: tuple = ()
 
     def __post_init__(self):
-        problems = [f"{name} is not callable" for name in
-                    ("arrays", "class_names", "raw_shape", "prepare", "synthetic")
+        problems = [f"{name} is not callable" for name in ("arrays", "prepare", "synthetic")
                     if not callable(getattr(self, name))]
+        problems += [f"{name} is neither a sequence nor callable"
+                     for name in ("class_names", "raw_shape")
+                     if not callable(getattr(self, name))
+                     and not isinstance(getattr(self, name), (list, tuple))]
         if tuple(self.models) != tuple(self.spec.models):
             problems.append(f"models {tuple(self.models)} differ from the spec's "
                             f"{tuple(self.spec.models)}")
@@ -169,6 +209,15 @@ class Dataset:
     def name(self):
         return self.spec.name
 
+    def classes(self, config):
+        """The class names of ``config``'s run, in label order."""
+        return list(self.class_names(config) if callable(self.class_names)
+                    else self.class_names)
+
+    def shape(self, config):
+        """The raw image shape (H, W, C) of ``config``'s run."""
+        return tuple(self.raw_shape(config) if callable(self.raw_shape) else self.raw_shape)
+
     def model(self, config):
         """The ``Model`` that ``config.model`` names (a former name too)."""
         return self.models[self.spec.canonical_model(config.model)]
@@ -176,5 +225,5 @@ class Dataset:
     def build(self, config):
         """The Keras model of ``config``, named for its checkpoint keys."""
         model = self.model(config)
-        return model.build(config, len(self.class_names(config)), tuple(self.raw_shape(config)),
+        return model.build(config, len(self.classes(config)), self.shape(config),
                            f"{self.name}_{model.checkpoint_name or model.name}")

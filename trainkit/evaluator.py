@@ -150,7 +150,7 @@ class Evaluator:
             self.num_examples = eval_config.num_examples
             self.dataset = (self.dataset.unbatch().take(self.num_examples)
                             .batch(eval_config.eval_batch_size).prefetch(tf.data.AUTOTUNE))
-        self.class_names = list(dataset.class_names(self.train_config))
+        self.class_names = dataset.classes(self.train_config)
         self.model = dataset.build(self.train_config)
         # Exports of the best checkpoint: the model as it is right after scoring it.
         self.classifier = (export.Classifier(self.model, self.train_config, dataset)

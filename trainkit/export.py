@@ -46,9 +46,9 @@ class Classifier(tf.Module):
     def __init__(self, keras_model, train_config, dataset):
         super().__init__(name="classifier")
         self.model = keras_model
-        names = [str(name) for name in dataset.class_names(train_config)]
+        names = [str(name) for name in dataset.classes(train_config)]
         self.class_name_list = names
-        self.raw_shape = tuple(dataset.raw_shape(train_config))
+        self.raw_shape = dataset.shape(train_config)
         model = dataset.model(train_config)
         logits_fn = metrics.eval_logits_fn(model, train_config)
 

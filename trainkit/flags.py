@@ -158,7 +158,7 @@ def define_train_flags(spec):
                          "With --strategy=mirrored on a machine without GPUs: split the CPU into "
                          "N logical devices, one replica each (for trying and testing "
                          "multi-device training anywhere); 0 = no split.", lower_bound=0)
-    _group(f"{dataset}.train", TRAIN_GROUPS)
+    _group(f"{dataset}.train", train_groups(spec))
 
 
 def _former_names(aliases):
@@ -169,30 +169,25 @@ def _former_names(aliases):
 
 
 def _define_options(spec):
-    """The flags of the settings only some datasets take (``spec.options``)."""
-    d = spec.default
-    options = {
-        "translate": lambda: flags.DEFINE_integer(
-            "translate", d("translate"), "Largest random shift, in pixels, of the airbench "
-            "networks' training images (reflection-padded).", lower_bound=0, upper_bound=8),
-        "cutout": lambda: flags.DEFINE_integer(
-            "cutout", d("cutout"), "Side of the square of each airbench training image set to "
-            "the mean (Cutout, as airbench96); 0 = none.", lower_bound=0, upper_bound=32),
-        "image_size": lambda: flags.DEFINE_integer(
-            "image_size", d("image_size"), "Side, in pixels, that every image is resized to "
-            "(its central square, by area averaging).", lower_bound=8, upper_bound=512),
-        "validation_split": lambda: flags.DEFINE_float(
-            "validation_split", d("validation_split"), "Without a test/ folder: the fraction "
-            "of each class held out as the test split.", lower_bound=0.0, upper_bound=0.9),
-    }
-    for name in spec.options:
-        options[name]()
+    """A flag for each setting only this dataset takes (``spec.options``)."""
+    define = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
+              float: flags.DEFINE_float, str: flags.DEFINE_string}
+    for name, option in spec.options.items():
+        bounds = {} if type(option.default) in (bool, str) else dict(
+            lower_bound=option.lower, upper_bound=option.upper)
+        define[type(option.default)](name, option.default, option.help, **bounds)
+
+
+def train_groups(spec):
+    """``TRAIN_GROUPS`` with ``spec``'s own options among the data flags."""
+    return tuple((heading, names + list(spec.options) if heading == "data" else names)
+                 for heading, names in TRAIN_GROUPS)
 
 
 FORMER_NAMES = ("schedule",)  # flags kept as aliases of renamed ones, not listed in --help
 TRAIN_GROUPS = (
     ("the run", ["preset", "train_dir", "resume", "seed", "deterministic"]),
-    ("data", ["data_dir", "data_mirrors", "validation_size", *config_lib.DATASET_OPTIONS]),
+    ("data", ["data_dir", "data_mirrors", "validation_size"]),
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
         "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
@@ -281,7 +276,18 @@ def train_config(spec):
             values[field.name] = preset[field.name]
         else:
             values[field.name] = f[field.name].value
-    values.update(preset=preset_name, dataset=spec.name, resume=f.resume,
+    saved_options = saved.get("options", {})
+    options = {}
+    for name in spec.options:
+        if f[name].present:
+            options[name] = f[name].value
+        elif name in saved_options:
+            options[name] = saved_options[name]
+        elif name in preset:
+            options[name] = preset[name]
+        else:
+            options[name] = f[name].value
+    values.update(preset=preset_name, dataset=spec.name, resume=f.resume, options=options,
                   model=spec.canonical_model(values["model"]))
     return config_lib.TrainConfig(**values)
 

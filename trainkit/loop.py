@@ -317,7 +317,7 @@ class Trainer:
         strategy = self.distribution.strategy
         # The data first: nothing is written into the train dir before it is verified.
         images, labels = dataset.arrays(config, "train")
-        config.class_names = tuple(dataset.class_names(config))
+        config.class_names = tuple(dataset.classes(config))
         model_spec = dataset.model(config)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()

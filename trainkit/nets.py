@@ -331,8 +331,9 @@ def _airbench(name, checkpoint_name):
         build=lambda config, classes, raw_shape, keras_name: airbench_network(
             AIRBENCH_WIDTHS[name], classes, raw_shape, keras_name),
         train_preprocess=lambda images, random, config: augment.cutout(
-            augment.normalize(augment.flip_translate(images, random, config.translate)),
-            random, config.cutout),
+            augment.normalize(augment.flip_translate(images, random,
+                                                     config.options["translate"])),
+            random, config.options["cutout"]),
         eval_preprocess=lambda images, config: augment.normalize(images),
         # Every parameter, as the fast recipes decay them all.
         decayed_weights=lambda model: list(model.trainable_variables),

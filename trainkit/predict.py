@@ -88,12 +88,15 @@ def load_image(path, raw_shape):
     rows, cols = int(image.shape[0]), int(image.shape[1])
     if not rows or not cols:
         raise ValueError("the image is empty")
-    side = min(rows, cols)
-    top, left = (rows - side) // 2, (cols - side) // 2
-    square = _to_channels(tf.cast(image[top:top + side, left:left + side], tf.float32),
-                          channels)
-    resized = tf.image.resize(square, [height, width], method="area")
-    pixels = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+    if (rows, cols, int(image.shape[2])) == (height, width, channels):
+        pixels = image.numpy()  # already what the model takes: nothing to resample
+    else:
+        side = min(rows, cols)
+        top, left = (rows - side) // 2, (cols - side) // 2
+        square = _to_channels(tf.cast(image[top:top + side, left:left + side], tf.float32),
+                              channels)
+        resized = tf.image.resize(square, [height, width], method="area")
+        pixels = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
     if channels == 1 and _border_mean(pixels) > 127:
         pixels = 255 - pixels  # dark on light -> MNIST's light on dark
     return pixels

@@ -72,3 +72,21 @@ def make_cifar_dir(path, per_file=40, num_test=50):
     with open(os.path.join(folder, "test_batch.bin"), "wb") as f:
         f.write(cifar_records(images, labels))
     return folder
+
+
+# Examples per split at each scale: "small" for the tests, "full" the real datasets' sizes
+# (for the benchmark).
+SCALES = {"small": {"mnist": (600, 250), "cifar10": (40, 50)},
+          "full": {"mnist": (60000, 10000), "cifar10": (10000, 10000)}}
+
+
+def mnist(path, scale):
+    """``make_mnist_dir`` at ``scale``; returns the data dir."""
+    num_train, num_test = SCALES[scale]["mnist"]
+    return make_mnist_dir(path, num_train=num_train, num_test=num_test)
+
+
+def cifar10(path, scale):
+    """``make_cifar_dir`` at ``scale`` (training records per file, test records)."""
+    per_file, num_test = SCALES[scale]["cifar10"]
+    return make_cifar_dir(path, per_file=per_file, num_test=num_test)

@@ -1,0 +1,33 @@
+"""Your own pictures on the trainkit engine: a folder with one sub-folder per class.
+
+``DATA_DIR/train/CLASS/*.png`` (PNG, JPEG, GIF or BMP) and
+``DATA_DIR/test/CLASS/...``; or the class folders right in ``DATA_DIR`` and
+``--validation_split`` holding out part of each class as the test split.
+Every image is brought to ``--image_size`` (its central square, resized),
+decoded once and cached. The networks are CIFAR-10's, sized to the class
+count. ``SPEC`` is what the command line needs (no TensorFlow); the data is
+``images.input.DATASET`` (see ``trainkit.dataset``).
+"""
+
+import trainkit  # noqa: F401  (sets up TensorFlow logging before it loads)
+from trainkit import dataset
+
+SPEC = dataset.DatasetSpec(
+    name="images",
+    models=("tutorial", "airbench94", "airbench95"),
+    # CIFAR-10's "short" preset: momentum and a cosine decay, for a CPU; set --max_steps
+    # for your data (an epoch is the training images / --batch_size steps).
+    defaults=dict(model="tutorial", batch_size=128, max_steps=10000, optimizer="momentum",
+                  momentum=0.9, learning_rate=0.02, lr_schedule="cosine",
+                  l2_regularization=0.004, moving_average_decay=0.9999,
+                  save_checkpoint_steps=0, save_checkpoint_secs=300),
+    eval_interval_secs=60.0,
+    options={
+        **dataset.NETWORK_OPTIONS,
+        "image_size": dataset.Option(32, "Side, in pixels, every image is brought to: its "
+                                     "central square, resized by area averaging.", 8, 512),
+        "validation_split": dataset.Option(0.0, "Without a test/ folder: the fraction of each "
+                                           "class (its last files by name) held out as the "
+                                           "test split.", 0.0, 0.9),
+    },
+)

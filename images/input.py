@@ -1,0 +1,173 @@
+"""Your own pictures as a dataset: a folder of class folders, decoded once into a cache.
+
+The training split is ``DATA_DIR/train`` (or ``DATA_DIR`` itself when it has
+no ``train/``); the test split ``DATA_DIR/test``, or, without one, the last
+``--validation_split`` of each class's files by name. Classes are the
+sub-folders, in name order; the trainer records them in config.json, so the
+evaluator, export and predict name them without the data. Each image goes
+through ``trainkit.predict.load_image``, as predict will bring a picture to
+the model: its central square, resized by area averaging to
+``--image_size``, RGB. A split is decoded once, in parallel, into
+``DATA_DIR/.trainkit-cache/``, and read from there while its files are
+unchanged; a file that cannot be decoded is reported by name.
+"""
+
+import concurrent.futures
+import hashlib
+import os
+
+import numpy as np
+from absl import logging
+
+import images
+from images import model as images_model
+from trainkit import config as config_lib
+from trainkit import dataset as dataset_lib
+from trainkit import errors
+from trainkit import predict
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+CACHE_DIR = ".trainkit-cache"
+BAD_FILES_SHOWN = 3
+
+
+def _folders(config):
+    """(the training folder, the test folder or None)."""
+    data_dir = config.data_dir
+    if not os.path.isdir(data_dir):
+        raise errors.UserError(f"--data_dir={data_dir} does not exist; give the folder holding "
+                               "one sub-folder of pictures per class")
+    train, test = os.path.join(data_dir, "train"), os.path.join(data_dir, "test")
+    if not os.path.isdir(train):
+        return data_dir, None
+    return train, test if os.path.isdir(test) else None
+
+
+def _subfolders(folder):
+    return sorted(name for name in os.listdir(folder) if not name.startswith(".")
+                  and name not in ("train", "test") and os.path.isdir(os.path.join(folder, name)))
+
+
+def class_names(config):
+    """The run's classes (config.json's), else the training folder's sub-folders."""
+    if config.class_names:
+        return list(config.class_names)
+    names = _subfolders(_folders(config)[0])
+    if len(names) < 2:
+        raise errors.UserError(f"{_folders(config)[0]} holds {len(names)} class folder(s); "
+                               "put the pictures of each class in a folder of its own (two "
+                               "or more)")
+    return names
+
+
+def _files(folder, classes):
+    """[(path, label)] of the pictures in ``folder``'s class folders, by class and name."""
+    unknown = sorted(set(_subfolders(folder)) - set(classes))
+    if unknown:
+        raise errors.UserError(f"{folder} has class folder(s) {', '.join(unknown)} that the "
+                               f"run does not know ({', '.join(classes)})")
+    found = []
+    for label, name in enumerate(classes):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            found += [(os.path.join(path, f), label) for f in sorted(os.listdir(path))
+                      if f.lower().endswith(EXTENSIONS)]
+    return found
+
+
+def _split_files(config, split):
+    if split not in ("train", "test"):
+        raise errors.UserError(f"unknown split {split!r} for images; choose train or test")
+    train, test = _folders(config)
+    classes = class_names(config)
+    if split == "test" and test:
+        return _files(test, classes)
+    fraction = config.options["validation_split"] if test is None else 0.0
+    if split == "test" and not fraction:
+        raise errors.UserError(f"{config.data_dir} has no test/ folder: pass "
+                               "--validation_split=0.1 (say) to hold out part of each class")
+    chosen, files = [], _files(train, classes)
+    for label in range(len(classes)):
+        mine = [item for item in files if item[1] == label]
+        keep = len(mine) - (max(1, int(round(len(mine) * fraction))) if fraction else 0)
+        chosen += mine[keep:] if split == "test" else mine[:keep]
+    return chosen
+
+
+def arrays(config, split):
+    """``(images uint8 [N, S, S, 3], labels int32 [N])`` of ``split``, from the cache when
+    its files are unchanged, else decoded (in parallel) and cached."""
+    files = _split_files(config, split)
+    if not files:
+        raise errors.UserError(f"no PNG, JPEG, GIF or BMP files for the {split} split in "
+                               f"{config.data_dir}")
+    size = config.options["image_size"]
+    digest = hashlib.sha1(str(size).encode())
+    for path, label in files:
+        st = os.stat(path)
+        digest.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    cache_dir = os.path.join(config.data_dir, CACHE_DIR)
+    cache = os.path.join(cache_dir, f"{split}-{size}-{digest.hexdigest()[:16]}.npz")
+    if os.path.isfile(cache):
+        with np.load(cache) as saved:
+            return saved["images"], saved["labels"]
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        decoded = list(pool.map(lambda item: _decode(item[0], size), files))
+    bad = [(path, why) for (path, _), why in zip(files, decoded) if isinstance(why, str)]
+    if bad:
+        raise errors.UserError(
+            f"{len(bad)} of {len(files)} pictures cannot be read: " + "; ".join(
+                f"{path}: {why}" for path, why in bad[:BAD_FILES_SHOWN])
+            + ("; ..." if len(bad) > BAD_FILES_SHOWN else "") + "; fix or remove them")
+    result = np.stack(decoded), np.array([label for _, label in files], np.int32)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        for old in os.listdir(cache_dir):  # this split's earlier caches, at this size
+            if old.startswith(f"{split}-{size}-"):
+                os.remove(os.path.join(cache_dir, old))
+        np.savez(cache + ".tmp.npz", images=result[0], labels=result[1])
+        os.replace(cache + ".tmp.npz", cache)
+    except OSError as e:
+        logging.warning("Cannot cache the decoded %s split in %s (%s); it will be decoded "
+                        "again next time", split, cache_dir, e.strerror or e)
+    return result
+
+
+def _decode(path, size):
+    try:
+        return predict.load_image(path, (size, size, 3))
+    except ValueError as e:
+        return str(e)
+
+
+def prepare(data_dir, mirrors=()):
+    """Decodes (and caches) both splits at the default size; returns a summary line."""
+    del mirrors  # your pictures are not downloaded
+    config = images.SPEC.complete(config_lib.TrainConfig(dataset="images", data_dir=data_dir))
+    counts = [len(arrays(config, split)[1]) for split in ("train", "test")]
+    return (f"images in {data_dir}: {counts[0]:,} training and {counts[1]:,} test pictures of "
+            f"{len(class_names(config))} classes, all readable")
+
+
+def make_synthetic(path, scale):
+    """Learnable fake pictures (a square of the class's colour on noise) as PNG files in
+    train/ and test/ folders of three classes."""
+    import tensorflow as tf
+    per_class = {"small": (20, 5), "full": (5000, 1000)}[scale]
+    for split, count, seed in (("train", per_class[0], 1), ("test", per_class[1], 2)):
+        rng = np.random.default_rng(seed)
+        for label in range(3):
+            folder = os.path.join(path, split, f"class_{label}")
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                picture = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
+                picture[8:24, 8:24, label] = 220
+                tf.io.write_file(os.path.join(folder, f"{i:05d}.png"),
+                                 tf.io.encode_png(picture))
+    return path
+
+
+DATASET = dataset_lib.Dataset(
+    spec=images.SPEC, models=images_model.MODELS, arrays=arrays, class_names=class_names,
+    raw_shape=lambda config: (config.options["image_size"],) * 2 + (3,), prepare=prepare,
+    synthetic=make_synthetic)
