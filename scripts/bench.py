@@ -2,7 +2,7 @@
 
     python scripts/bench.py                      # full: writes bench/results.json (~75 min)
     python scripts/bench.py --quick              # smoke check, under 3 minutes, nothing written
-    python scripts/bench.py --table bench/results.json   # the README's table from a results file
+    python scripts/bench.py --table bench/results.json   # docs/speed.md's table from a results file
 
 For the CIFAR-10 tutorial model and the MNIST cnn it measures, each in a
 fresh process so that no run inherits another's threads or compiled code:
@@ -52,12 +52,12 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"cifar10": "tutorial", "mnist": "cnn"}
-# Targets from issue 7, checked in the results.
 # The evaluator's flags in the slowdown measurement (its defaults, spelled out).
 EVALUATOR_FLAGS = "--num_threads=1 --nice=19 --idle_priority"
 # Lesser priorities, each measured once for comparison.
 EVALUATOR_ALTERNATIVES = ("--num_threads=1 --nice=19 --noidle_priority",
                           "--num_threads=1 --nice=0 --noidle_priority")
+# The speed targets the results are checked against (docs/speed.md).
 TARGETS = {"ratio_cifar10": 1.05, "ratio_mnist": 1.15, "fraction_of_peak_cifar10": 0.60,
            "headroom": 10.0, "evaluator_slowdown": 0.05}
 
@@ -534,7 +534,7 @@ def _onednn_note(models):
 
 
 def table(results):
-    """The README's table (markdown) from a results dict."""
+    """docs/speed.md's table (markdown) from a results dict."""
     m = results["models"]
     windows = (f" Ours and Keras: {results['rounds']} rounds of {results['window_secs']:g}-s "
                "windows, one per side in rotated order, each in a fresh process; medians."

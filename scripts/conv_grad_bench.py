@@ -9,7 +9,7 @@ kernels where TensorFlow uses them), and ``trainkit.nets.kernel_grad_by_shifts``
 (nine matmuls over shifted inputs), in milliseconds per call, with the largest
 difference between the two kernel gradients relative to the largest entry.
 ``trainkit.nets.SHIFTED_GRAD_MAX_SIDE`` was chosen from this. A measurement
-script for the README, not part of the tests.
+script for docs/speed.md, not part of the tests.
 """
 
 import time

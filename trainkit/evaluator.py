@@ -39,6 +39,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from trainkit import best as best_lib
 from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import errors
@@ -52,7 +53,6 @@ from trainkit import summaries
 
 METRICS_FILE = "metrics.jsonl"
 BEST_DIR = export.BEST_DIR
-BEST_FILE = rundir.BEST_FILE
 STAGING_DIR = ".staging"
 MISCLASSIFIED_SHOWN = 25
 _COPY_CHUNK = 1 << 22
@@ -138,12 +138,12 @@ class Evaluator:
         self.staging_dir = os.path.join(eval_config.eval_dir, STAGING_DIR)
         metrics_path = os.path.join(eval_config.eval_dir, METRICS_FILE)
         records = read_records(metrics_path)
-        self.best = rundir.read_best(os.path.join(self.best_dir, BEST_FILE))
-        others = {r.get("run_id", "") for r in records + ([self.best] if self.best else [])}
-        others.discard(self.run_id)
+        others = {r.get("run_id", "") for r in records} - {self.run_id}
         if others:
             self._move_previous_run(sorted(others)[0])
-            records, self.best = [], None
+            records = []
+        # (A best of another run left without records is moved aside on its own.)
+        self.best = best_lib.BestRecord(self.best_dir, self.run_id)
         self.dataset, self.num_examples = pipeline.eval_dataset(
             dataset, self.train_config, eval_config.eval_data, eval_config.eval_batch_size)
         if 0 < eval_config.num_examples < self.num_examples:
@@ -163,10 +163,9 @@ class Evaluator:
         self._clock = clock
         self.skipped = {}  # checkpoint path -> its files' signature when it failed
         self.evaluated = {r["step"] for r in records}
-        best_step = self.best["step"] if self.best else None
         # Evaluations since the best one, recounted from the record after a restart.
         self.evals_since_best = sum(1 for r in records
-                                    if best_step is not None and r["step"] > best_step)
+                                    if self.best.step is not None and r["step"] > self.best.step)
         self.stop_requested = False
 
     def _writing(self):
@@ -280,7 +279,7 @@ class Evaluator:
         result = self.scorer.score(self.dataset, keep_misclassified)
         result["eval_secs"] = round(self._clock() - start, 3)
         precision, recall = metrics.per_class(result["confusion"])
-        improved = self.best is None or result["precision_at_1"] > self.best["precision_at_1"]
+        improved = self.best.improves(result["precision_at_1"])
         record = {
             "step": step, "checkpoint": path, "run_id": self.run_id,
             "precision_at_1": result["precision_at_1"],
@@ -321,11 +320,10 @@ class Evaluator:
             os.replace(name, os.path.join(self.best_dir, os.path.basename(name)))
         prefix = os.path.join(self.best_dir, base)
         checkpoints.write_state(self.best_dir, base)
-        self.best = {"step": record["step"], "precision_at_1": record["precision_at_1"],
-                     "checkpoint": prefix, "source": record["checkpoint"],
-                     "run_id": self.run_id,
-                     "eval_data": record["eval_data"], "wall_time": record["wall_time"]}
-        rundir.write_json(os.path.join(self.best_dir, BEST_FILE), self.best)
+        self.best.record({"step": record["step"], "precision_at_1": record["precision_at_1"],
+                          "checkpoint": prefix, "source": record["checkpoint"],
+                          "run_id": self.run_id, "eval_data": record["eval_data"],
+                          "wall_time": record["wall_time"]})
         for name in old:
             if rundir.step_of_file(name) is not None and not name.startswith(base + "."):
                 os.remove(os.path.join(self.best_dir, name))
@@ -339,12 +337,13 @@ class Evaluator:
         if not patience or self.stop_requested or self.evals_since_best < patience:
             return
         path = os.path.join(self.config.train_dir, loop.STOP_FILE)
+        best = self.best.value
         reason = (f"{self.evals_since_best} evaluations without improving on precision @ 1 = "
-                  f"{self.best['precision_at_1']:.4f} (step {self.best['step']})")
+                  f"{best['precision_at_1']:.4f} (step {best['step']})")
         try:
             rundir.write_json(path, {"requested_by": "evaluator", "reason": reason,
-                                     "best_step": self.best["step"],
-                                     "best_precision_at_1": self.best["precision_at_1"]})
+                                     "best_step": best["step"],
+                                     "best_precision_at_1": best["precision_at_1"]})
         except OSError as e:
             raise errors.UserError(
                 f"cannot write the stop request {path} ({e.strerror or e}): "

@@ -133,7 +133,7 @@ def define_train_flags(spec):
                          lower_bound=0)
     flags.DEFINE_boolean("jit_compile", d("jit_compile"),
                          "Compile the training step with XLA (tf.function(jit_compile=True)). "
-                         "See the README's benchmark for what it does on CPU.")
+                         "docs/speed.md has what it does on a CPU.")
     flags.DEFINE_integer("steps_per_call", d("steps_per_call"),
                          "Training steps per call of the compiled step function (saves the "
                          "per-call dispatch; log lines, summaries, validation and step-based "
@@ -335,8 +335,8 @@ def define_eval_flags(spec):
                          "--saved_model=... uses it).")
     flags.DEFINE_boolean("idle_priority", True,
                          "Run in Linux's SCHED_IDLE class: only on otherwise idle cores, "
-                         "giving way at once when a trainer thread wakes (see the README's "
-                         "Speed section for what it does to the trainer's speed).")
+                         "giving way at once when a trainer thread wakes (docs/speed.md has what "
+                         "it does to the trainer's speed).")
     flags.DEFINE_integer("nice", 19,
                          "Lower this process's CPU priority by N (Unix nice, 0-19; alone in its "
                          "terminal session, the session's too) so that a trainer on the same "

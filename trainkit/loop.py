@@ -1,31 +1,25 @@
-"""The training loop: one ``tf.function`` step plus periodic actions.
+"""The training loop: one ``tf.function`` step plus actions between its calls.
 
 ``train(config, dataset)`` is the whole trainer (``dataset``: a
-``trainkit.dataset.Dataset``). Per step it
-runs forward, backward, the optimizer update, the step counter and the
-moving-average update inside one compiled function; nothing else happens in
-the step. Around it, ``PeriodicAction``s log a line every
-``log_frequency`` steps (loss, epoch, speed and the time left to
-``max_steps`` at that speed), write TensorBoard summaries every
-``save_summaries_steps``, validate the averaged weights every
-``validate_every_steps`` (``Validator``), look for the evaluator's stop
-request once a second, and save a checkpoint every ``save_checkpoint_steps``
-/ ``save_checkpoint_secs`` and at the last step. SIGTERM/SIGINT end the run
-after a save; a non-finite loss ends it before one.
+``trainkit.dataset.Dataset``). Per step it runs forward, backward, the
+optimizer update, the step counter and the moving-average update inside one
+compiled function; nothing else happens in the step. Between calls, the
+actions of ``trainkit.actions`` each do their own work: the log line, the
+TensorBoard summaries, in-run validation (``Validator``), the evaluator's
+stop request, and the checkpoints (by steps, by seconds, at the end, on
+SIGTERM/SIGINT). A non-finite loss ends the run before any save.
 """
 
-import json
 import math
 import os
 import shutil
-import signal
-import threading
-import time
 
 import keras
 import tensorflow as tf
 from absl import logging
 
+from trainkit import actions
+from trainkit import best as best_lib
 from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import data
@@ -35,7 +29,6 @@ from trainkit import errors
 from trainkit import lookahead as lookahead_lib
 from trainkit import metrics
 from trainkit import optimizers
-from trainkit import periodic
 from trainkit import pipeline
 from trainkit import precision as precision_lib
 from trainkit import rundir
@@ -45,7 +38,6 @@ DONE_FILE = "DONE"
 STOP_FILE = "STOP"  # a stop request, written by the evaluator's --early_stopping_evals
 BEST_VALIDATION_DIR = "best_validation"
 VALIDATION_BATCH_SIZE = 1000
-STOP_CHECK_SECS = 1.0
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
 
@@ -100,16 +92,6 @@ def regularization_loss(weights, l2):
     if not l2 or not weights:
         return tf.constant(0.0)
     return l2 * tf.add_n([tf.nn.l2_loss(w.value) for w in weights])
-
-
-def duration(seconds):
-    """``seconds`` for a person: "45 s", "12 min 05 s", "3 h 07 min"."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def cross_entropy(labels, logits, label_smoothing=0.0):
@@ -222,7 +204,7 @@ def check_batch_fits(model, config):
     """UserError, before any work, if ``--batch_size`` cannot fit in this machine's memory.
 
     A training step's peak memory grew by 0.65-0.84 times ``activation_bytes``
-    per example (measured on the CPU for the models here; README, "Bad input"),
+    per example (measured on the CPU for the models here; docs/operations.md),
     so a batch whose activations exceed the available memory would end in
     an out-of-memory error or the kernel's OOM killer. Checked on the CPU
     only: a GPU's memory is its own.
@@ -261,33 +243,29 @@ class Validator:
                                      metrics.eval_logits_fn(dataset.model(config), config))
         self.dir = os.path.join(directory, BEST_VALIDATION_DIR)
         self.manager = checkpoints.Manager(trainer.checkpoint, self.dir, max_to_keep=1)
-        self.best = {"step": 0, "precision_at_1": -1.0}
-        saved = rundir.read_best(os.path.join(self.dir, rundir.BEST_FILE))
-        if saved is None:
-            return
-        if saved.get("run_id", "") == config.run_id:
-            self.best = saved
-            return
-        # Another run's best (a train dir reused): kept, out of this run's way.
-        target = rundir.move_previous_run(self.dir, saved.get("run_id", ""))
-        logging.warning("%s held another run's best checkpoint; moved it to %s", self.dir, target)
+        self.best = best_lib.BestRecord(self.dir, config.run_id)
 
     def validate(self, step):
         """Scores the averaged weights; returns (precision, improved)."""
         for var, source in self._pairs:
             var.assign(source)
         precision = self.scorer.score(self.dataset)["precision_at_1"]
-        improved = precision > self.best["precision_at_1"]
+        improved = self.best.improves(precision)
         if improved:
             path = _write_checkpoint(self.manager, step)
-            self.best = {"step": step, "precision_at_1": precision, "checkpoint": path,
-                         "num_examples": self.num_examples, "run_id": self.config.run_id}
-            rundir.write_json(os.path.join(self.dir, rundir.BEST_FILE), self.best)
+            self.best.record({"step": step, "precision_at_1": precision, "checkpoint": path,
+                              "num_examples": self.num_examples,
+                              "run_id": self.config.run_id})
         return precision, improved
 
-    def should_stop(self, step):
+    def stop_reason(self, step):
+        """Why to stop at ``step`` (``early_stopping_steps`` without a new best), or None."""
         patience = self.config.early_stopping_steps
-        return bool(patience) and step - self.best["step"] >= patience
+        best = self.best.value
+        if not patience or best is None or step - best["step"] < patience:
+            return None
+        return (f"no validation improvement for {step - best['step']} steps (best "
+                f"{best['precision_at_1']:.4f} at step {best['step']}, kept in {self.dir})")
 
 
 class Trainer:
@@ -390,9 +368,9 @@ class Trainer:
     def _make_train_steps(self):
         """The compiled ``train_steps(iterator, n)``: ``n`` steps in one call.
 
-        One call per step costs about a millisecond of Python and function
-        dispatch; running up to ``--steps_per_call`` steps in a loop inside
-        the function saves it (10-17% on the MNIST cnn, measured). The loop
+        Each call costs Python and function dispatch; running up to
+        ``--steps_per_call`` steps in a loop inside the function saves most
+        of it (a small model's step is short enough for it to matter). The loop
         never crosses a step at which something periodic is due (see
         ``_steps_to_run``). Returns the last step's losses and input batch.
         """
@@ -449,13 +427,15 @@ class Trainer:
 
         return train_steps
 
-    def _steps_to_run(self, current, actions):
+    def _steps_to_run(self, current, step_actions):
         """Steps for the next call: up to ``steps_per_call``, stopping at the next step
-        where one of ``actions`` (step-periodic) is due, and at ``max_steps``."""
+        where one of ``step_actions`` (each with its ``periodic``) is due, and at
+        ``max_steps``."""
         n = min(self.config.steps_per_call, self.config.max_steps - current)
-        for action in actions:
-            if action.every_steps:
-                n = min(n, action.every_steps - current % action.every_steps)
+        for action in step_actions:
+            every = action.periodic.every_steps
+            if every:
+                n = min(n, every - current % every)
         return max(n, 1)
 
     def _make_agreement(self):
@@ -481,9 +461,8 @@ class Trainer:
         """The compiled ``summarize(step, loss, total_loss, images)``: losses, learning
         rate, weights, activations and a few inputs, as the tutorial wrote them.
 
-        One graph call instead of a hundred eager ops: written eagerly, the
-        summaries cost the MNIST cnn about 4% of its training time at the
-        default of one summary every 100 steps.
+        One graph call instead of a hundred eager ops, whose dispatch would
+        take a visible share of a small model's training time.
         """
         layers = [layer for layer in self.model.layers if layer.weights]
         variables = self.model.trainable_variables
@@ -505,20 +484,19 @@ class Trainer:
 
         return lambda step, *tensors: summarize(tf.constant(step, tf.int64), *tensors)
 
-    def _check_finite(self, last_saved):
+    def _check_finite(self):
         bad = int(self.nonfinite_step.numpy())
         if bad:
             raise errors.UserError(
                 f"the loss became NaN or infinite at step {bad}; stopped without saving it "
-                f"(the newest checkpoint, step {last_saved or 'none'}, holds finite values): "
-                "lower --learning_rate and --resume, or start again")
+                f"(the newest checkpoint, step {self.checkpointer.last_saved or 'none'}, holds "
+                "finite values): lower --learning_rate and --resume, or start again")
 
-    def _save(self, step, last_saved):
-        """Saves a checkpoint at ``step`` unless the loss went non-finite; returns its path."""
-        self._check_finite(last_saved)
+    def _save(self, step):
+        """Saves a checkpoint at ``step`` unless the loss went non-finite."""
+        self._check_finite()
         path = _write_checkpoint(self.manager, step)
         logging.info("Saved checkpoint %s", path)
-        return path
 
     def run(self):
         """Trains until ``max_steps``, saves, writes DONE; returns the final step.
@@ -543,89 +521,45 @@ class Trainer:
 
     def _run(self):
         config, chief = self.config, self.distribution.is_chief
+        start = int(self.step.numpy())
         writer = summaries.Writer(os.path.join(config.train_dir, "train")) if chief else None
-        summarize = self._make_summarize(writer) if chief else None
-        logger = periodic.PeriodicAction(every_steps=config.log_frequency)
-        summarizer = periodic.PeriodicAction(every_steps=config.save_summaries_steps if chief
-                                             else 0)
-        saver = periodic.PeriodicAction(every_steps=config.save_checkpoint_steps)
-        timed_saver = periodic.PeriodicAction(every_secs=config.save_checkpoint_secs)
-        validator = periodic.PeriodicAction(every_steps=config.validate_every_steps)
-        # A stat() of the train dir per second, not per step.
-        stop_check = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS)
-        stop_file = os.path.join(config.train_dir, STOP_FILE)
-        current = int(self.step.numpy())
-        for action in (logger, summarizer, saver, timed_saver, validator, stop_check):
-            action.start(current)
-        step_actions = (logger, summarizer, saver, validator)
-        last_saved = current if self.resumed_from else None
-        last_log_time, last_log_step = time.monotonic(), current
+        self.checkpointer = actions.Checkpointer(
+            self._save, config.save_checkpoint_steps, config.save_checkpoint_secs, start,
+            bool(self.resumed_from), self._agree)
+        progress = actions.LogProgress(config.log_frequency, start, config,
+                                       self.steps_per_epoch, self._check_finite)
+        step_actions = [progress]
+        if chief:
+            step_actions.append(actions.WriteSummaries(config.save_summaries_steps, start,
+                                                       self._make_summarize(writer)))
+        if self.validator:
+            step_actions.append(actions.Validate(config.validate_every_steps, start,
+                                                 self.validator, writer, progress,
+                                                 self._check_finite))
+        stop_watch = actions.WatchStopRequest(os.path.join(config.train_dir, STOP_FILE), start)
 
         iterator = iter(self.dataset)
-        stopping = interrupted = None
-        with _StopSignals() as signals:
+        current, stopping, interrupted = start, None, None
+        with self.checkpointer.signals:
             while current < config.max_steps and not stopping and not interrupted:
-                n = self._steps_to_run(current, step_actions)
-                loss, total_loss, images = self._train_steps(iterator, tf.constant(n, tf.int64))
+                n = self._steps_to_run(current, step_actions + [self.checkpointer])
+                outputs = self._train_steps(iterator, tf.constant(n, tf.int64))
                 current += n
-                if logger.should_fire(current):
-                    self._check_finite(last_saved)
-                    loss_value = float(loss)  # waits for the step to finish
-                    now = time.monotonic()
-                    sec_per_batch = (now - last_log_time) / (current - last_log_step)
-                    logging.info("step %d, loss = %.4f (epoch %.2f; %.1f examples/sec; "
-                                 "%.4f sec/batch; ETA %s to step %d)",
-                                 current, loss_value, current / self.steps_per_epoch,
-                                 config.batch_size / sec_per_batch, sec_per_batch,
-                                 duration((config.max_steps - current) * sec_per_batch),
-                                 config.max_steps)
-                    last_log_time, last_log_step = now, current
-                if summarizer.should_fire(current):
-                    summarize(current, loss, total_loss, images)
-                if self.validator and validator.should_fire(current):
-                    self._check_finite(last_saved)
-                    start = time.monotonic()
-                    precision, improved = self.validator.validate(current)
-                    logging.info("step %d, validation precision @ 1 = %.4f%s (%.1f s)", current,
-                                 precision, " *" if improved else "", time.monotonic() - start)
-                    if writer:
-                        writer.scalars(current, {"validation/precision_at_1": precision})
-                    if self.validator.should_stop(current):
-                        best = self.validator.best
-                        stopping = (f"no validation improvement for {current - best['step']} "
-                                    f"steps (best {best['precision_at_1']:.4f} at step "
-                                    f"{best['step']}, kept in {self.validator.dir})")
-                    # Validation time is not training time: keep it out of examples/sec.
-                    last_log_time += time.monotonic() - start
-                # Requests from outside the step: a signal, the evaluator's STOP file, the
-                # clock. Multi-worker runs act on them only once every worker has agreed.
-                requests = [signals.received is not None,
-                            stop_check.should_fire(current) and os.path.exists(stop_file),
-                            timed_saver.should_fire(current)]
-                if self._agree:
-                    requests = [n > 0 for n in self._agree(tf.constant(requests, tf.float32))]
-                signalled, stop_requested, save_due = requests
-                if signalled:
-                    interrupted = signals.received or "another worker's stop signal"
+                for action in step_actions:
+                    stopping = action(current, outputs) or stopping
+                interrupted, stop_requested = self.checkpointer.after_step(
+                    current, stop_watch.requested(current))
                 if stop_requested and not stopping:
-                    stopping = ("stop requested in " + stop_file + _stop_reason(stop_file)
-                                if os.path.exists(stop_file) else "stop requested by the chief")
-                if saver.should_fire(current) or save_due:
-                    self._save(current, last_saved)
-                    last_saved = current
+                    stopping = stop_watch.reason()
             # Still inside: a signal during the final save only marks it received.
-            if last_saved != current:
-                path = self._save(current, last_saved)
-                last_saved = current
+            self.checkpointer.final(current)
         if writer:
             writer.close()
         if interrupted:
-            name = (signal.Signals(interrupted).name if isinstance(interrupted, int)
-                    else interrupted)
             raise errors.Interrupted(
-                f"Stopped by {name} at step {current}; the checkpoint for step {current} is "
-                f"saved in {config.train_dir}: continue with --resume",
-                exit_code=130 if interrupted == signal.SIGINT else 0)
+                f"Stopped by {interrupted} at step {current}; the checkpoint for step "
+                f"{current} is saved in {config.train_dir}: continue with --resume",
+                exit_code=130 if interrupted == "SIGINT" else 0)
         if stopping:
             logging.info("Stopping early at step %d: %s", current, stopping)
         if chief:
@@ -636,41 +570,6 @@ class Trainer:
         else:
             logging.info("Training finished at step %d (%s)", current, self.distribution.task)
         return current
-
-
-class _StopSignals:
-    """While active, SIGTERM/SIGINT only set ``received``; a second SIGINT aborts at once."""
-
-    def __init__(self):
-        self.received = None
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        del frame
-        if self.received == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-        logging.info("Received %s: finishing this step, then saving and stopping "
-                     "(Ctrl-C again aborts at once)", signal.Signals(signum).name)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        return False
-
-
-def _stop_reason(path):
-    try:
-        with open(path) as f:
-            return f" ({json.load(f)['reason']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
 
 
 def train(config, dataset, distribution=None):

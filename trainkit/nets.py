@@ -46,10 +46,9 @@ class LocalResponseNormalization(keras.layers.Layer):
     ``y = x / (bias + alpha * sum(x[..., c - r : c + r + 1] ** 2)) ** beta``,
     the formula of ``tf.nn.local_response_normalization``. The windowed sum
     over channels is a matmul with a fixed band matrix, and ``s ** -0.75`` is
-    ``rsqrt(s) * sqrt(rsqrt(s))``: forward and backward take a quarter of
-    the time of TensorFlow's LRN kernels on CPU (6.7 ms against 22 ms for a
-    [128, 12, 12, 64] batch, measured here), and the result equals them to
-    within 1e-6 (a test checks).
+    ``rsqrt(s) * sqrt(rsqrt(s))``: faster on a CPU than TensorFlow's LRN
+    kernels, forward and backward (docs/speed.md), and equal to them within
+    1e-6 (a test checks).
     """
 
     def __init__(self, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75, **kwargs):
@@ -174,10 +173,9 @@ _TORCH_DEFAULT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "unifor
 
 
 # oneDNN's bfloat16 weight gradient of a 3x3 convolution is slow on small feature
-# maps: at batch 1024 and 384 channels on AMX, 868 ms at 7x7 and 463 ms at 3x3,
-# where the same gradient as nine matmuls over shifted inputs takes 260 ms and
-# 36 ms (the forward pass: 284 and 76 ms). At 15x15, and in float32 at any size,
-# the kernel is as fast as the matmuls, so they stand in only below this side.
+# maps, where nine matmuls over shifted inputs compute it several times faster; on
+# larger maps, and in float32, the kernel is as fast. The matmuls stand in only up to
+# this side (scripts/conv_grad_bench.py measures both; docs/speed.md).
 SHIFTED_GRAD_MAX_SIDE = 8
 
 

@@ -6,8 +6,8 @@ tensor the size of the weights. TensorFlow has the same update as one
 kernel, ``ResourceApplyKerasMomentum`` (``ResourceApplyGradientDescent``
 without momentum), which reads weights, slot and gradient once and writes
 weights and slot once. On a memory-bound step, such as the MNIST cnn's
-3.2M-weight layer on a CPU, that halves the update's cost (measured in the
-README's benchmark). The arithmetic is Keras's: same slots (so checkpoints
+3.2M-weight layer on a CPU, that saves much of the update's cost
+(docs/speed.md). The arithmetic is Keras's: same slots (so checkpoints
 are unchanged), same learning-rate callable, same results within float
 rounding.
 """

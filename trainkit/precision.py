@@ -12,8 +12,7 @@ needed.
 It pays only where the hardware multiplies bfloat16 natively: CPUs with
 AVX-512 BF16 or AMX (oneDNN's kernels; TensorFlow turns them on there by
 itself) and GPUs of compute capability 8.0 or later. Elsewhere it is slower
-than float32. ``auto`` chooses bfloat16 exactly there. The README's "Speed"
-section has what it measured.
+than float32. ``auto`` chooses bfloat16 exactly there (docs/speed.md).
 """
 
 import contextlib

@@ -52,11 +52,11 @@ def lower_priority(nice, idle=False):
     (threads started later inherit it). Where the kernel shares the CPU
     between terminal sessions first (``sched_autogroup_enabled``), a nice
     value only orders processes within one session: an evaluator in its own
-    terminal would still take a whole core from a trainer in another one
-    (measured here: 99% of a core at nice 19). So, when nothing but its own
-    ancestors runs in its session, the evaluator also lowers the session's
-    share (``/proc/self/autogroup``; measured: 17% of a core beside a busy
-    trainer). Where none of this exists, nothing changes.
+    terminal would still take a whole core from a trainer in another one.
+    So, when nothing but its own ancestors runs in its session, the
+    evaluator also lowers the session's share (``/proc/self/autogroup``;
+    docs/speed.md has what each setting took). Where none of this exists,
+    nothing changes.
     """
     try:
         threads = [int(t) for t in os.listdir("/proc/self/task")]

@@ -1,0 +1,201 @@
+"""What the training loop does between calls of the step function, one action each.
+
+Each action is called after every call with the global step and the last
+step's outputs, and owns its work: ``LogProgress`` (the log line with speed
+and ETA), ``WriteSummaries`` (TensorBoard), ``Validate`` (in-run validation
+and early stopping), ``WatchStopRequest`` (the evaluator's STOP file) and
+the ``Checkpointer`` (saves by steps, by seconds, at the end, and on
+SIGTERM/SIGINT, agreed across workers). A step-periodic action exposes its
+``PeriodicAction`` as ``periodic`` so the loop never runs past a step at
+which one is due (``Trainer._steps_to_run``).
+"""
+
+import json
+import os
+import signal
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from trainkit import periodic
+
+STOP_CHECK_SECS = 1.0
+
+
+def duration(seconds):
+    """``seconds`` for a person: "45 s", "12 min 05 s", "3 h 07 min"."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class LogProgress:
+    """Every ``every_steps``: step, loss, epoch, examples/sec, sec/batch and the ETA."""
+
+    def __init__(self, every_steps, start_step, config, steps_per_epoch, check_finite,
+                 clock=time.monotonic):
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
+        self.periodic.start(start_step)
+        self._config, self._steps_per_epoch = config, steps_per_epoch
+        self._check_finite, self._clock = check_finite, clock
+        self._last_time, self._last_step = clock(), start_step
+
+    def __call__(self, step, outputs):
+        if not self.periodic.should_fire(step):
+            return None
+        self._check_finite()
+        loss = float(outputs[0])  # waits for the step to finish
+        now = self._clock()
+        sec_per_batch = (now - self._last_time) / (step - self._last_step)
+        config = self._config
+        logging.info("step %d, loss = %.4f (epoch %.2f; %.1f examples/sec; %.4f sec/batch; "
+                     "ETA %s to step %d)", step, loss, step / self._steps_per_epoch,
+                     config.batch_size / sec_per_batch, sec_per_batch,
+                     duration((config.max_steps - step) * sec_per_batch), config.max_steps)
+        self._last_time, self._last_step = now, step
+        return None
+
+    def exclude(self, seconds):
+        """Leaves ``seconds`` (spent on something else, such as validating) out of the speed."""
+        self._last_time += seconds
+
+
+class WriteSummaries:
+    """Every ``every_steps``: the tutorial's TensorBoard summaries (``summarize``)."""
+
+    def __init__(self, every_steps, start_step, summarize):
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
+        self.periodic.start(start_step)
+        self._summarize = summarize
+
+    def __call__(self, step, outputs):
+        if self.periodic.should_fire(step):
+            self._summarize(step, *outputs)
+        return None
+
+
+class Validate:
+    """Every ``every_steps``: the averaged weights on the validation split
+    (``loop.Validator``); returns why to stop early, if it is time to."""
+
+    def __init__(self, every_steps, start_step, validator, writer, progress, check_finite):
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
+        self.periodic.start(start_step)
+        self._validator, self._writer = validator, writer
+        self._progress, self._check_finite = progress, check_finite
+
+    def __call__(self, step, outputs):
+        del outputs
+        if not self.periodic.should_fire(step):
+            return None
+        self._check_finite()
+        start = time.monotonic()
+        precision, improved = self._validator.validate(step)
+        logging.info("step %d, validation precision @ 1 = %.4f%s (%.1f s)", step, precision,
+                     " *" if improved else "", time.monotonic() - start)
+        if self._writer:
+            self._writer.scalars(step, {"validation/precision_at_1": precision})
+        self._progress.exclude(time.monotonic() - start)  # validating is not training
+        return self._validator.stop_reason(step)
+
+
+class WatchStopRequest:
+    """Once a second (a stat, not one per step): the evaluator's STOP file."""
+
+    def __init__(self, path, start_step):
+        self.path = path
+        self._periodic = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS)
+        self._periodic.start(start_step)
+
+    def requested(self, step):
+        return self._periodic.should_fire(step) and os.path.exists(self.path)
+
+    def reason(self):
+        """What the request says, for the log ("stop requested in PATH (why)")."""
+        if not os.path.exists(self.path):
+            return "stop requested by the chief"
+        try:
+            with open(self.path) as f:
+                why = f" ({json.load(f)['reason']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            why = ""
+        return f"stop requested in {self.path}{why}"
+
+
+class Checkpointer:
+    """Every save of a run: every ``every_steps``, every ``every_secs``, the last step,
+    and at once on SIGTERM/SIGINT (then the run stops).
+
+    ``save(step)`` writes one. Requests from outside the step (a signal, a
+    stop request, a save due by the clock) are acted on after ``agree``
+    (multi-worker: an all-reduce, so every worker saves and stops at the same
+    step; None: one process).
+    """
+
+    def __init__(self, save, every_steps, every_secs, start_step, resumed, agree=None):
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
+        self.periodic.start(start_step)
+        self._clock_periodic = periodic.PeriodicAction(every_secs=every_secs)
+        self._clock_periodic.start(start_step)
+        self._save, self._agree = save, agree
+        self.last_saved = start_step if resumed else None
+        self.signals = _StopSignals()
+
+    def after_step(self, step, stop_requested):
+        """Saves if due; returns (the interruption, by name, or None; the stop request as
+        agreed)."""
+        requests = [self.signals.received is not None, stop_requested,
+                    self._clock_periodic.should_fire(step)]
+        if self._agree:
+            requests = [n > 0 for n in self._agree(tf.constant(requests, tf.float32))]
+        signalled, stop_requested, save_due = requests
+        interrupted = None
+        if signalled:
+            received = self.signals.received
+            interrupted = signal.Signals(received).name if received else (
+                "another worker's stop signal")
+        if self.periodic.should_fire(step) or save_due:
+            self.save(step)
+        return interrupted, stop_requested
+
+    def save(self, step):
+        self._save(step)
+        self.last_saved = step
+
+    def final(self, step):
+        """The last save of the run, unless ``step`` is saved already."""
+        if self.last_saved != step:
+            self.save(step)
+
+
+class _StopSignals:
+    """While active, SIGTERM/SIGINT only set ``received``; a second SIGINT aborts at once."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.received == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        logging.info("Received %s: finishing this step, then saving and stopping "
+                     "(Ctrl-C again aborts at once)", signal.Signals(signum).name)
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+        return False
