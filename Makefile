@@ -15,20 +15,38 @@ DATA_DIR ?= data/$(DATASET)
 ARGS ?=
 # Paths reach the commands through the environment, quoted: spaces, [ ] * ? stay literal.
 export TRAIN_DIR DATA_DIR
+# The preset `make train` runs: CIFAR-10's short one, 40 epochs (docs/results.md has how
+# long it takes); PRESET=tutorial is the tutorial's full 1,000,000 steps.
+PRESET ?= $(if $(filter cifar10,$(DATASET)),short)
+PRESET_FLAG = $(if $(PRESET),--preset=$(PRESET))
+# The commands word their hints as make commands ("make resume ...", not "--resume").
+RUN := TRAINKIT_VIA=make $(PY)
 
 DATASETS := $(shell $(PYTHON) -m trainkit.registry)
 ifeq ($(filter $(DATASET),$(DATASETS)),)
 $(error DATASET=$(DATASET): expected one of $(DATASETS))
 endif
 
-.PHONY: venv test data train eval resume bench tensorboard clean
+.PHONY: venv test data train eval resume bench tensorboard clean constraints
 
-# The stamp is remade whenever setup.cfg or pyproject.toml changes.
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The stamp is remade whenever setup.cfg, pyproject.toml or constraints.txt changes. The
+# versions installed are the ones the tests passed with (constraints.txt); setup.cfg's
+# requirements stay ranges for those who install the package themselves.
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,report]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,report]'
 	touch $@
+
+# Refreshes constraints.txt to the newest versions setup.cfg allows (then run make test,
+# and commit it if the tests pass).
+constraints:
+	rm -rf .venv-constraints && $(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install --quiet --upgrade pip
+	.venv-constraints/bin/python -m pip install --quiet -e '.[test,report]'
+	.venv-constraints/bin/python -m pip freeze --exclude-editable > constraints.txt
+	rm -rf .venv-constraints
+	@echo "constraints.txt refreshed: run make test before committing it"
 
 venv: $(VENV)/.installed
 
@@ -40,25 +58,19 @@ test: $(VENV)/.installed
 
 # Download (if missing) and verify the data, without training.
 data: $(VENV)/.installed
-	$(PY) -m trainkit.prepare_data --dataset=$(DATASET) --data_dir="$$DATA_DIR"
+	$(RUN) -m trainkit.prepare_data --dataset=$(DATASET) --data_dir="$$DATA_DIR"
 
 # A new run: refused (nothing deleted) if TRAIN_DIR already holds checkpoints.
 train: $(VENV)/.installed
-	@echo "Training $(DATASET) in $$TRAIN_DIR from step 0 (data: $$DATA_DIR)"
-	$(PY) -m $(DATASET).train --train_dir="$$TRAIN_DIR" --data_dir="$$DATA_DIR" $(ARGS)
+	$(RUN) -m $(DATASET).train --train_dir="$$TRAIN_DIR" --data_dir="$$DATA_DIR" $(PRESET_FLAG) $(ARGS)
 
 # The evaluator beside a running (or finished) trainer.
 eval: $(VENV)/.installed
-	$(PY) -m $(DATASET).eval --train_dir="$$TRAIN_DIR" $(ARGS)
+	$(RUN) -m $(DATASET).eval --train_dir="$$TRAIN_DIR" $(ARGS)
 
-# Continue the run in TRAIN_DIR from its newest checkpoint (found by its files).
+# Continue the run in TRAIN_DIR from its newest checkpoint, with its own settings.
 resume: $(VENV)/.installed
-	@latest=$$(cd "$$TRAIN_DIR" 2>/dev/null && ls ckpt-*.index 2>/dev/null | sed -n 's/^ckpt-\([0-9]*\)\.index$$/\1/p' | sort -n | tail -n 1); \
-	if [ -z "$$latest" ]; then \
-	  echo "make resume: $$TRAIN_DIR holds no checkpoint to resume; start a run with 'make train TRAIN_DIR=$$TRAIN_DIR'" >&2; exit 2; \
-	fi; \
-	echo "Resuming $(DATASET) in $$TRAIN_DIR from step $$latest (ckpt-$$latest)"
-	$(PY) -m $(DATASET).train --train_dir="$$TRAIN_DIR" --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir="$$DATA_DIR") $(ARGS)
+	$(RUN) -m $(DATASET).train --train_dir="$$TRAIN_DIR" --resume $(if $(filter command line environment,$(origin DATA_DIR)),--data_dir="$$DATA_DIR") $(ARGS)
 
 # TensorBoard on TRAIN_DIR's train/ and eval/ summaries side by side, on this machine only.
 PORT ?= 6006

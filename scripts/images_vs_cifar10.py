@@ -62,7 +62,7 @@ def main():
     for name in sides:
         log = run([f"{name}.eval", f"--train_dir={os.path.join(args.workdir, name)}",
                    "--run_once"])
-        precision = float(re.findall(r"precision @ 1 = ([\d.]+)", log)[-1])
+        precision = float(re.findall(r"precision @ 1 = ([\d.]+)%", log)[-1]) / 100
         summary[name] = {"precision_at_1": precision,
                          "examples_per_sec_median": statistics.median(speeds[name]),
                          "examples_per_sec_range": [min(speeds[name]), max(speeds[name])]}

@@ -138,13 +138,15 @@ def test_sigterm_stops_every_worker_at_one_step_and_resume_finishes(tmp_path, mn
         lines.append(line)
         if "[worker 1]" in line and "step 10, loss" in line:
             break
-    # The chief holds the train dir: another trainer is refused while the workers run.
-    intruder = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume",
-                               "--strategy=default")
-    assert intruder.returncode == 2 and "is in use by another trainer" in intruder.stderr
-    holder = json.load(open(os.path.join(train_dir, ".lock")))
-    assert holder["role"] == "trainer" and holder["pid"] != process.pid
-    process.send_signal(signal.SIGTERM)
+    try:
+        # The chief holds the train dir: another trainer is refused while the workers run.
+        intruder = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume",
+                                   "--strategy=default")
+        assert intruder.returncode == 2 and "is in use by another trainer" in intruder.stderr
+        holder = json.load(open(os.path.join(train_dir, ".lock")))
+        assert holder["role"] == "trainer" and holder["pid"] != process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
     out = "".join(lines) + process.communicate(timeout=120)[0]
     assert process.returncode == 0, out
     stops = [line.split("Stopped by SIGTERM at step ")[1].split(";")[0]

@@ -164,8 +164,9 @@ def test_make_resume_without_checkpoint_says_so(tmp_path):
     result = subprocess.run(["make", "--no-print-directory", "resume", "DATASET=mnist",
                              f"TRAIN_DIR={tmp_path / 'none'}"], cwd=helpers.REPO,
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert f"{tmp_path / 'none'} holds no checkpoint to resume" in result.stderr
+    line = helpers.assert_one_clear_line(result, f"{tmp_path / 'none'} holds no checkpoint "
+                                                 "to resume", "'make train TRAIN_DIR=")
+    assert "--resume" not in line  # in the words of the command the user ran
 
 
 @needs_venv
@@ -178,12 +179,20 @@ def test_make_train_refuses_and_make_resume_continues(tmp_path, mnist_data):
     first = subprocess.run(make + ["train", fast], cwd=helpers.REPO, capture_output=True,
                            text=True, timeout=180)
     assert first.returncode == 0, first.stderr
-    assert f"Training mnist in {train_dir} from step 0" in first.stdout
+    assert f"Starting a new run in {train_dir} at step 0" in first.stderr
     again = subprocess.run(make + ["train", fast], cwd=helpers.REPO, capture_output=True,
                            text=True, timeout=180)
-    assert again.returncode != 0 and "already holds checkpoints" in again.stderr
+    # Refused in make's words, before TensorFlow loads.
+    helpers.assert_one_clear_line(again, "already holds checkpoints",
+                                  f"'make resume TRAIN_DIR={train_dir}'")
+    assert "Starting" not in again.stderr and "Precision:" not in again.stderr
     resumed = subprocess.run(make + ["resume", "ARGS=--max_steps=15"], cwd=helpers.REPO,
                              capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"Resuming mnist in {train_dir} from step 10 (ckpt-10)" in resumed.stdout
+    assert f"Resuming {train_dir} from {train_dir}/ckpt-10 at step 10" in resumed.stderr
     assert checkpoints.latest(train_dir).endswith("ckpt-15")
+    # The run is complete: make resume says so, and how to extend it.
+    done = subprocess.run(make + ["resume"], cwd=helpers.REPO, capture_output=True,
+                          text=True, timeout=180)
+    helpers.assert_one_clear_line(done, f"the run in {train_dir} is complete: it reached step "
+                                        "15 of --max_steps=15", "ARGS=--max_steps=30'")

@@ -236,7 +236,7 @@ def test_make_targets_take_paths_with_spaces_and_the_dataset_from_the_run(tmp_pa
     result = subprocess.run(make + ["resume", "ARGS=--max_steps=15"], cwd=helpers.REPO,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
-    assert "Resuming mnist" in result.stdout and "from step 10" in result.stdout
+    assert f"Resuming {train_dir} from {train_dir}/ckpt-10 at step 10" in result.stderr
     result = subprocess.run(make + ["eval", "ARGS=--run_once"], cwd=helpers.REPO,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr

@@ -34,7 +34,9 @@ def duration(seconds):
 
 
 class LogProgress:
-    """Every ``every_steps``: step, loss, epoch, examples/sec, sec/batch and the ETA."""
+    """Every ``every_steps``: step, loss, epoch, examples/sec, sec/batch and the ETA; and,
+    unless that line comes first, a first ETA after the second call of the step (the
+    first holds the step's compilation), so that every run says early how long it takes."""
 
     def __init__(self, every_steps, start_step, config, steps_per_epoch, check_finite,
                  clock=time.monotonic):
@@ -43,9 +45,15 @@ class LogProgress:
         self._config, self._steps_per_epoch = config, steps_per_epoch
         self._check_finite, self._clock = check_finite, clock
         self._last_time, self._last_step = clock(), start_step
+        self._calls, self._first = 0, None
+        self.loss = None  # the last loss logged
 
     def __call__(self, step, outputs):
-        if not self.periodic.should_fire(step):
+        self._calls += 1
+        due = self.periodic.should_fire(step)
+        if self._calls <= 2 and not due:
+            self._first_estimate(step, outputs)
+        if not due:
             return None
         self._check_finite()
         loss = float(outputs[0])  # waits for the step to finish
@@ -57,7 +65,20 @@ class LogProgress:
                      config.batch_size / sec_per_batch, sec_per_batch,
                      duration((config.max_steps - step) * sec_per_batch), config.max_steps)
         self._last_time, self._last_step = now, step
+        self.loss = loss
         return None
+
+    def _first_estimate(self, step, outputs):
+        float(outputs[0])  # waits for the step to finish
+        now = self._clock()
+        if self._calls == 1:
+            self._first = (now, step)
+            return
+        sec_per_batch = (now - self._first[0]) / max(step - self._first[1], 1)
+        logging.info("step %d: %.1f examples/sec so far; ETA %s to step %d", step,
+                     self._config.batch_size / sec_per_batch,
+                     duration((self._config.max_steps - step) * sec_per_batch),
+                     self._config.max_steps)
 
     def exclude(self, seconds):
         """Leaves ``seconds`` (spent on something else, such as validating) out of the speed."""
@@ -95,10 +116,11 @@ class Validate:
         self._check_finite()
         start = time.monotonic()
         precision, improved = self._validator.validate(step)
-        logging.info("step %d, validation precision @ 1 = %.4f%s (%.1f s)", step, precision,
-                     " *" if improved else "", time.monotonic() - start)
+        logging.info("step %d, validation precision @ 1 = %.2f%%%s (%.1f s)", step,
+                     100 * precision, " *" if improved else "", time.monotonic() - start)
         if self._writer:
-            self._writer.scalars(step, {"validation/precision_at_1": precision})
+            # The evaluator's tag in its own run (eval/): TensorBoard overlays the two.
+            self._writer.scalars(step, {"precision_at_1": precision})
         self._progress.exclude(time.monotonic() - start)  # validating is not training
         return self._validator.stop_reason(step)
 

@@ -246,12 +246,15 @@ def check_train_dir(config, spec):
     latest = rundir.latest_checkpoint(train_dir)
     if latest and not config.resume:
         raise errors.UserError(
-            f"{train_dir} already holds checkpoints (latest: {latest}); pass --resume to "
-            "continue that run, or choose a new --train_dir")
+            f"{train_dir} already holds checkpoints (latest: {latest}); " + said(
+                "pass --resume to continue that run, or choose a new --train_dir",
+                f"continue it with 'make resume TRAIN_DIR={train_dir}', or choose another "
+                "TRAIN_DIR"))
     if config.resume and not latest:
         raise errors.UserError(
-            f"--resume given but {train_dir} holds no checkpoint to resume; "
-            "drop --resume to start a new run there")
+            f"{train_dir} holds no checkpoint to resume; " + said(
+                "drop --resume to start a new run there",
+                f"start one with 'make train TRAIN_DIR={train_dir}'"))
     if latest:
         previous = read_train_config(train_dir)
         if (previous.dataset, spec.canonical_model(previous.model)) != (
@@ -260,9 +263,22 @@ def check_train_dir(config, spec):
                 f"{train_dir} holds a {previous.dataset} --model={previous.model} run; "
                 f"cannot resume it as {config.dataset} --model={config.model}")
         config.run_id = previous.run_id
+        reached = rundir.checkpoint_steps(train_dir)[-1]
+        if reached >= config.max_steps:
+            raise errors.UserError(
+                f"the run in {train_dir} is complete: it reached step {reached} of "
+                f"--max_steps={config.max_steps}; to train it further, " + said(
+                    f"resume with a larger --max_steps (--resume --max_steps={2 * reached})",
+                    f"'make resume TRAIN_DIR={train_dir} ARGS=--max_steps={2 * reached}'"))
     elif not config.run_id:
         config.run_id = rundir.new_run_id()
     return latest
+
+
+def said(flag_words, make_words):
+    """The fix in the words of the command the user ran: ``make`` targets set
+    TRAINKIT_VIA=make, so their users read make commands, not flags."""
+    return make_words if os.environ.get("TRAINKIT_VIA") == "make" else flag_words
 
 
 def cluster_task():

@@ -249,18 +249,18 @@ class Evaluator:
                     break
                 writer.write(chunk)
 
-    def evaluate_and_record(self, path, keep_misclassified=0):
+    def evaluate_and_record(self, path):
         """Stages, evaluates, logs and records checkpoint ``path``; None if it was unreadable.
 
         UserError if the evaluator cannot write its own outputs: that is its
         failure, not the checkpoint's, and must not pass for a skipped one.
         """
         try:
-            return self._evaluate_and_record(path, keep_misclassified)
+            return self._evaluate_and_record(path)
         finally:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
 
-    def _evaluate_and_record(self, path, keep_misclassified):
+    def _evaluate_and_record(self, path):
         step = checkpoints.step_of(path)
         start = self._clock()
         logging.info("Evaluating %s (step %d) on %d %s examples", path, step, self.num_examples,
@@ -276,7 +276,7 @@ class Evaluator:
                             path, type(e).__name__, errors.first_line(e))
             self.skipped[path] = signature
             return None
-        result = self.scorer.score(self.dataset, keep_misclassified)
+        result = self.scorer.score(self.dataset, MISCLASSIFIED_SHOWN)
         result["eval_secs"] = round(self._clock() - start, 3)
         precision, recall = metrics.per_class(result["confusion"])
         improved = self.best.improves(result["precision_at_1"])
@@ -290,8 +290,9 @@ class Evaluator:
             "per_class_precision": dict(zip(self.class_names, precision.round(4).tolist())),
             "per_class_recall": dict(zip(self.class_names, recall.round(4).tolist())),
         }
-        logging.info("step %d: precision @ 1 = %.4f%s, loss = %.4f over %d %s examples "
-                     "(%.1f s, %s)", step, record["precision_at_1"], " *" if improved else "",
+        logging.info("step %d: precision @ 1 = %.2f%%%s, loss = %.4f over %d %s examples "
+                     "(%.1f s, %s)", step, 100 * record["precision_at_1"],
+                     " *" if improved else "",
                      record["loss"], record["num_examples"], self.config.eval_data,
                      record["eval_secs"], path)
         with self._writing():
@@ -299,8 +300,8 @@ class Evaluator:
                 self.writer.record(record)
                 self.writer.scalars(step, {"precision_at_1": record["precision_at_1"],
                                            "loss": record["loss"]})
-                self.writer.images(step, {"confusion_matrix":
-                                          reports.confusion_image(result["confusion"])})
+                self.writer.images(step, {"confusion_matrix": reports.confusion_image(
+                    result["confusion"], self.class_names, step)})
                 self.writer.flush()
                 self.evaluated.add(step)
             if improved:
@@ -308,6 +309,8 @@ class Evaluator:
                 self.evals_since_best = 0
             else:
                 self.evals_since_best += 1
+            if improved or self.config.run_once:
+                self._write_reports(step, result)
         result.update(record)
         return result
 
@@ -339,7 +342,7 @@ class Evaluator:
         path = os.path.join(self.config.train_dir, loop.STOP_FILE)
         best = self.best.value
         reason = (f"{self.evals_since_best} evaluations without improving on precision @ 1 = "
-                  f"{best['precision_at_1']:.4f} (step {best['step']})")
+                  f"{100 * best['precision_at_1']:.2f}% (step {best['step']})")
         try:
             rundir.write_json(path, {"requested_by": "evaluator", "reason": reason,
                                      "best_step": best["step"],
@@ -359,17 +362,20 @@ class Evaluator:
             raise errors.UserError(
                 f"no checkpoint in {self.config.train_dir} to evaluate; "
                 "start the trainer there first, or drop --run_once to wait for one")
-        result = self.evaluate_and_record(path, keep_misclassified=MISCLASSIFIED_SHOWN)
+        result = self.evaluate_and_record(path)
         if result is None:
             raise errors.UserError(f"checkpoint {path} cannot be read; see the warning above")
+        return result
+
+    def _write_reports(self, step, result):
+        """The PNG reports of the checkpoint just scored (for each new best, and --run_once)."""
         convs = [layer for layer in self.model.layers if isinstance(layer, keras.layers.Conv2D)]
         first_conv = convs[0].kernel.numpy() if convs else None
-        with self._writing():
-            pngs = reports.write_pngs(self.config.eval_dir, result["step"], result["confusion"],
-                                      self.class_names, result["misclassified"], first_conv)
-        for png in pngs:
-            logging.info("Wrote %s", png)
-        return result
+        pngs = reports.write_pngs(self.config.eval_dir, step, result["confusion"],
+                                  self.class_names, result["misclassified"], first_conv)
+        if pngs:
+            logging.info("Wrote %s (step %d)", ", ".join(os.path.basename(p) for p in pngs),
+                         step)
 
     def poll(self, sleep=time.sleep):
         """Evaluates new checkpoints until the trainer is DONE (or the timeout passes)."""
@@ -390,17 +396,31 @@ class Evaluator:
                 waiting_logged = False
                 continue
             if done:
-                logging.info("The trainer is done and its last checkpoint is evaluated; exiting")
+                logging.info("The trainer is done and its last checkpoint is evaluated; %s",
+                             self.summary())
                 return
             timeout = self.config.timeout_secs
             if timeout and self._clock() - last_new >= timeout:
-                logging.info("No new checkpoint for %g s (--timeout_secs); exiting", timeout)
+                logging.info("No new checkpoint for %g s (--timeout_secs); %s", timeout,
+                             self.summary())
                 return
             if not waiting_logged:
                 logging.info("Waiting for a new checkpoint in %s (polling every %g s)",
                              self.config.train_dir, self.config.eval_interval_secs)
                 waiting_logged = True
             sleep(self.config.eval_interval_secs)
+
+    def summary(self):
+        """The evaluator's last words: how many checkpoints it scored and the best."""
+        line = f"exiting after scoring {len(self.evaluated)} checkpoint(s)"
+        best = self.best.value
+        if best:
+            line += (f"; best: step {best['step']}, precision @ 1 "
+                     f"{100 * best['precision_at_1']:.2f}% ({best['checkpoint']}")
+            if self.classifier:
+                line += f", exported to {os.path.join(self.best_dir, export.SAVED_MODEL_DIR)}"
+            line += ")"
+        return line
 
     def close(self):
         try:

@@ -26,6 +26,7 @@ from absl import logging
 from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import priority
+from trainkit import quiet
 from trainkit import registry
 from trainkit import rundir
 
@@ -394,7 +395,8 @@ def run_trainer(spec):
         config_lib.check_train_dir(config, spec)
         if chief and not held:
             rundir.hold(config.train_dir, "trainer")
-        from trainkit import distribution, loop  # TensorFlow loads here, after the checks
+        load_tensorflow()  # here, after the checks
+        from trainkit import distribution, loop
         dataset = registry.load(spec.name)
         # Devices and the strategy before any other TensorFlow op.
         loop.train(config, dataset, distribution.configure(config))
@@ -415,7 +417,8 @@ def run_evaluator(spec):
         if ready:
             check_run(config.train_dir, spec, "eval")
             rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
-        from trainkit import devices, evaluator  # TensorFlow loads here
+        load_tensorflow()
+        from trainkit import devices, evaluator
         # Before any TensorFlow op: the thread pools it then starts inherit the priority.
         priority.lower_priority(config.nice, config.idle_priority)
         if not ready:
@@ -469,7 +472,8 @@ def run_export(spec):
         run_config = check_run(f.train_dir, spec, "export")
         export_dir = f.export_dir or os.path.join(f.train_dir, "export")
         rundir.check_export_dir(export_dir, f.train_dir, run_config.data_dir)
-        from trainkit import export as export_lib  # TensorFlow loads here, after the checks
+        load_tensorflow()  # here, after the checks
+        from trainkit import export as export_lib
         export_lib.export(f.train_dir, registry.load(spec.name), f.checkpoint, export_dir)
 
     run(main)
@@ -487,12 +491,18 @@ def run_predict(spec):
             rundir.check_saved_model(f.saved_model, spec.name)
         else:
             check_run(f.train_dir, spec, "predict")
-        from trainkit import predict as predict_lib  # TensorFlow loads here, after the checks
+        load_tensorflow()  # here, after the checks
+        from trainkit import predict as predict_lib
         return predict_lib.run(argv[1:], registry.load(spec.name), train_dir=f.train_dir,
                                saved_model=f.saved_model, checkpoint=f.checkpoint,
                                top_k=f.top_k, as_json=f.json)
 
     run(main, positional=True)
+
+
+def load_tensorflow():
+    """Loads TensorFlow without its start-up chatter, unless ``--verbosity`` is raised."""
+    quiet.load_tensorflow(verbose=flags.FLAGS.verbosity > 0)
 
 
 def run(main, positional=False):
@@ -506,7 +516,8 @@ def run(main, positional=False):
         sys.exit(0)
 
     def guarded(argv):
-        logging.get_absl_handler().addFilter(_quiet_checkpoint_timings)
+        if flags.FLAGS.verbosity <= 0:  # TensorFlow's own INFO lines only when asked for
+            logging.get_absl_handler().addFilter(quiet.drop_library_info)
         if len(argv) > 1 and not positional:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
@@ -536,11 +547,6 @@ def _check_kernel_setting():
             f"TF_ENABLE_ONEDNN_OPTS={value!r} is not a setting TensorFlow understands (it "
             "would ignore it): set it to 1 for oneDNN kernels (the default), 0 for "
             "TensorFlow's own, or unset it")
-
-
-def _quiet_checkpoint_timings(record):
-    """Drops TensorFlow's per-save "Sharding callback duration" INFO line (absl-logged)."""
-    return not record.getMessage().startswith("Sharding callback duration")
 
 
 def _resumed_values(train_dir):

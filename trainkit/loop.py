@@ -13,6 +13,7 @@ SIGTERM/SIGINT). A non-finite loss ends the run before any save.
 import math
 import os
 import shutil
+import time
 
 import keras
 import tensorflow as tf
@@ -265,7 +266,7 @@ class Validator:
         if not patience or best is None or step - best["step"] < patience:
             return None
         return (f"no validation improvement for {step - best['step']} steps (best "
-                f"{best['precision_at_1']:.4f} at step {best['step']}, kept in {self.dir})")
+                f"{100 * best['precision_at_1']:.2f}% at step {best['step']}, kept in {self.dir})")
 
 
 class Trainer:
@@ -521,7 +522,7 @@ class Trainer:
 
     def _run(self):
         config, chief = self.config, self.distribution.is_chief
-        start = int(self.step.numpy())
+        start, started = int(self.step.numpy()), time.monotonic()
         writer = summaries.Writer(os.path.join(config.train_dir, "train")) if chief else None
         self.checkpointer = actions.Checkpointer(
             self._save, config.save_checkpoint_steps, config.save_checkpoint_secs, start,
@@ -539,7 +540,7 @@ class Trainer:
         stop_watch = actions.WatchStopRequest(os.path.join(config.train_dir, STOP_FILE), start)
 
         iterator = iter(self.dataset)
-        current, stopping, interrupted = start, None, None
+        current, stopping, interrupted, outputs = start, None, None, None
         with self.checkpointer.signals:
             while current < config.max_steps and not stopping and not interrupted:
                 n = self._steps_to_run(current, step_actions + [self.checkpointer])
@@ -566,10 +567,21 @@ class Trainer:
             done = os.path.join(config.train_dir, DONE_FILE)
             with open(done, "w") as f:
                 f.write(f"{current}\n")
-            logging.info("Training finished at step %d; wrote %s", current, done)
-        else:
-            logging.info("Training finished at step %d (%s)", current, self.distribution.task)
+        logging.info("%s", self._summary(current, time.monotonic() - started, outputs))
         return current
+
+    def _summary(self, step, seconds, outputs):
+        """The run's last line: where it ended, in how long, its loss and best validation."""
+        line = f"Training finished at step {step} after {actions.duration(seconds)} of training"
+        if outputs is not None:
+            line += f", final loss {float(outputs[0]):.4f}"
+        best = self.validator.best.value if self.validator else None
+        if best:
+            line += (f"; best validation precision @ 1 {100 * best['precision_at_1']:.2f}% at "
+                     f"step {best['step']} ({best['checkpoint']})")
+        if self.distribution.is_chief:
+            return line + f"; wrote {os.path.join(self.config.train_dir, DONE_FILE)}"
+        return line + f" ({self.distribution.task})"
 
 
 def train(config, dataset, distribution=None):

@@ -19,6 +19,7 @@ flags.DEFINE_list("data_mirrors", None,
 def main(argv):
     del argv
     f = flags.FLAGS
+    tk_flags.load_tensorflow()
     dataset = registry.load(f.dataset)
     mirrors = tuple(f.data_mirrors or dataset.mirrors)
     logging.info(dataset.prepare(f.data_dir or f"data/{f.dataset}", mirrors))

@@ -1,9 +1,13 @@
 """Pictures of an evaluation: the confusion matrix, misclassified images, first-layer filters.
 
-The TensorBoard confusion image is drawn with numpy alone. The PNG files that
-``--run_once`` writes (the plots the classic MNIST tutorials drew) use
-matplotlib, installed by ``make`` through the ``report`` extra; without it
-they are skipped with one warning.
+The confusion matrix colours its diagonal in blue by each class's recall and
+its errors in red on a scale of their own (the largest error the
+strongest), so that the errors show beside a strong diagonal. The evaluator
+writes the PNG files (the plots the classic MNIST tutorials drew) for each
+new best and for ``--run_once``, and the labeled confusion matrix to
+TensorBoard. They use matplotlib, installed by ``make`` through the
+``report`` extra; without it the PNGs are skipped with one warning and
+TensorBoard gets the bare coloured cells.
 """
 
 import math
@@ -15,25 +19,65 @@ from absl import logging
 CELL = 12  # pixels per confusion-matrix cell in the TensorBoard image
 
 
-def confusion_image(confusion):
-    """uint8 [1, H, W, 3] heat map of a confusion matrix, each row scaled to its true count."""
+def confusion_rgb(confusion):
+    """[K, K, 3] colours in 0..1: white to blue on the diagonal by each class's recall, white
+    to red off it by the count over the largest off-diagonal count."""
     confusion = np.asarray(confusion, np.float64)
-    rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    heat = np.kron(rows, np.ones([CELL, CELL]))
-    # White (0) to dark blue (1); the diagonal stands out when training works.
-    rgb = np.stack([1 - heat, 1 - 0.6 * heat, 1 - 0.2 * heat], axis=-1)
-    return (rgb * 255).round().astype(np.uint8)[None]
+    recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+    errors = confusion * (1 - np.eye(len(confusion)))
+    errors = errors / max(errors.max(), 1)
+    blue = np.stack([1 - recall, 1 - 0.6 * recall, 1 - 0.2 * recall], axis=-1)
+    red = np.stack([1 - 0.15 * errors, 1 - 0.85 * errors, 1 - 0.85 * errors], axis=-1)
+    return np.where(np.eye(len(confusion), dtype=bool)[..., None], blue[:, None], red)
 
 
-def _pyplot():
+def confusion_image(confusion, class_names=None, step=None):
+    """uint8 [1, H, W, 3] for TensorBoard: the labeled plot of ``confusion_figure`` when
+    matplotlib is there, else the bare coloured cells."""
+    plt = _pyplot(warn=False) if class_names else None
+    if plt is None:
+        cells = np.kron(confusion_rgb(confusion), np.ones([CELL, CELL, 1]))
+        return (cells * 255).round().astype(np.uint8)[None]
+    fig = confusion_figure(plt, confusion, class_names, step)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return pixels[None]
+
+
+def confusion_figure(plt, confusion, class_names, step):
+    """The confusion matrix with its counts, class names on both axes, in
+    ``confusion_rgb``'s colours."""
+    confusion = np.asarray(confusion)
+    fig, axis = plt.subplots(figsize=(7, 6))
+    axis.imshow(confusion_rgb(confusion), interpolation="nearest")
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+    top_error = max((confusion * (1 - np.eye(len(confusion)))).max(), 1)
+    for (i, j), value in np.ndenumerate(confusion):
+        strong = recall[i] > 0.6 if i == j else value > top_error * 0.6
+        axis.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                  color="white" if strong else "black")
+    title = "confusion matrix" + (f" at step {step}" if step is not None else "")
+    axis.set_title(f"{title}\nblue: share of the class found; red: errors, the largest "
+                   "the darkest", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _pyplot(warn=True):
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         return plt
     except ImportError:
-        logging.warning("matplotlib is not installed: PNG reports skipped "
-                        "(pip install matplotlib, or reinstall with the 'report' extra)")
+        if warn:
+            logging.warning("matplotlib is not installed: PNG reports skipped "
+                            "(pip install matplotlib, or reinstall with the 'report' extra)")
         return None
 
 
@@ -57,18 +101,7 @@ def write_pngs(out_dir, step, confusion, class_names, misclassified, first_kerne
     os.makedirs(out_dir, exist_ok=True)
     paths = []
 
-    fig, axis = plt.subplots(figsize=(7, 6))
-    image = axis.imshow(confusion, cmap="Blues")
-    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    axis.set_yticks(range(len(class_names)), class_names)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    for (i, j), value in np.ndenumerate(confusion):
-        axis.text(j, i, str(value), ha="center", va="center", fontsize=7,
-                  color="white" if value > confusion.max() / 2 else "black")
-    fig.colorbar(image)
-    axis.set_title(f"confusion matrix at step {step}")
-    fig.tight_layout()
+    fig = confusion_figure(plt, confusion, class_names, step)
     paths.append(os.path.join(out_dir, "confusion_matrix.png"))
     fig.savefig(paths[-1])
     plt.close(fig)

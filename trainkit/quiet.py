@@ -1,0 +1,55 @@
+"""The program's own lines, not TensorFlow's chatter (``--verbosity=1`` shows it all).
+
+TensorFlow's native libraries print a start-up banner on loading (oneDNN,
+CUDA stubs, CPU features; twice, one per library) and, on a machine without
+a GPU, an alarming ``failed call to cuInit`` line when it first looks for
+devices. They write straight to file descriptor 2, before Python's logging
+can see them, so ``load_tensorflow`` points that descriptor at a temporary
+file while it loads TensorFlow and lists the devices, then passes on every
+line that is not such start-up noise. TensorFlow's and Keras's own Python
+INFO lines (SavedModel signatures, fingerprints, checkpoint timings) are
+dropped by ``drop_library_info``, a filter on absl's handler.
+"""
+
+import os
+import re
+import sys
+import tempfile
+
+# Lines TensorFlow prints as it loads and first lists devices; anything else passes.
+START_UP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called|"
+    r"^[IW]0000 .*\] |cuda_platform\.cc:\d+\] failed call to cuInit|"
+    r"This TensorFlow binary is optimized to use available CPU instructions|"
+    r"^To enable the following instructions:")
+_LIBRARIES = (os.sep + "tensorflow" + os.sep, os.sep + "keras" + os.sep)
+
+
+def load_tensorflow(verbose=False):
+    """Imports TensorFlow and lists its devices, keeping its start-up lines off stderr
+    unless ``verbose``; returns the module."""
+    if verbose:
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()  # where CUDA's start-up lines come
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if line.strip() and not START_UP_NOISE.search(line)]
+    if kept:
+        sys.stderr.write("\n".join(kept) + "\n")
+    return tf
+
+
+def drop_library_info(record):
+    """A logging filter: False for TensorFlow's and Keras's own INFO records (and below)."""
+    return record.levelno > 20 or not any(part in record.pathname for part in _LIBRARIES)
