@@ -184,3 +184,17 @@ def test_a_trainer_without_its_data_leaves_no_run_behind(tmp_path):
     result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--timeout_secs=1",
                              "--eval_interval_secs=0.2")
     helpers.assert_one_clear_line(result, "no trainer wrote", "config.json")
+
+
+def test_the_pipelines_run_without_autotune(mnist_data):
+    """tf.data's autotuning thread made deleting an iterator wait up to a minute at the end
+    of a long run (the trainer and evaluator sat that long after their last line)."""
+    from trainkit import pipeline
+    from trainkit import registry
+    mnist = registry.load("mnist")
+    config = helpers.train_config("mnist", mnist_data)
+    images, labels = mnist.arrays(config, "train")
+    train = pipeline.train_dataset(mnist, config, images, labels)
+    evaluation, _ = pipeline.eval_dataset(mnist, config, "test", 50)
+    for dataset in (train, evaluation):
+        assert dataset.options().autotune.enabled is False

@@ -149,7 +149,7 @@ class Evaluator:
         if 0 < eval_config.num_examples < self.num_examples:
             self.num_examples = eval_config.num_examples
             self.dataset = (self.dataset.unbatch().take(self.num_examples)
-                            .batch(eval_config.eval_batch_size).prefetch(tf.data.AUTOTUNE))
+                            .batch(eval_config.eval_batch_size).prefetch(pipeline.PREFETCH))
         self.class_names = dataset.classes(self.train_config)
         self.model = dataset.build(self.train_config)
         # Exports of the best checkpoint: the model as it is right after scoring it.

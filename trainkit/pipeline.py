@@ -11,9 +11,14 @@ shuffle buffer. Shuffling is over the whole split, as well mixed as a
 shuffle can be.
 """
 
+import os
+
 import tensorflow as tf
 
 _FOREVER = 2**62
+# Fixed parallelism of the batch-making map and batches made ahead (see without_autotune).
+PARALLEL_CALLS = max(2, os.cpu_count() or 2)
+PREFETCH = 2
 
 
 def epoch_permutation(num_examples, seed, epoch):
@@ -127,10 +132,10 @@ def train_batches(images, labels, batch_size, seed, start_step, preprocess, part
                           random)
 
     dataset = (tf.data.Dataset.zip(tf.data.Dataset.range(start_step, _FOREVER), indices)
-               .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE))
+               .map(make_batch, num_parallel_calls=PARALLEL_CALLS))
     if part.replicas > 1:
         dataset = dataset.rebatch(share // part.replicas)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotune(dataset.prefetch(PREFETCH))
 
 
 def train_dataset(dataset, config, images, labels, start_step=0, part=None):
@@ -153,6 +158,16 @@ def eval_dataset(dataset, config, split, batch_size):
     batches = (tf.data.Dataset.from_tensor_slices((images, labels))
                .batch(batch_size)
                .map(lambda x, y: (model.eval_preprocess(x, config), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-               .prefetch(tf.data.AUTOTUNE))
-    return batches, len(labels)
+                    num_parallel_calls=PARALLEL_CALLS)
+               .prefetch(PREFETCH))
+    return without_autotune(batches), len(labels)
+
+
+def without_autotune(dataset):
+    """``dataset`` with tf.data's autotuning off. Its optimization thread makes deleting
+    an iterator wait for the thread's next wake-up, which backs off to about a minute in
+    a long run: the trainer and the evaluator sat that long after their last line. The
+    pipelines run far ahead of the step with fixed parallelism (docs/speed.md)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
