@@ -69,6 +69,19 @@ def run_cli(module, *args, timeout=180, env=None):
                           timeout=timeout, env=dict(cli_env(), **(env or {})), cwd=REPO)
 
 
+# What an outer make (``make test``) leaves in the environment that would change what a
+# make target under test does: its command-line variables and the paths it exports.
+MAKE_STATE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "TRAIN_DIR", "DATA_DIR",
+              "DATASET", "ARGS", "PRESET")
+
+
+def run_make(*args, timeout=420):
+    """Runs ``make args`` in the repository as a user's shell would, to completion."""
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_STATE}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def error_lines(stderr):
     """The lines of stderr that are the tool's own words (not TensorFlow's start-up noise)."""
     return [line for line in stderr.splitlines()

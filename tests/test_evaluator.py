@@ -153,7 +153,7 @@ def test_trainer_early_stopping_keeps_best_validation(tmp_path, mnist_data):
                              "--validate_every_steps=10", "--early_stopping_steps=60",
                              "--learning_rate=0.002")
     assert result.returncode == 0, result.stderr
-    lines = [l for l in result.stderr.splitlines() if "validation precision @ 1" in l]
+    lines = [l for l in result.stderr.splitlines() if "validation precision @ 1 = " in l]
     logged = [float(l.split("= ")[1].split("%")[0]) / 100 for l in lines]
     starred = [float(l.split("= ")[1].split("%")[0]) / 100 for l in lines
                if l.rstrip().endswith(")") and " * (" in l]

@@ -53,8 +53,7 @@ def test_every_readme_command_parses_as_printed(command):
     if words[0] == "make":
         if not os.path.exists(os.path.join(helpers.REPO, ".venv", ".installed")):
             pytest.skip("the make targets run the project's .venv (made by `make test`)")
-        result = subprocess.run(["make", "-n", "--no-print-directory", *words[1:]],
-                                cwd=helpers.REPO, capture_output=True, text=True, timeout=120)
+        result = helpers.run_make("-n", *words[1:])
     else:
         result = subprocess.run([sys.executable, "-c", PARSE, words[2], *words[3:]],
                                 cwd=helpers.REPO, capture_output=True, text=True, timeout=120,
@@ -68,13 +67,11 @@ def test_the_quick_start_runs_as_printed_on_small_data(tmp_path, mnist_data):
     train_dir = str(tmp_path / "runs" / "mnist")
     small = " --max_steps=40 --save_checkpoint_steps=20 --validate_every_steps=20 " \
             "--validation_size=100 --batch_size=20 --data_mirrors=http://127.0.0.1:9/"
-    make = ["make", "--no-print-directory", f"TRAIN_DIR={train_dir}", f"DATA_DIR={mnist_data}"]
-    train = subprocess.run(make + ["train", "DATASET=mnist", "ARGS=--preset=fast" + small],
-                           cwd=helpers.REPO, capture_output=True, text=True, timeout=300)
+    make = [f"TRAIN_DIR={train_dir}", f"DATA_DIR={mnist_data}"]
+    train = helpers.run_make(*make, "train", "DATASET=mnist", "ARGS=--preset=fast" + small)
     assert train.returncode == 0, train.stderr
-    evaluate = subprocess.run(make + ["eval", "DATASET=mnist",
-                                      "ARGS=--eval_interval_secs=0 --eval_policy=all"],
-                              cwd=helpers.REPO, capture_output=True, text=True, timeout=300)
+    evaluate = helpers.run_make(*make, "eval", "DATASET=mnist",
+                                "ARGS=--eval_interval_secs=0 --eval_policy=all")
     assert evaluate.returncode == 0, evaluate.stderr
     digit = str(tmp_path / "digit.png")
     import tensorflow as tf

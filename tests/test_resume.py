@@ -160,10 +160,7 @@ needs_venv = pytest.mark.skipif(
 
 @needs_venv
 def test_make_resume_without_checkpoint_says_so(tmp_path):
-    import subprocess
-    result = subprocess.run(["make", "--no-print-directory", "resume", "DATASET=mnist",
-                             f"TRAIN_DIR={tmp_path / 'none'}"], cwd=helpers.REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = helpers.run_make("resume", "DATASET=mnist", f"TRAIN_DIR={tmp_path / 'none'}")
     line = helpers.assert_one_clear_line(result, f"{tmp_path / 'none'} holds no checkpoint "
                                                  "to resume", "'make train TRAIN_DIR=")
     assert "--resume" not in line  # in the words of the command the user ran
@@ -171,28 +168,23 @@ def test_make_resume_without_checkpoint_says_so(tmp_path):
 
 @needs_venv
 def test_make_train_refuses_and_make_resume_continues(tmp_path, mnist_data):
-    import subprocess
     train_dir = str(tmp_path / "run")
-    make = ["make", "--no-print-directory", "DATASET=mnist", f"TRAIN_DIR={train_dir}",
+    make = ["DATASET=mnist", f"TRAIN_DIR={train_dir}",
             f"DATA_DIR={mnist_data}"]
     fast = "ARGS=" + " ".join(BASE + ["--max_steps=10", "--save_checkpoint_steps=5"])
-    first = subprocess.run(make + ["train", fast], cwd=helpers.REPO, capture_output=True,
-                           text=True, timeout=180)
+    first = helpers.run_make(*make, "train", fast)
     assert first.returncode == 0, first.stderr
     assert f"Starting a new run in {train_dir} at step 0" in first.stderr
-    again = subprocess.run(make + ["train", fast], cwd=helpers.REPO, capture_output=True,
-                           text=True, timeout=180)
+    again = helpers.run_make(*make, "train", fast)
     # Refused in make's words, before TensorFlow loads.
     helpers.assert_one_clear_line(again, "already holds checkpoints",
                                   f"'make resume TRAIN_DIR={train_dir}'")
     assert "Starting" not in again.stderr and "Precision:" not in again.stderr
-    resumed = subprocess.run(make + ["resume", "ARGS=--max_steps=15"], cwd=helpers.REPO,
-                             capture_output=True, text=True, timeout=180)
+    resumed = helpers.run_make(*make, "resume", "ARGS=--max_steps=15")
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming {train_dir} from {train_dir}/ckpt-10 at step 10" in resumed.stderr
     assert checkpoints.latest(train_dir).endswith("ckpt-15")
     # The run is complete: make resume says so, and how to extend it.
-    done = subprocess.run(make + ["resume"], cwd=helpers.REPO, capture_output=True,
-                          text=True, timeout=180)
+    done = helpers.run_make(*make, "resume")
     helpers.assert_one_clear_line(done, f"the run in {train_dir} is complete: it reached step "
                                         "15 of --max_steps=15", "ARGS=--max_steps=30'")

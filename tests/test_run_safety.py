@@ -227,18 +227,15 @@ needs_venv = pytest.mark.skipif(
 @needs_venv
 def test_make_targets_take_paths_with_spaces_and_the_dataset_from_the_run(tmp_path, mnist_data):
     train_dir = str(tmp_path / "a run [2]")
-    make = ["make", "--no-print-directory", f"TRAIN_DIR={train_dir}"]
+    make = [f"TRAIN_DIR={train_dir}"]
     fast = "ARGS=" + " ".join(FAST + ["--max_steps=10", "--save_checkpoint_steps=5"])
-    result = subprocess.run(make + ["train", "DATASET=mnist", f"DATA_DIR={mnist_data}", fast],
-                            cwd=helpers.REPO, capture_output=True, text=True, timeout=240)
+    result = helpers.run_make(*make, "train", "DATASET=mnist", f"DATA_DIR={mnist_data}", fast)
     assert result.returncode == 0, result.stderr
     # No DATASET: the run's config.json says it is MNIST, not the default CIFAR-10.
-    result = subprocess.run(make + ["resume", "ARGS=--max_steps=15"], cwd=helpers.REPO,
-                            capture_output=True, text=True, timeout=240)
+    result = helpers.run_make(*make, "resume", "ARGS=--max_steps=15")
     assert result.returncode == 0, result.stderr
     assert f"Resuming {train_dir} from {train_dir}/ckpt-10 at step 10" in result.stderr
-    result = subprocess.run(make + ["eval", "ARGS=--run_once"], cwd=helpers.REPO,
-                            capture_output=True, text=True, timeout=240)
+    result = helpers.run_make(*make, "eval", "ARGS=--run_once")
     assert result.returncode == 0, result.stderr
     assert steps_in(os.path.join(train_dir, "eval")) == [15]
     assert not os.path.exists(os.path.join(helpers.REPO, "data", "cifar10"))

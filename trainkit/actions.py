@@ -58,6 +58,8 @@ class LogProgress:
         self._check_finite()
         loss = float(outputs[0])  # waits for the step to finish
         now = self._clock()
+        if self._calls == 1:
+            self._first = (now, step)
         sec_per_batch = (now - self._last_time) / (step - self._last_step)
         config = self._config
         logging.info("step %d, loss = %.4f (epoch %.2f; %.1f examples/sec; %.4f sec/batch; "
@@ -71,7 +73,7 @@ class LogProgress:
     def _first_estimate(self, step, outputs):
         float(outputs[0])  # waits for the step to finish
         now = self._clock()
-        if self._calls == 1:
+        if self._first is None:
             self._first = (now, step)
             return
         sec_per_batch = (now - self._first[0]) / max(step - self._first[1], 1)
