@@ -52,6 +52,20 @@ def test_log_progress_leaves_excluded_time_out_of_the_speed(caplog):
            "ETA 19 s to step 100)" in caplog.text
 
 
+def test_log_progress_gives_a_first_eta_whichever_call_logs_first(caplog):
+    config = type("Config", (), {"batch_size": 10, "max_steps": 100})()
+    for every_steps, steps in ((5, (5, 7)), (20, (5, 10)), (5, (12, 24))):
+        clock = Clock()
+        progress = actions.LogProgress(every_steps, 0, config, steps_per_epoch=50,
+                                       check_finite=lambda: None, clock=clock)
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            for step in steps:
+                clock.now += 1.0
+                progress(step, (0.25,))
+        assert "ETA" in caplog.text, (every_steps, steps)
+
+
 def test_stop_request_says_why(tmp_path):
     path = tmp_path / "STOP"
     watch = actions.WatchStopRequest(str(path), start_step=0)
