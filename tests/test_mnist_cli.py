@@ -346,3 +346,14 @@ def _child_running(parent, fragment):
         if ppid == parent and fragment in cmdline:
             return int(name)
     return None
+
+
+def test_the_one_epoch_preset_sees_each_training_image_at_most_once():
+    """--preset=one_epoch: its steps times its batch fit in the 55,000 training images (the
+    default --validation_size holds 5,000 of the 60,000 out), as docs/results.md says."""
+    import mnist
+    preset = mnist.SPEC.presets["one_epoch"]
+    defaults = mnist.SPEC.defaults
+    training_images = 60000 - preset.get("validation_size", defaults["validation_size"])
+    steps, batch = preset["max_steps"], preset["batch_size"]
+    assert steps * batch <= training_images < (steps + 1) * batch
