@@ -19,7 +19,7 @@ from trainkit import rundir
 CONFIG_FILE = rundir.CONFIG_FILE
 # Every choice a flag offers, once, here: the flags (and --help) are defined from
 # these without loading TensorFlow, and the modules that act on them use the same.
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "muon")
 LR_SCHEDULES = ("exponential", "cosine", "linear")
 EVAL_POLICIES = ("latest", "all")
 PRECISIONS = ("float32", "bfloat16", "auto")
@@ -76,6 +76,8 @@ class TrainConfig:
     steps_per_call: int = 10
     label_smoothing: float = 0.0
     moving_average_every_steps: int = 10
+    muon_learning_rate: float = 0.24
+    muon_momentum: float = 0.6
     lookahead_every_steps: int = 0
     lookahead_decay: float = 0.95
     precision: str = "float32"

@@ -63,7 +63,8 @@ def define_train_flags(spec):
                          "Global step (batches) at which training ends.", lower_bound=1)
     flags.DEFINE_enum("optimizer", d("optimizer"), list(config_lib.OPTIMIZERS),
                       "Optimizer: plain SGD, SGD with --momentum (heavy ball or Nesterov's), "
-                      "or Adam.")
+                      "Adam, or Muon (convolution kernels orthogonalized, see "
+                      "--muon_learning_rate; every other weight by Nesterov's SGD).")
     flags.DEFINE_float("learning_rate", d("learning_rate"), "Initial learning rate.",
                        lower_bound=0.0)
     flags.DEFINE_float("learning_rate_decay", d("learning_rate_decay"),
@@ -85,7 +86,14 @@ def define_train_flags(spec):
     flags.DEFINE_boolean("staircase", d("staircase"),
                          "Decay the learning rate in steps (true) or continuously (false).")
     flags.DEFINE_float("momentum", d("momentum"),
-                       "Momentum for --optimizer=momentum and nesterov.", lower_bound=0.0)
+                       "Momentum for --optimizer=momentum, nesterov and muon.", lower_bound=0.0)
+    flags.DEFINE_float("muon_learning_rate", d("muon_learning_rate"),
+                       "--optimizer=muon: the convolution kernels' learning rate, on the same "
+                       "schedule as --learning_rate (which the other weights take).",
+                       lower_bound=0.0)
+    flags.DEFINE_float("muon_momentum", d("muon_momentum"),
+                       "--optimizer=muon: the convolution kernels' Nesterov momentum (the "
+                       "other weights take --momentum).", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_float("l2_regularization", d("l2_regularization"),
                        "Weight of the L2 penalty (sum of squares / 2) on the model's "
                        "regularized weights, added to the loss; 0 turns it off.", lower_bound=0.0)
@@ -192,7 +200,7 @@ TRAIN_GROUPS = (
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
         "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
-        "l2_regularization", "label_smoothing", "moving_average_decay",
+        "muon_learning_rate", "muon_momentum", "l2_regularization", "label_smoothing", "moving_average_decay",
         "moving_average_every_steps", "lookahead_every_steps", "lookahead_decay"]),
     ("checkpoints, logs and validation", [
         "save_checkpoint_steps", "save_checkpoint_secs", "max_to_keep", "log_frequency",

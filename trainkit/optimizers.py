@@ -44,6 +44,56 @@ class FusedSGD(keras.optimizers.SGD):
             momentum=tf.cast(self.momentum, var.dtype), use_nesterov=self.nesterov)
 
 
+# Newton-Schulz: the quintic's coefficients and step count of airbench94_muon.py (Keller
+# Jordan), chosen for the steepest slope at zero rather than exact convergence: singular
+# values end near 1 (roughly 0.7-1.2), which trains as well as exactly 1.
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
+NEWTON_SCHULZ_STEPS = 3
+
+
+def orthogonalize(matrix, steps=NEWTON_SCHULZ_STEPS, eps=1e-7):
+    """About ``U V^T`` of ``matrix = U S V^T``: every singular value moved near 1 by
+    ``steps`` Newton-Schulz iterations of ``x -> a x + b (x x^T) x + c (x x^T)^2 x``
+    after scaling to Frobenius norm 1. The iteration commutes with transposition, so it
+    runs on the side whose Gram matrix is smaller."""
+    a, b, c = NEWTON_SCHULZ
+    x = matrix / (tf.norm(matrix) + eps)
+    wide = matrix.shape[0] <= matrix.shape[1]
+    if not wide:
+        x = tf.transpose(x)
+    for _ in range(steps):
+        gram = tf.matmul(x, x, transpose_b=True)
+        x = a * x + tf.matmul(b * gram + c * tf.matmul(gram, gram), x)
+    return x if wide else tf.transpose(x)
+
+
+class Muon(FusedSGD):
+    """Muon for convolution kernels, Nesterov's SGD for every other weight (as
+    airbench94_muon.py). A kernel's step: its momentum buffer ``m = mu m + g``, the
+    Nesterov direction ``g + mu m`` orthogonalized as a matrix of one row per input tap
+    and one column per output channel, the kernel first scaled to Frobenius norm
+    sqrt(output channels), then moved by ``muon_scale`` times the scheduled learning
+    rate. The kernels' buffers are the SGD momentum slots, so checkpoints look alike."""
+
+    def __init__(self, learning_rate, momentum, muon_scale, muon_momentum, **kwargs):
+        super().__init__(learning_rate, momentum=momentum, nesterov=True, **kwargs)
+        self.muon_scale, self.muon_momentum = muon_scale, muon_momentum
+
+    def update_step(self, gradient, variable, learning_rate):
+        if len(variable.shape) != 4 or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        var = _tf_variable(variable)
+        buffer = _tf_variable(self.momentums[self._get_variable_index(variable)])
+        gradient = tf.cast(gradient, var.dtype)
+        buffer.assign(buffer * self.muon_momentum + gradient)
+        direction = gradient + self.muon_momentum * buffer
+        outputs = var.shape[-1]
+        var.assign(var * (float(outputs) ** 0.5 / (tf.norm(var) + 1e-12)))
+        update = tf.reshape(orthogonalize(tf.reshape(direction, [-1, outputs])), var.shape)
+        rate = tf.cast(learning_rate, var.dtype) * self.muon_scale
+        return var.assign_sub(rate * update)
+
+
 def make_optimizer(config, learning_rate):
     """The optimizer ``--optimizer`` names; ``learning_rate`` is a no-argument callable."""
     if config.optimizer == "sgd":
@@ -54,5 +104,12 @@ def make_optimizer(config, learning_rate):
         return FusedSGD(learning_rate, momentum=config.momentum, nesterov=True)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
+    if config.optimizer == "muon":
+        if config.learning_rate <= 0:
+            raise errors.UserError("--optimizer=muon needs --learning_rate above 0: the "
+                                   "kernels' rate follows its schedule")
+        return Muon(learning_rate, momentum=config.momentum,
+                    muon_scale=config.muon_learning_rate / config.learning_rate,
+                    muon_momentum=config.muon_momentum)
     raise errors.UserError(
         f"unknown --optimizer={config.optimizer}; choose one of {', '.join(OPTIMIZERS)}")
