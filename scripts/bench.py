@@ -123,16 +123,10 @@ def _dataset(name):
 
 
 def flops_per_example(model):
-    """Training FLOPs per example: 3x the forward multiply-adds x 2 of convs and dense layers."""
-    import keras
-    forward = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, _ = layer.output.shape
-            forward += 2 * h * w * int(layer.kernel.numpy().size)
-        elif isinstance(layer, keras.layers.Dense):
-            forward += 2 * int(layer.kernel.numpy().size)
-    return 3 * forward  # backward: gradients for inputs and for weights
+    """Training FLOPs per example (``trainkit.flops``: 3x the forward convolution and
+    weight-matmul FLOPs, nested layers included)."""
+    from trainkit import flops
+    return flops.training_flops_per_example(model, model.inputs[0].shape[1:])
 
 
 def _onednn_on():
