@@ -4,12 +4,11 @@
 
 Starts the evaluator, then the trainer (the classic settings) on a new train dir,
 timestamps every line each prints, and reports how long each process took to return
-after its last line. The train dir is deleted first if it exists.
+after its last line. The train dir must not exist yet (nothing is ever deleted).
 """
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -37,7 +36,10 @@ def main():
     parser.add_argument("--train_dir", required=True)
     parser.add_argument("--data_dir", required=True)
     args = parser.parse_args()
-    shutil.rmtree(args.train_dir, ignore_errors=True)
+    if os.path.exists(args.train_dir):
+        sys.stderr.write(f"error: {args.train_dir} exists; give a new --train_dir (this "
+                         "script starts a new run and deletes nothing)\n")
+        return 2
     eval_lines, train_lines = [], []
     evaluator, eval_reader = start(["mnist.eval", f"--train_dir={args.train_dir}"], eval_lines)
     trainer, train_reader = start(["mnist.train", f"--train_dir={args.train_dir}",

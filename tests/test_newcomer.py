@@ -195,3 +195,15 @@ def test_the_pipelines_run_without_autotune(mnist_data):
     evaluation, _ = pipeline.eval_dataset(mnist, config, "test", 50)
     for dataset in (train, evaluation):
         assert dataset.options().autotune.enabled is False
+
+
+def test_the_exit_delay_script_never_deletes_an_existing_dir(tmp_path):
+    existing = tmp_path / "a run [1]"
+    existing.mkdir()
+    (existing / "ckpt-5.index").write_text("a run's")
+    result = subprocess.run([sys.executable, os.path.join(helpers.REPO, "scripts",
+                                                          "exit_delay.py"),
+                             f"--train_dir={existing}", "--data_dir=unused"],
+                            capture_output=True, text=True, timeout=120, cwd=helpers.REPO)
+    helpers.assert_one_clear_line(result, f"{existing} exists", "deletes nothing")
+    assert (existing / "ckpt-5.index").read_text() == "a run's"

@@ -105,9 +105,7 @@ def make_optimizer(config, learning_rate):
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate)
     if config.optimizer == "muon":
-        if config.learning_rate <= 0:
-            raise errors.UserError("--optimizer=muon needs --learning_rate above 0: the "
-                                   "kernels' rate follows its schedule")
+        # TrainConfig.validate refuses a learning rate of 0, so the ratio is defined.
         return Muon(learning_rate, momentum=config.momentum,
                     muon_scale=config.muon_learning_rate / config.learning_rate,
                     muon_momentum=config.muon_momentum)
