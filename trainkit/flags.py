@@ -200,7 +200,8 @@ TRAIN_GROUPS = (
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
         "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
-        "muon_learning_rate", "muon_momentum", "l2_regularization", "label_smoothing", "moving_average_decay",
+        "muon_learning_rate", "muon_momentum", "l2_regularization", "label_smoothing",
+        "moving_average_decay",
         "moving_average_every_steps", "lookahead_every_steps", "lookahead_decay"]),
     ("checkpoints, logs and validation", [
         "save_checkpoint_steps", "save_checkpoint_secs", "max_to_keep", "log_frequency",
