@@ -23,6 +23,22 @@ AIRBENCH = dict(model="airbench95", batch_size=1024, optimizer="nesterov", momen
                 moving_average_every_steps=1, precision="auto", save_checkpoint_secs=300,
                 save_summaries_steps=100, log_frequency=10)
 
+# airbench94.py (Keller Jordan, 2024) as it is: 9.9 epochs of 1,024 as it counts them (48
+# steps each: 476 steps); its learning rate 11.5 per 1,024 examples of summed loss, i.e.
+# 11.5 / (1 + 1 / 0.15) = 1.5 for a mean loss; its decoupled weight decay 0.0153 per 1,024
+# examples as an L2 penalty, 0.0153 / 11.5; its triangle from 0.2 up to 1 at 23% of the
+# steps and down to 0.07; the whitening bias trained for 3 epochs; Lookahead from epoch 3,
+# copied back at each epoch's end. Shorter runs keep the epoch-counted parts:
+# --max_steps=240 --warmup_steps=55 is its schedule cut to 5 epochs.
+AIRBENCH94 = dict(model="airbench94", batch_size=1024, optimizer="nesterov", momentum=0.85,
+                  learning_rate=1.5, lr_schedule="linear", warmup_steps=109, warmup_from=0.2,
+                  decay_to=0.07, max_steps=476, translate=2, cutout=0, whiten_bias_steps=144,
+                  l2_regularization=0.0153 / 11.5, label_smoothing=0.2,
+                  lookahead_every_steps=5, lookahead_decay=0.95, lookahead_start_steps=144,
+                  lookahead_sync_steps=48, moving_average_decay=0.0,
+                  moving_average_every_steps=1, precision="auto", save_checkpoint_secs=300,
+                  save_summaries_steps=100, log_frequency=10)
+
 SPEC = dataset.DatasetSpec(
     name="cifar10",
     models=("tutorial", "airbench94", "airbench95"),
@@ -40,6 +56,7 @@ SPEC = dataset.DatasetSpec(
         "short": dict(optimizer="momentum", momentum=0.9, learning_rate=0.02,
                       lr_schedule="cosine", max_steps=15625, save_checkpoint_secs=300),
         "airbench": AIRBENCH,
+        "airbench94": AIRBENCH94,
     },
     preset_aliases={"resnet": "airbench"},
     eval_splits=("test", "validation"),

@@ -107,7 +107,7 @@ def test_a_run_with_a_config_json_of_former_names_resumes_evaluates_and_exports(
     assert result.returncode == 0, result.stderr
     resumed = json.load(open(path))
     assert (resumed["model"], resumed["preset"], resumed["options"]) == (
-        "airbench94", "airbench", {"translate": 3, "cutout": 12})
+        "airbench94", "airbench", {"translate": 3, "cutout": 12, "whiten_bias_steps": 0})
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
     assert result.returncode == 0, result.stderr
     result = helpers.run_cli("cifar10.export", f"--train_dir={train_dir}")

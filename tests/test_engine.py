@@ -84,7 +84,28 @@ def test_ema_every_k_steps_uses_the_decay_to_that_power():
         np.testing.assert_allclose(averages.shadows["w"].numpy(), shadow, rtol=1e-5, atol=1e-6)
 
 
-def test_lookahead_pulls_the_weights_to_a_slow_copy_every_k_steps_and_at_the_end():
+def lookahead_by_hand(moves, decay, every, start, sync, total):
+    """airbench94's Lookahead written out: the slow copy is made at the first pull
+    after ``start``; the weights are set to it at every pull, every ``sync`` steps
+    and at the end. Returns the weights and slow copy after each step."""
+    slow, history = None, []
+    for t, moved in enumerate(moves, start=1):
+        weights = moved
+        if t > start and t % every == 0:
+            if slow is None:
+                slow = weights.copy()
+            else:
+                keep = decay ** every * (t / total) ** 3
+                slow = keep * slow + (1.0 - keep) * weights
+            weights = slow
+        if slow is not None and (t % sync == 0 or t == total):
+            weights = slow
+        history.append((weights, slow))
+    return history
+
+
+@pytest.mark.parametrize("start,sync", [(0, 0), (6, 10)])
+def test_lookahead_pulls_copies_back_and_ends_on_the_slow_copy(start, sync):
     var = tf.Variable([1.0, -2.0])
     counter = tf.Variable(7, dtype=tf.int64)
     step = tf.Variable(0, dtype=tf.int64)
@@ -96,22 +117,28 @@ def test_lookahead_pulls_the_weights_to_a_slow_copy_every_k_steps_and_at_the_end
         value, dtype = counter, "int64"
 
     lookahead = lookahead_lib.Lookahead({"w": Weights, "seed": Seed}, decay=0.9, every=4,
-                                        step=step, max_steps=23)
+                                        step=step, max_steps=23, start=start, sync_every=sync)
     assert list(lookahead.slow) == ["w"]
     update = tf.function(lookahead.update)
-    slow = np.array([1.0, -2.0])
+    # What each training step leaves, added to the weights the previous step ended on.
+    deltas = [np.array([np.sin(t), np.cos(t)]) * t for t in range(1, 24)]
+    weights, moves = np.array([1.0, -2.0]), []
+    expected = []
     for t in range(1, 24):
-        moved = np.array([np.sin(t), np.cos(t)]) * t  # what a training step left
-        var.assign(moved)
+        moved = weights + deltas[t - 1]
+        moves.append(moved)
+        expected = lookahead_by_hand(moves, 0.9, 4, start, sync or 10 ** 6, 23)
+        weights = expected[-1][0]
+        var.assign(var + deltas[t - 1])
         step.assign(t)
         update()
-        if t % 4 == 0 or t == 23:
-            keep = 0.9 ** 4 * (t / 23) ** 3
-            slow = keep * slow + (1.0 - keep) * moved
-            np.testing.assert_allclose(var.numpy(), slow, rtol=1e-5, atol=1e-6)
-        else:
-            np.testing.assert_allclose(var.numpy(), moved)  # left alone between pulls
-        np.testing.assert_allclose(lookahead.slow["w"].numpy(), slow, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(var.numpy(), weights, rtol=1e-5, atol=1e-5)
+        if expected[-1][1] is not None:
+            np.testing.assert_allclose(lookahead.slow["w"].numpy(), expected[-1][1],
+                                       rtol=1e-5, atol=1e-5)
+    # The run ends on the slow copy; steps 21-23 since the last pull are discarded.
+    np.testing.assert_allclose(var.numpy(), expected[-1][1], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(moves[-1], expected[-1][1])
     assert int(counter.numpy()) == 7
 
 
@@ -354,6 +381,24 @@ def test_linear_one_cycle_schedule(mnist_data, tmp_path):
     assert float(lr(19)) == pytest.approx(0.4)  # the peak, at the end of the warm-up
     assert float(lr(60)) == pytest.approx(0.4 * 0.5)  # half-way down from step 20 to 100
     assert float(lr(100)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_airbench94_triangle_from_0_2_to_1_to_0_07(mnist_data, tmp_path):
+    # airbench94.py's triangle(476, start=0.2, end=0.07, peak=0.23): its peak at step
+    # int(0.23 * 476) = 109, linear between the three points.
+    config = train_config(tmp_path, mnist_data, learning_rate=1.5, lr_schedule="linear",
+                          max_steps=476, warmup_steps=109, warmup_from=0.2, decay_to=0.07)
+    lr = loop.learning_rate_fn(config, steps_per_epoch=48)
+    for step, fraction in ((0, 0.2), (50, 0.2 + 0.8 * 50 / 109), (109, 1.0),
+                           (300, 1.0 - 0.93 * (300 - 109) / (476 - 109)), (476, 0.07)):
+        assert float(lr(step)) == pytest.approx(1.5 * fraction, rel=1e-6)
+
+
+def test_decay_to_and_warmup_from_refuse_what_they_cannot_mean(mnist_data, tmp_path):
+    with pytest.raises(errors.UserError, match="--decay_to=0.1 needs --lr_schedule=linear"):
+        train_config(tmp_path, mnist_data, lr_schedule="cosine", decay_to=0.1).validate()
+    with pytest.raises(errors.UserError, match="--warmup_from=0.2 needs --warmup_steps"):
+        train_config(tmp_path, mnist_data, warmup_from=0.2).validate()
 
 
 def test_cosine_schedule_with_warmup(mnist_data, tmp_path):

@@ -64,3 +64,24 @@ def test_the_trainer_runs_muon(mnist_data, tmp_path):
                              "--data_mirrors=http://127.0.0.1:9/", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Training finished at step 20" in result.stderr
+
+
+def test_train_only_until_holds_a_weight_still_after_its_steps():
+    import keras
+    held = keras.Variable(np.array([1.0, 2.0], np.float32))
+    free = keras.Variable(np.array([1.0, 2.0], np.float32))
+    optimizer = optimizers.FusedSGD(0.1, momentum=0.9, nesterov=True)
+    optimizer.build([held, free])
+    optimizer.train_only_until([(held, 2)])
+    gradient = tf.constant([1.0, -1.0])
+    apply = tf.function(lambda: optimizer.apply_gradients([(gradient, held), (gradient, free)]))
+    # Keras's Nesterov SGD by hand: m = 0.9 m - 0.1 g; w += 0.9 m - 0.1 g.
+    m, w, after = np.zeros(2), np.array([1.0, 2.0]), []
+    for _ in range(4):
+        m = 0.9 * m - 0.1 * np.array([1.0, -1.0])
+        w = w + 0.9 * m - 0.1 * np.array([1.0, -1.0])
+        after.append(w)
+        apply()
+        np.testing.assert_allclose(free.numpy(), w, rtol=1e-6)
+    # Steps 1 and 2 moved it as any weight; the momentum left then does not move it on.
+    np.testing.assert_allclose(held.numpy(), after[1], rtol=1e-6)

@@ -69,6 +69,8 @@ class TrainConfig:
     early_stopping_steps: int = 0
     deterministic: bool = False
     warmup_steps: int = 0
+    warmup_from: float = 0.0
+    decay_to: float = 0.0
     strategy: str = "default"
     num_gpus: int = 0
     cpu_replicas: int = 0
@@ -80,6 +82,8 @@ class TrainConfig:
     muon_momentum: float = 0.6
     lookahead_every_steps: int = 0
     lookahead_decay: float = 0.95
+    lookahead_start_steps: int = 0
+    lookahead_sync_steps: int = 0
     precision: str = "float32"
     # The settings only some datasets take, by name (``DatasetSpec.options``: the
     # airbench networks' translate and cutout, the images dataset's image_size...).
@@ -110,6 +114,12 @@ class TrainConfig:
         if not 0.0 <= self.lookahead_decay <= 1.0:
             raise errors.UserError(
                 f"--lookahead_decay must be in [0, 1], got {self.lookahead_decay}")
+        if self.decay_to and self.lr_schedule != "linear":
+            raise errors.UserError(f"--decay_to={self.decay_to:g} needs --lr_schedule=linear "
+                                   f"(got {self.lr_schedule}); drop it or change the schedule")
+        if self.warmup_from and not self.warmup_steps:
+            raise errors.UserError(f"--warmup_from={self.warmup_from:g} needs --warmup_steps; "
+                                   "set the warm-up's length or drop --warmup_from")
         if self.max_to_keep < 1:
             raise errors.UserError(f"--max_to_keep must be at least 1, got {self.max_to_keep}")
         if self.validate_every_steps and not self.validation_size:
@@ -190,6 +200,7 @@ class EvalConfig:
     nice: int = 19
     export_best: bool = True
     idle_priority: bool = True
+    test_time_augmentation: bool = True
 
 
 def write_train_config(config):

@@ -42,6 +42,9 @@ NETWORK_OPTIONS = {
                         "training images (reflection-padded).", 0, 8),
     "cutout": Option(0, "Side of the square of each airbench training image set to the mean "
                      "(Cutout, as airbench96); 0 = none.", 0, 32),
+    "whiten_bias_steps": Option(0, "Steps in which the airbench networks' whitening bias "
+                                "trains, then stays fixed (airbench94: 3 epochs); 0 = "
+                                "throughout.", 0),
 }
 
 
@@ -138,7 +141,9 @@ class Model:
     inputs, config)``, the logits the evaluator scores (test-time
     augmentation; default: the model's own); ``initialize(keras_model,
     images, config)``, a data-dependent initialization at the start of a new
-    run from uint8 training images. ``checkpoint_name`` names the Keras model
+    run from uint8 training images; ``trained_until(keras_model, config)``,
+    ``[(variable, steps)]`` for weights that train in the first ``steps``
+    steps only (0: throughout), then stay as they are. ``checkpoint_name`` names the Keras model
     inside checkpoints (default: the model's name); it keeps checkpoints of a
     renamed model readable.
     """
@@ -150,11 +155,12 @@ class Model:
     decayed_weights: Callable
     eval_logits: Optional[Callable] = None
     initialize: Optional[Callable] = None
+    trained_until: Optional[Callable] = None
     checkpoint_name: str = ""
 
     def __post_init__(self):
         required = ("build", "train_preprocess", "eval_preprocess", "decayed_weights")
-        optional = ("eval_logits", "initialize")
+        optional = ("eval_logits", "initialize", "trained_until")
         problems = [f"{name} is not callable" for name in required
                     if not callable(getattr(self, name))]
         problems += [f"{name} is neither None nor callable" for name in optional

@@ -157,7 +157,8 @@ class Evaluator:
                            if eval_config.export_best else None)
         self.scorer = metrics.Scorer(
             self.model, len(self.class_names),
-            metrics.eval_logits_fn(dataset.model(self.train_config), self.train_config))
+            metrics.eval_logits_fn(dataset.model(self.train_config), self.train_config)
+            if eval_config.test_time_augmentation else None)
         with self._writing():
             self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
         self._clock = clock

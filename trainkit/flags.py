@@ -75,14 +75,21 @@ def define_train_flags(spec):
     flags.DEFINE_enum("lr_schedule", d("lr_schedule"), list(config_lib.LR_SCHEDULES),
                       "exponential: x--learning_rate_decay every --num_epochs_per_decay "
                       "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps; "
-                      "linear: straight down to 0 at --max_steps (with --warmup_steps, the "
-                      "one-cycle triangle).")
+                      "linear: straight down to --decay_to at --max_steps (with "
+                      "--warmup_steps, the one-cycle triangle).")
     flags.DEFINE_float("label_smoothing", d("label_smoothing"),
                        "Train on targets (1 - e) * one_hot + e / classes; 0 = plain labels.",
                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("warmup_steps", d("warmup_steps"),
-                         "Steps over which the learning rate ramps up linearly from 0; "
-                         "0 = no warm-up.", lower_bound=0)
+                         "Steps over which the learning rate ramps up linearly from "
+                         "--warmup_from; 0 = no warm-up.", lower_bound=0)
+    flags.DEFINE_float("warmup_from", d("warmup_from"),
+                       "The warm-up's learning rate at step 0, as a fraction of the "
+                       "schedule's; 0 = from 1/--warmup_steps of it at the first step.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("decay_to", d("decay_to"),
+                       "--lr_schedule=linear: the learning rate at --max_steps, as a fraction "
+                       "of --learning_rate.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_boolean("staircase", d("staircase"),
                          "Decay the learning rate in steps (true) or continuously (false).")
     flags.DEFINE_float("momentum", d("momentum"),
@@ -111,6 +118,13 @@ def define_train_flags(spec):
     flags.DEFINE_float("lookahead_decay", d("lookahead_decay"),
                        "Per-step decay of the Lookahead pull at the end of the run (see "
                        "--lookahead_every_steps).", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("lookahead_start_steps", d("lookahead_start_steps"),
+                         "Lookahead pulls only after this step (airbench94: 3 epochs).",
+                         lower_bound=0)
+    flags.DEFINE_integer("lookahead_sync_steps", d("lookahead_sync_steps"),
+                         "Every N steps the weights are also set to Lookahead's slow copy "
+                         "(airbench94: at each epoch's end); 0 = only at --max_steps.",
+                         lower_bound=0)
     flags.DEFINE_integer("log_frequency", d("log_frequency"),
                          "Steps between log lines (step, loss, examples/sec).", lower_bound=1)
     flags.DEFINE_integer("save_summaries_steps", d("save_summaries_steps"),
@@ -199,10 +213,11 @@ TRAIN_GROUPS = (
     ("data", ["data_dir", "data_mirrors", "validation_size"]),
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
-        "warmup_steps", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
+        "warmup_steps", "warmup_from", "decay_to", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
         "muon_learning_rate", "muon_momentum", "l2_regularization", "label_smoothing",
         "moving_average_decay",
-        "moving_average_every_steps", "lookahead_every_steps", "lookahead_decay"]),
+        "moving_average_every_steps", "lookahead_every_steps", "lookahead_decay",
+        "lookahead_start_steps", "lookahead_sync_steps"]),
     ("checkpoints, logs and validation", [
         "save_checkpoint_steps", "save_checkpoint_secs", "max_to_keep", "log_frequency",
         "save_summaries_steps", "validate_every_steps", "early_stopping_steps"]),
@@ -211,7 +226,7 @@ TRAIN_GROUPS = (
 )
 EVAL_GROUPS = (
     ("what to evaluate", ["train_dir", "eval_dir", "data_dir", "eval_data", "num_examples",
-                          "eval_batch_size"]),
+                          "eval_batch_size", "test_time_augmentation"]),
     ("when", ["eval_interval_secs", "eval_policy", "run_once", "timeout_secs",
               "early_stopping_evals", "export_best"]),
     ("devices and priority", ["device", "num_threads", "nice", "idle_priority"]),
@@ -339,6 +354,10 @@ def define_eval_flags(spec):
     flags.DEFINE_integer("num_threads", 0,
                          "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
                          lower_bound=0)
+    flags.DEFINE_boolean("test_time_augmentation", True,
+                         "Score with the model's test-time augmentation where it has one (the "
+                         "airbench networks: flips and one-pixel shifts); false scores its "
+                         "plain logits, by default into TRAIN_DIR/eval_plain.")
     flags.DEFINE_boolean("export_best", True,
                          "Export each new best checkpoint as a SavedModel that takes raw "
                          "images, in EVAL_DIR/best/saved_model (python -m DATASET.predict "
@@ -362,8 +381,9 @@ def eval_config():
         train_dir=f.train_dir,
         # Test and validation results in separate folders, so neither run
         # mistakes the other's steps for its own.
-        eval_dir=f.eval_dir or os.path.join(
-            f.train_dir, "eval" if f.eval_data == "test" else f"eval_{f.eval_data}"),
+        eval_dir=f.eval_dir or os.path.join(f.train_dir, "eval" + (
+            "" if f.eval_data == "test" else f"_{f.eval_data}") + (
+            "" if f.test_time_augmentation else "_plain")),
         data_dir=f.data_dir,
         eval_data=f.eval_data,
         eval_batch_size=f.eval_batch_size,
@@ -378,6 +398,7 @@ def eval_config():
         nice=f.nice,
         export_best=f.export_best,
         idle_priority=f.idle_priority,
+        test_time_augmentation=f.test_time_augmentation,
     )
 
 

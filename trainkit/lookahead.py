@@ -1,15 +1,18 @@
 """Lookahead: every few steps the weights are pulled back to a slow copy (airbench94's).
 
-Every ``every`` steps, and at ``max_steps``, the slow copy moves toward the
+Every ``every`` steps after step ``start``, the slow copy moves toward the
 weights, ``slow += (1 - d) * (weights - slow)``, and the weights are set to
 it. ``d = decay ** every * (step / max_steps) ** 3`` grows over the run: early
 on ``d`` is about 0 and the pull changes nothing (the slow copy takes the
-weights' value); near the end each pull keeps most of the slow copy, which
-smooths the last steps' noise the way the moving averages do, but inside
-the training path: the next steps start from the pulled weights. The pull at
-``max_steps`` means a run ends on its slow weights. This is the schedule of
-Keller Jordan's airbench94 (2024), ``0.95 ** 5 * (step / total) ** 3`` every
-5 steps, and like it the pull covers every float model variable, the
+weights' value; the first pull after ``start`` takes it exactly); near the
+end each pull keeps most of the slow copy, which smooths the last steps'
+noise the way the moving averages do, but inside the training path: the
+next steps start from the pulled weights. Once a pull has happened, every
+``sync_every`` steps (airbench: at each epoch's end) and at ``max_steps`` the
+weights are set to the slow copy without moving it, so a run ends on its
+slow weights. This is Keller Jordan's airbench94 (2024): ``0.95 ** 5 *
+(step / total) ** 3`` every 5 steps from epoch 3 on, a copy back at each
+epoch's end, and like it the pull covers every float model variable, the
 batch-norm statistics included.
 
 ``slow`` (a dict keyed like the model's variables) goes into the checkpoint
@@ -21,17 +24,23 @@ run needs it to continue exactly. Distribution works as in
 import tensorflow as tf
 
 
+def _assign(var, value):
+    return var.assign(value)
+
+
 class Lookahead:
     """Slow copies of the float variables of ``variables`` (``{key: keras.Variable}``).
 
     Create it inside the strategy's scope (if any), after the weights are set.
     """
 
-    def __init__(self, variables, decay, every, step, max_steps):
+    def __init__(self, variables, decay, every, step, max_steps, start=0, sync_every=0):
         self._decay = decay
         self._every = int(every)
         self._step = step
         self._max_steps = max_steps
+        self._start = int(start)
+        self._sync_every = int(sync_every)
         self._strategy = tf.distribute.get_strategy()
         self.slow = {}
         self._pairs = []
@@ -43,23 +52,34 @@ class Lookahead:
             self._pairs.append((slow, var.value))
 
     def update(self):
-        """Call in the training step after the step counter moved: a pull if one is due."""
-        due = tf.logical_or(tf.equal(self._step % self._every, 0),
-                            tf.equal(self._step, self._max_steps))
-        tf.cond(due, self._pull, lambda: tf.constant(False))
+        """Call in the training step after the step counter moved: a pull or a copy back
+        if one is due."""
+        step, every = self._step, self._every
+        pull = tf.logical_and(tf.equal(step % every, 0), step > self._start)
+        # A pull has happened since the start: the slow copy holds weights of this run.
+        pulled = step // every > self._start // every
+        sync = tf.equal(step, self._max_steps)
+        if self._sync_every:
+            sync = tf.logical_or(sync, tf.equal(step % self._sync_every, 0))
+        tf.cond(pull, self._pull, lambda: tf.constant(False))
+        tf.cond(tf.logical_and(sync, pulled), self._copy_back, lambda: tf.constant(False))
+
+    def _copy_back(self):
+        for slow, var in self._pairs:
+            self._strategy.extended.update(var, _assign, args=(slow,))
+        return tf.constant(True)
 
     def _pull(self):
         progress = tf.minimum(tf.cast(self._step, tf.float32) / self._max_steps, 1.0)
-        keep = self._decay ** self._every * progress ** 3
+        # The first pull after the start takes the weights as they are.
+        first = self._step - self._every <= self._start
+        keep = tf.where(first, 0.0, self._decay ** self._every * progress ** 3)
 
         def move(slow, value):
             return tf.raw_ops.ResourceApplyGradientDescent(
                 var=slow.handle, alpha=tf.cast(1.0 - keep, slow.dtype), delta=slow - value)
 
-        def copy(var, value):
-            return var.assign(value)
-
         for slow, var in self._pairs:
             self._strategy.extended.update(slow, move, args=(var,))
-            self._strategy.extended.update(var, copy, args=(slow,))
+            self._strategy.extended.update(var, _assign, args=(slow,))
         return tf.constant(True)

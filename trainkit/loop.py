@@ -50,11 +50,13 @@ def learning_rate_fn(config, steps_per_epoch):
     num_epochs_per_decay)``, the exponent floored with ``staircase`` (the
     classic tutorials' step decay). ``cosine``: from ``learning_rate`` down to
     0 at ``max_steps`` along half a cosine. ``linear``: from ``learning_rate``
-    straight down to 0 at ``max_steps`` (with ``warmup_steps``, the
-    triangular "one-cycle" schedule of the fast CIFAR-10 recipes). Each is
-    scaled by a linear
-    ramp over the first ``warmup_steps``, and is a function of the restored
-    global step, so a resumed run continues where it stopped.
+    straight down to ``decay_to`` of it at ``max_steps`` (with
+    ``warmup_steps``, the triangular "one-cycle" schedule of the fast CIFAR-10
+    recipes). Each is scaled by a linear ramp over the first ``warmup_steps``,
+    from ``warmup_from`` at step 0 (airbench94's triangle: 0.2, peak, 0.07)
+    or, with ``warmup_from`` 0, from ``1 / warmup_steps`` at the first step
+    so that no step is wasted. Each is a function of the restored global
+    step, so a resumed run continues where it stopped.
     """
     if config.lr_schedule == "cosine":
         def schedule(step):
@@ -66,7 +68,7 @@ def learning_rate_fn(config, steps_per_epoch):
 
         def schedule(step):
             progress = tf.clip_by_value((tf.cast(step, tf.float32) - start) / span, 0.0, 1.0)
-            return config.learning_rate * (1.0 - progress)
+            return config.learning_rate * (1.0 - (1.0 - config.decay_to) * progress)
     elif config.lr_schedule == "exponential":
         decay_steps = max(1.0, steps_per_epoch * config.num_epochs_per_decay)
 
@@ -81,8 +83,14 @@ def learning_rate_fn(config, steps_per_epoch):
     if not config.warmup_steps:
         return schedule
 
+    warmup_from = config.warmup_from
+
     def warmed_up(step):
-        ramp = tf.minimum(1.0, (tf.cast(step, tf.float32) + 1.0) / config.warmup_steps)
+        step = tf.cast(step, tf.float32)
+        if warmup_from:
+            ramp = warmup_from + (1.0 - warmup_from) * tf.minimum(1.0, step / config.warmup_steps)
+        else:
+            ramp = tf.minimum(1.0, (step + 1.0) / config.warmup_steps)
         return ramp * schedule(step)
 
     return warmed_up
@@ -319,6 +327,9 @@ class Trainer:
             self.optimizer = optimizers.make_optimizer(config, lambda: self.learning_rate(self.step))
             # Building the slots now lets a restore fill them at once instead of lazily.
             self.optimizer.build(self.model.trainable_variables)
+            if model_spec.trained_until:
+                optimizers.train_only_until(self.optimizer, config,
+                                            model_spec.trained_until(self.model, config))
             self.averages = ema_lib.MovingAverages(
                 checkpoints.model_variables(self.model, trainable_only=True),
                 config.moving_average_decay, self.step, config.moving_average_every_steps)
@@ -326,7 +337,8 @@ class Trainer:
             if config.lookahead_every_steps:
                 self.lookahead = lookahead_lib.Lookahead(
                     checkpoints.model_variables(self.model), config.lookahead_decay,
-                    config.lookahead_every_steps, self.step, config.max_steps)
+                    config.lookahead_every_steps, self.step, config.max_steps,
+                    config.lookahead_start_steps, config.lookahead_sync_steps)
             # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
             self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
             # The first step whose loss was NaN or infinite (0: none yet), set inside the

@@ -15,7 +15,8 @@ CIFAR-10 recipes, Keller Jordan's airbench94 and airbench95 (2024): a fixed
 2x2 whitening convolution set from the data and GELU, then three conv
 groups (conv 3x3, max-pool 2, batch norm, GELU, conv 3x3, batch norm, GELU)
 of widths 64/256/256 (airbench94) or 128/384/384 (airbench95), a global
-max-pool and a bias-free classifier scaled by 1/9. They have no skip
+max-pool (airbench's ``MaxPool2d(3)`` of the final 3x3 map) and a
+bias-free classifier scaled by 1/9. They have no skip
 connections: the identity (dirac) initialization of every conv gives a
 fresh network the pass-through a residual branch would. They see whole
 images normalized per channel, flipped (alternating by epoch), shifted by
@@ -83,8 +84,9 @@ def _normal(stddev):
 class Whitening(keras.layers.Layer):
     """A fixed 2x2 "whitening" convolution (valid padding) with a trained bias.
 
-    Its 2 * 12 filters are the eigenvectors of the covariance of the
-    training images' 2x2x3 patches, each scaled by 1/sqrt(eigenvalue + eps),
+    Its 2 * 12 filters are the eigenvectors of the (uncentred, as airbench's)
+    covariance of the training images' 2x2x3 patches, each scaled by
+    1/sqrt(eigenvalue + eps),
     and their negatives (``initialize`` computes them from the data at the
     start of a run; a checkpoint carries them). The first layer thus starts
     as a decorrelating map instead of being learned, as in the fastest
@@ -112,7 +114,6 @@ class Whitening(keras.layers.Layer):
         patches = tf.image.extract_patches(images, [1, size, size, 1], [1, 1, 1, 1],
                                            [1, 1, 1, 1], "VALID")
         patches = tf.reshape(patches, [-1, size * size * 3]).numpy().astype(np.float64)
-        patches -= patches.mean(axis=0)
         eigenvalues, eigenvectors = np.linalg.eigh(patches.T @ patches / len(patches))
         filters = eigenvectors / np.sqrt(eigenvalues + self.EPSILON)  # columns
         filters = np.concatenate([filters, -filters], axis=1)
@@ -129,11 +130,12 @@ class BatchNorm(keras.layers.Layer):
     The running statistics follow the last few batches: each update keeps
     0.6 of the old value (``momentum``; airbench94's ``batchnorm_momentum=0.6``,
     which is PyTorch's ``momentum=0.4``, the weight of the new batch).
+    ``epsilon`` is airbench's 1e-12.
     """
 
     BIAS_SCALE = 8.0
 
-    def __init__(self, momentum=0.6, epsilon=1e-5, **kwargs):
+    def __init__(self, momentum=0.6, epsilon=1e-12, **kwargs):
         super().__init__(**kwargs)
         self.momentum, self.epsilon = momentum, epsilon
 
@@ -337,7 +339,9 @@ def _airbench(name, checkpoint_name):
         decayed_weights=lambda model: list(model.trainable_variables),
         eval_logits=airbench_eval_logits,
         initialize=lambda model, images, config: model.get_layer("whiten").initialize(
-            augment.normalize(images[:WHITENING_IMAGES])))
+            augment.normalize(images[:WHITENING_IMAGES])),
+        trained_until=lambda model, config: [
+            (model.get_layer("whiten").bias, config.options["whiten_bias_steps"])])
 
 
 TUTORIAL = dataset_lib.Model(

@@ -27,9 +27,32 @@ def _tf_variable(variable):
 
 
 class FusedSGD(keras.optimizers.SGD):
-    """``keras.optimizers.SGD`` whose dense update is one fused kernel."""
+    """``keras.optimizers.SGD`` whose dense update is one fused kernel.
+
+    ``train_only_until([(variable, steps)])``, after ``build``: those variables
+    are updated in the first ``steps`` steps only, then left as they are
+    (no momentum, no decay), as PyTorch leaves a weight whose
+    ``requires_grad`` was turned off (airbench's whitening bias).
+    """
+
+    _until = None
+
+    def train_only_until(self, pairs):
+        self._until = {self._get_variable_index(variable): int(steps)
+                       for variable, steps in pairs}
 
     def update_step(self, gradient, variable, learning_rate):
+        until = (self._until or {}).get(self._get_variable_index(variable))
+        if until is None:
+            return self._update_step(gradient, variable, learning_rate)
+        # iterations: the steps applied before this one (restored with the checkpoint).
+        def update():
+            self._update_step(gradient, variable, learning_rate)
+            return tf.constant(True)
+
+        return tf.cond(self.iterations < until, update, lambda: tf.constant(False))
+
+    def _update_step(self, gradient, variable, learning_rate):
         if isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         var = _tf_variable(variable)
@@ -79,9 +102,9 @@ class Muon(FusedSGD):
         super().__init__(learning_rate, momentum=momentum, nesterov=True, **kwargs)
         self.muon_scale, self.muon_momentum = muon_scale, muon_momentum
 
-    def update_step(self, gradient, variable, learning_rate):
+    def _update_step(self, gradient, variable, learning_rate):
         if len(variable.shape) != 4 or isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
+            return super()._update_step(gradient, variable, learning_rate)
         var = _tf_variable(variable)
         buffer = _tf_variable(self.momentums[self._get_variable_index(variable)])
         gradient = tf.cast(gradient, var.dtype)
@@ -92,6 +115,19 @@ class Muon(FusedSGD):
         update = tf.reshape(orthogonalize(tf.reshape(direction, [-1, outputs])), var.shape)
         rate = tf.cast(learning_rate, var.dtype) * self.muon_scale
         return var.assign_sub(rate * update)
+
+
+def train_only_until(optimizer, config, pairs):
+    """Lets ``optimizer`` update each variable of ``[(variable, steps)]`` in its first
+    ``steps`` steps only (``FusedSGD.train_only_until``); 0 steps: throughout."""
+    pairs = [(variable, steps) for variable, steps in pairs if steps]
+    if not pairs:
+        return
+    if not isinstance(optimizer, FusedSGD):
+        raise errors.UserError(
+            f"--optimizer={config.optimizer} cannot stop training some weights part-way "
+            "(--whiten_bias_steps); use sgd, momentum, nesterov or muon, or set it to 0")
+    optimizer.train_only_until(pairs)
 
 
 def make_optimizer(config, learning_rate):
