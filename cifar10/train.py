@@ -5,8 +5,9 @@ plain SGD at 0.1 decayed x0.1 every 350 epochs, moving-average decay
 0.9999, 1,000,000 steps: days on a CPU. ``--preset=short`` is for machines
 without a GPU: SGD with momentum 0.9 and a cosine decay of the learning rate
 from 0.02 to 0 over 40 epochs (15,625 steps). ``--preset=airbench`` trains
-the wider fast network with airbench's recipe. What each reaches, and in
-how long: docs/results.md.
+the wider fast network with airbench's recipe; ``--preset=airbench94`` is
+Keller Jordan's airbench94 as it is. What each reaches, and in how long:
+docs/results.md.
 """
 
 import cifar10

@@ -85,3 +85,14 @@ def test_train_only_until_holds_a_weight_still_after_its_steps():
         np.testing.assert_allclose(free.numpy(), w, rtol=1e-6)
     # Steps 1 and 2 moved it as any weight; the momentum left then does not move it on.
     np.testing.assert_allclose(held.numpy(), after[1], rtol=1e-6)
+
+
+def test_muon_kernels_take_no_l2_penalty_and_other_optimizers_keep_it():
+    import keras
+    from trainkit import config as config_lib
+    kernel = keras.Variable(np.ones([3, 3, 2, 4], np.float32))
+    bias = keras.Variable(np.ones([4], np.float32))
+    muon = config_lib.TrainConfig(optimizer="muon")
+    assert optimizers.penalized(muon, [kernel, bias]) == [bias]
+    nesterov = config_lib.TrainConfig(optimizer="nesterov")
+    assert optimizers.penalized(nesterov, [kernel, bias]) == [kernel, bias]

@@ -143,9 +143,9 @@ class Model:
     images, config)``, a data-dependent initialization at the start of a new
     run from uint8 training images; ``trained_until(keras_model, config)``,
     ``[(variable, steps)]`` for weights that train in the first ``steps``
-    steps only (0: throughout), then stay as they are. ``checkpoint_name`` names the Keras model
-    inside checkpoints (default: the model's name); it keeps checkpoints of a
-    renamed model readable.
+    steps only (0: throughout), then stay as they are. ``checkpoint_name``
+    names the Keras model inside checkpoints (default: the model's name); it
+    keeps checkpoints of a renamed model readable.
     """
 
     name: str

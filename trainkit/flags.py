@@ -213,7 +213,8 @@ TRAIN_GROUPS = (
     ("data", ["data_dir", "data_mirrors", "validation_size"]),
     ("model and optimization", [
         "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
-        "warmup_steps", "warmup_from", "decay_to", "learning_rate_decay", "num_epochs_per_decay", "staircase", "momentum",
+        "warmup_steps", "warmup_from", "decay_to", "learning_rate_decay",
+        "num_epochs_per_decay", "staircase", "momentum",
         "muon_learning_rate", "muon_momentum", "l2_regularization", "label_smoothing",
         "moving_average_decay",
         "moving_average_every_steps", "lookahead_every_steps", "lookahead_decay",

@@ -344,7 +344,7 @@ class Trainer:
             # The first step whose loss was NaN or infinite (0: none yet), set inside the
             # step and read only when something is about to be saved or logged.
             self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._decayed = model_spec.decayed_weights(self.model)
+        self._decayed = optimizers.penalized(config, model_spec.decayed_weights(self.model))
         self.checkpoint = checkpoints.training_checkpoint(
             self.step, self.model, self.optimizer, self.averages.shadows,
             self.lookahead.slow if self.lookahead else None)

@@ -117,6 +117,15 @@ class Muon(FusedSGD):
         return var.assign_sub(rate * update)
 
 
+def penalized(config, weights):
+    """The ``weights`` the L2 penalty covers under ``config``'s optimizer: Muon keeps its
+    kernels at a fixed norm, so a penalty on them would only bend their steps (as
+    airbench94_muon, which decays none of them); every weight for the others."""
+    if config.optimizer != "muon":
+        return weights
+    return [w for w in weights if len(w.shape) != 4]
+
+
 def train_only_until(optimizer, config, pairs):
     """Lets ``optimizer`` update each variable of ``[(variable, steps)]`` in its first
     ``steps`` steps only (``FusedSGD.train_only_until``); 0 steps: throughout."""
