@@ -39,6 +39,10 @@ AIRBENCH94 = dict(model="airbench94", batch_size=1024, optimizer="nesterov", mom
                   moving_average_every_steps=1, precision="auto", save_checkpoint_secs=300,
                   save_summaries_steps=100, log_frequency=10)
 
+# airbench94 with Muon for the convolution kernels (Muon's rate 0.24 and momentum 0.6,
+# airbench94_muon.py's); every other setting airbench94's.
+AIRBENCH94_MUON = dict(AIRBENCH94, optimizer="muon")
+
 SPEC = dataset.DatasetSpec(
     name="cifar10",
     models=("tutorial", "airbench94", "airbench95"),
@@ -57,6 +61,7 @@ SPEC = dataset.DatasetSpec(
                       lr_schedule="cosine", max_steps=15625, save_checkpoint_secs=300),
         "airbench": AIRBENCH,
         "airbench94": AIRBENCH94,
+        "airbench94_muon": AIRBENCH94_MUON,
     },
     preset_aliases={"resnet": "airbench"},
     eval_splits=("test", "validation"),

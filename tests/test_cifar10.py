@@ -468,6 +468,15 @@ def test_airbench94_preset_trains_the_whitening_bias_for_its_first_steps_only(
     assert not os.path.exists(os.path.join(tmp_path, "adam", "checkpoint"))
 
 
+def test_airbench94_muon_is_airbench94_with_muon():
+    import cifar10
+    spec = cifar10.SPEC
+    muon = dict(spec.presets["airbench94_muon"])
+    assert muon.pop("optimizer") == "muon"
+    assert spec.presets["airbench94"]["optimizer"] == "nesterov"
+    assert muon == {k: v for k, v in spec.presets["airbench94"].items() if k != "optimizer"}
+
+
 @pytest.mark.parametrize("member", ["../escape.bin", "/tmp/abs_escape.bin",
                                     "cifar-10-batches-bin/../../escape.bin", "link", "hardlink"])
 def test_safe_extract_refuses_malicious_archives(tmp_path, member):
