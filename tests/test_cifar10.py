@@ -452,13 +452,18 @@ def test_airbench94_preset_trains_the_whitening_bias_for_its_first_steps_only(
     # It moved in steps 1 and 2 (momentum and all), and not at all in steps 3 and 4.
     assert not np.array_equal(whiten_bias(1), whiten_bias(2))
     np.testing.assert_array_equal(whiten_bias(2), whiten_bias(4))
+    # A resumed run knows how far it is: the bias stays held.
+    result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}", "--resume",
+                             "--max_steps=6")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(whiten_bias(2), whiten_bias(6))
     # Scored with and without test-time augmentation, each into its own eval dir.
     for flag, folder in (("--test_time_augmentation", "eval"),
                          ("--notest_time_augmentation", "eval_plain")):
         result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once", flag)
         assert result.returncode == 0, result.stderr
         records = summaries.read_jsonl(os.path.join(train_dir, folder, "metrics.jsonl"))
-        assert [r["step"] for r in records] == [4]
+        assert [r["step"] for r in records] == [6]
     # An optimizer that cannot hold a weight still is refused in one line.
     result = helpers.run_cli("cifar10.train", f"--train_dir={tmp_path / 'adam'}",
                              f"--data_dir={cifar_data}", "--preset=airbench94", "--max_steps=2",

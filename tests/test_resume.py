@@ -31,11 +31,13 @@ def wait_for(predicate, process, timeout=120):
 
 
 def test_sigkill_and_resume_is_bitwise_identical(tmp_path, mnist_data):
-    # Lookahead every 4 steps against saves every 7: the slow copy differs from the
-    # weights at most saves, so it must come back from the checkpoint.
+    # Lookahead every 4 steps after step 10, copied back every 9, against saves every
+    # 7: the slow copy differs from the weights at most saves, so it must come back
+    # from the checkpoint.
     common = [f"--data_dir={mnist_data}", *BASE, "--model=deep_cnn", "--deterministic",
               "--max_steps=60", "--save_checkpoint_steps=7", "--max_to_keep=3", "--seed=3",
-              "--lookahead_every_steps=4"]
+              "--lookahead_every_steps=4", "--lookahead_start_steps=10",
+              "--lookahead_sync_steps=9"]
     reference = str(tmp_path / "reference")
     result = helpers.run_cli("mnist.train", f"--train_dir={reference}", *common)
     assert result.returncode == 0, result.stderr

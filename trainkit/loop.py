@@ -334,6 +334,10 @@ class Trainer:
                 checkpoints.model_variables(self.model, trainable_only=True),
                 config.moving_average_decay, self.step, config.moving_average_every_steps)
             self.lookahead = None
+            if config.lookahead_every_steps and config.lookahead_start_steps >= config.max_steps:
+                logging.warning("Lookahead starts after step %d (--lookahead_start_steps), at or "
+                                "past --max_steps=%d: this run has none and ends on its last "
+                                "weights", config.lookahead_start_steps, config.max_steps)
             if config.lookahead_every_steps:
                 self.lookahead = lookahead_lib.Lookahead(
                     checkpoints.model_variables(self.model), config.lookahead_decay,

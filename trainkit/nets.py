@@ -16,9 +16,9 @@ CIFAR-10 recipes, Keller Jordan's airbench94 and airbench95 (2024): a fixed
 groups (conv 3x3, max-pool 2, batch norm, GELU, conv 3x3, batch norm, GELU)
 of widths 64/256/256 (airbench94) or 128/384/384 (airbench95), a global
 max-pool (airbench's ``MaxPool2d(3)`` of the final 3x3 map) and a
-bias-free classifier scaled by 1/9. They have no skip
-connections: the identity (dirac) initialization of every conv gives a
-fresh network the pass-through a residual branch would. They see whole
+bias-free classifier scaled by 1/9. They have no skip connections: the
+identity (dirac) initialization of every conv gives a fresh network the
+pass-through a residual branch would. They see whole
 images normalized per channel, flipped (alternating by epoch), shifted by
 up to ``--translate`` pixels and with ``--cutout``; every parameter
 decays; they are scored with test-time flips and shifts. In bfloat16 on a
@@ -86,9 +86,8 @@ class Whitening(keras.layers.Layer):
 
     Its 2 * 12 filters are the eigenvectors of the (uncentred, as airbench's)
     covariance of the training images' 2x2x3 patches, each scaled by
-    1/sqrt(eigenvalue + eps),
-    and their negatives (``initialize`` computes them from the data at the
-    start of a run; a checkpoint carries them). The first layer thus starts
+    1/sqrt(eigenvalue + eps), and their negatives (``initialize`` computes
+    them from the data at the start of a run; a checkpoint carries them). The first layer thus starts
     as a decorrelating map instead of being learned, as in the fastest
     CIFAR-10 recipes (Keller Jordan's airbench).
     """
