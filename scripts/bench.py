@@ -20,7 +20,7 @@ fresh process so that no run inherits another's threads or compiled code:
 2. the input pipeline alone: its examples/sec over the trainer's (headroom);
 3. one full evaluation pass (every test image, shadow weights) in seconds,
    and the trainer's examples/sec with an evaluator polling beside it in a
-   session of its own, as from a second terminal (``EVALUATOR_FLAGS``),
+   Unix session of its own, as from a second terminal (``EVALUATOR_FLAGS``),
    against without (slowdown), alternated A/B/A/B, then once with each of
    ``EVALUATOR_ALTERNATIVES`` (lesser priorities);
 4. the training step's FLOP rate against a measured fp32 matmul peak;
@@ -223,7 +223,7 @@ def task_train(args):
             [sys.executable, "-m", f"{args.dataset}.eval", f"--train_dir={train_dir}",
              f"--eval_interval_secs={args.eval_interval}",
              "--eval_policy=latest", *args.eval_flags.split()], cwd=REPO,
-            # A session of its own, as in a terminal of its own (the two-terminal workflow).
+            # A Unix session of its own, as in a terminal of its own (the two-terminal workflow).
             start_new_session=True, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         # Its start-up (imports at normal priority, the first restore and compile) is not

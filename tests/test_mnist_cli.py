@@ -262,8 +262,8 @@ def _autogroup_nice(pid):
 
 
 def _autogroups_adjustable():
-    """Whether the kernel groups processes by session and lets a session lower itself
-    (tried in a throwaway session of its own)."""
+    """Whether the kernel groups processes by Unix session and lets one lower itself
+    (tried in a throwaway Unix session of its own)."""
     try:
         if open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() != "1":
             return False
@@ -287,11 +287,11 @@ def _wait_for(condition, timeout=90):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"),
                     reason="thread priorities are read from Linux's /proc")
-def test_eval_nice_lowers_every_thread_and_its_own_session(finished_run, tmp_path):
+def test_eval_nice_lowers_every_thread_and_its_own_terminal(finished_run, tmp_path):
     # A run whose trainer has not finished: the evaluator scores it, then keeps polling.
     train_dir = tmp_path / "run"
     shutil.copytree(finished_run, train_dir, ignore=shutil.ignore_patterns("DONE", "eval"))
-    # Its own session, as in a terminal of its own.
+    # A Unix session of its own, as in a terminal of its own.
     process = subprocess.Popen(
         helpers.cli("mnist.eval", f"--train_dir={train_dir}", "--timeout_secs=60",
                     "--eval_interval_secs=0.2", "--nice=7"),
@@ -304,17 +304,17 @@ def test_eval_nice_lowers_every_thread_and_its_own_session(finished_run, tmp_pat
         nice_values = _thread_nice_values(process.pid)
         assert len(nice_values) > 3 and set(nice_values) == {7}, nice_values
         assert set(_thread_policies(process.pid)) == {os.SCHED_IDLE}  # --idle_priority
-        if AUTOGROUPS:  # alone in its session, it lowered the session's share too
+        if AUTOGROUPS:  # alone in its terminal, it lowered the terminal's share too
             assert _autogroup_nice(process.pid) == 7
     finally:
         process.kill()
         process.wait()
 
 
-@pytest.mark.skipif(not AUTOGROUPS, reason="the kernel does not group processes by session")
-def test_eval_leaves_a_shared_session_alone(tmp_path):
-    # Another process (here a sleep; in life, a trainer) in the evaluator's session: the
-    # session's share must stay, or the trainer would be lowered with it.
+@pytest.mark.skipif(not AUTOGROUPS, reason="the kernel does not group processes by terminal")
+def test_eval_leaves_a_shared_terminal_alone(tmp_path):
+    # Another process (here a sleep; in life, a trainer) in the evaluator's terminal: the
+    # terminal's share must stay, or the trainer would be lowered with it.
     command = " ".join(helpers.cli("mnist.eval", f"--train_dir={tmp_path / 'none'}",
                                    "--timeout_secs=300", "--nice=7"))
     process = subprocess.Popen(["sh", "-c", f"sleep 600 & {command}"],

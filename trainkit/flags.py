@@ -369,7 +369,7 @@ def define_eval_flags(spec):
                          "it does to the trainer's speed).")
     flags.DEFINE_integer("nice", 19,
                          "Lower this process's CPU priority by N (Unix nice, 0-19; alone in its "
-                         "terminal session, the session's too) so that a trainer on the same "
+                         "terminal, the terminal's too) so that a trainer on the same "
                          "cores keeps its speed; 0 = unchanged.",
                          lower_bound=0, upper_bound=19)
     _group(f"{spec.name}.eval", EVAL_GROUPS)

@@ -61,8 +61,10 @@ class Lookahead:
         sync = tf.equal(step, self._max_steps)
         if self._sync_every:
             sync = tf.logical_or(sync, tf.equal(step % self._sync_every, 0))
+        # A pull ends with the copy back itself.
+        copy = tf.logical_and(tf.logical_and(sync, pulled), tf.logical_not(pull))
         tf.cond(pull, self._pull, lambda: tf.constant(False))
-        tf.cond(tf.logical_and(sync, pulled), self._copy_back, lambda: tf.constant(False))
+        tf.cond(copy, self._copy_back, lambda: tf.constant(False))
 
     def _copy_back(self):
         for slow, var in self._pairs:
@@ -81,5 +83,4 @@ class Lookahead:
 
         for slow, var in self._pairs:
             self._strategy.extended.update(slow, move, args=(var,))
-            self._strategy.extended.update(var, _assign, args=(slow,))
-        return tf.constant(True)
+        return self._copy_back()

@@ -10,7 +10,8 @@ AUTOGROUP = "/proc/self/autogroup"
 
 
 def _stat(pid):
-    """(parent pid, session id) of a process, from /proc; None if it is gone."""
+    """(parent pid, Unix session id as setsid sets it) of a process, from /proc; None if it
+    is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -19,20 +20,20 @@ def _stat(pid):
         return None
 
 
-def alone_in_session():
-    """True when every other process of this session is one of our ancestors (the
-    shell that started us, ``make``...): nothing else runs in our terminal."""
+def alone_in_terminal():
+    """True when every other process of our terminal's Unix session (``getsid``) is one
+    of our ancestors (the shell that started us, ``make``...): nothing else runs there."""
     ancestors, pid = set(), os.getppid()
     while pid > 1 and pid not in ancestors:
         ancestors.add(pid)
         stat = _stat(pid)
         pid = stat[0] if stat else 0
-    session = os.getsid(0)
+    terminal = os.getsid(0)
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid() or int(name) in ancestors:
             continue
         stat = _stat(name)
-        if stat and stat[1] == session and stat[0] != os.getpid():
+        if stat and stat[1] == terminal and stat[0] != os.getpid():
             return False
     return True
 
@@ -50,11 +51,12 @@ def lower_priority(nice, idle=False):
 
     Linux keeps a nice value per thread, so every current thread is lowered
     (threads started later inherit it). Where the kernel shares the CPU
-    between terminal sessions first (``sched_autogroup_enabled``), a nice
-    value only orders processes within one session: an evaluator in its own
-    terminal would still take a whole core from a trainer in another one.
-    So, when nothing but its own ancestors runs in its session, the
-    evaluator also lowers the session's share (``/proc/self/autogroup``;
+    between terminals first (``sched_autogroup_enabled``: one group per Unix
+    session), a nice value only orders processes within one terminal: an
+    evaluator in its own terminal would still take a whole core from a
+    trainer in another one. So, when nothing but its own ancestors runs in
+    its terminal, the evaluator also lowers that terminal's share
+    (``/proc/self/autogroup``;
     docs/speed.md has what each setting took). Where none of this exists,
     nothing changes.
     """
@@ -79,7 +81,7 @@ def lower_priority(nice, idle=False):
     try:
         with open(AUTOGROUP) as f:  # "/autogroup-3 nice 0"
             current = int(f.read().split()[-1])
-        if current < nice and alone_in_session():
+        if current < nice and alone_in_terminal():
             with open(AUTOGROUP, "w") as f:
                 f.write(str(nice))
     except (OSError, ValueError, IndexError):
