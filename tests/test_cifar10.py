@@ -286,6 +286,14 @@ def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
     np.testing.assert_allclose(layer.moving_mean.numpy(), 0.4 * mean, rtol=1e-5)
 
 
+def test_batch_norm_epsilon_is_airbench_1e_12():
+    # A channel of variance 1e-6 comes out with unit variance; an epsilon of 1e-5 (the
+    # usual default) would leave it at 1e-6 / (1e-6 + 1e-5), about 0.09.
+    x = tf.random.stateless_normal([16, 4, 4, 2], [3, 4]) * [1e-3, 1.0]
+    y = nets.BatchNorm()(x, training=True)
+    np.testing.assert_allclose(tf.math.reduce_variance(y, [0, 1, 2]), [1.0, 1.0], rtol=1e-3)
+
+
 def test_conv_group_is_airbench_block_with_no_shortcut():
     """conv, 2x2 max-pool, batch norm, GELU, conv, batch norm, GELU, computed by hand
     from the layer's own weights (the block has no residual branch: airbench94's)."""
@@ -438,6 +446,8 @@ def test_airbench94_preset_trains_the_whitening_bias_for_its_first_steps_only(
                              "--batch_size=8", "--warmup_steps=1", "--whiten_bias_steps=2",
                              "--save_checkpoint_steps=1", "--save_checkpoint_secs=0")
     assert result.returncode == 0, result.stderr
+    # 4 steps end before Lookahead's start at 144: the log says the run has none.
+    assert "Lookahead starts after step 144" in result.stderr
     saved = config_lib.read_train_config(train_dir)
     assert (saved.model, saved.learning_rate, saved.warmup_from, saved.decay_to,
             saved.lookahead_start_steps, saved.lookahead_sync_steps, saved.options) == (
@@ -457,13 +467,17 @@ def test_airbench94_preset_trains_the_whitening_bias_for_its_first_steps_only(
                              "--max_steps=6")
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(whiten_bias(2), whiten_bias(6))
-    # Scored with and without test-time augmentation, each into its own eval dir.
+    # Scored with and without test-time augmentation, each into its own eval dir: the
+    # same checkpoint, different logits, so different losses.
+    losses = []
     for flag, folder in (("--test_time_augmentation", "eval"),
                          ("--notest_time_augmentation", "eval_plain")):
         result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once", flag)
         assert result.returncode == 0, result.stderr
         records = summaries.read_jsonl(os.path.join(train_dir, folder, "metrics.jsonl"))
         assert [r["step"] for r in records] == [6]
+        losses.append(records[0]["loss"])
+    assert losses[0] != pytest.approx(losses[1], rel=1e-6)
     # An optimizer that cannot hold a weight still is refused in one line.
     result = helpers.run_cli("cifar10.train", f"--train_dir={tmp_path / 'adam'}",
                              f"--data_dir={cifar_data}", "--preset=airbench94", "--max_steps=2",
