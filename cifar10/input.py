@@ -15,7 +15,6 @@ tutorial's ``distorted_inputs`` and ``inputs``: ``trainkit.nets``).
 ``DATASET`` is this dataset for the engine (``trainkit.dataset``).
 """
 
-import os
 
 import numpy as np
 from absl import logging
@@ -25,6 +24,7 @@ from cifar10 import model as cifar10_model
 from trainkit import data as data_lib
 from trainkit import dataset as dataset_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import rundir
 from trainkit import synthetic
 
@@ -46,7 +46,7 @@ MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 
 
 def _has_batches(folder):
-    return any(os.path.exists(os.path.join(folder, name)) for name in TRAIN_FILES + TEST_FILES)
+    return any(fs.exists(fs.join(folder, name)) for name in TRAIN_FILES + TEST_FILES)
 
 
 def _verify_archive(path):
@@ -58,11 +58,11 @@ def _verify_archive(path):
 
 def maybe_download(data_dir, mirrors=MIRRORS):
     """The folder holding the ``.bin`` files, extracting or downloading as needed."""
-    for folder in (data_dir, os.path.join(data_dir, BATCHES_DIR)):
+    for folder in (data_dir, fs.join(data_dir, BATCHES_DIR)):
         if _has_batches(folder):
             return folder
-    archive = os.path.join(data_dir, ARCHIVE)
-    if not os.path.exists(archive):
+    archive = fs.join(data_dir, ARCHIVE)
+    if not fs.exists(archive):
         try:
             data_lib.download_verified(ARCHIVE, data_dir, mirrors, _verify_archive)
         except errors.UserError as e:
@@ -70,7 +70,7 @@ def maybe_download(data_dir, mirrors=MIRRORS):
                 f"CIFAR-10 not found in {data_dir} and {e}; put {ARCHIVE} or "
                 f"its {BATCHES_DIR}/ folder there") from None
     data_lib.safe_extract(archive, data_dir)
-    folder = os.path.join(data_dir, BATCHES_DIR)
+    folder = fs.join(data_dir, BATCHES_DIR)
     if not _has_batches(folder):
         raise errors.UserError(f"{archive} holds no {BATCHES_DIR}/*.bin files; "
                                "it is not the CIFAR-10 binary archive")
@@ -88,13 +88,13 @@ def check_files(folder, names):
     paths, total = [], 0
     expected = RECORDS_PER_FILE * RECORD_BYTES
     for name in names:
-        path = os.path.join(folder, name)
-        if not os.path.exists(path):
+        path = fs.join(folder, name)
+        if not fs.exists(path):
             raise errors.UserError(
                 f"{path} is missing (expected {expected:,} bytes); put the complete "
                 f"{BATCHES_DIR}/ folder in --data_dir")
         rundir.check_regular(path)
-        size = os.path.getsize(path)
+        size = fs.getsize(path)
         if size == 0 or size % RECORD_BYTES:
             raise errors.UserError(
                 f"{path} is {size:,} bytes, expected {expected:,} ({RECORDS_PER_FILE:,} records "
@@ -111,7 +111,10 @@ def check_files(folder, names):
 
 def _check_labels(path):
     """UserError naming the first record of ``path`` whose label byte is not a class."""
-    labels = np.memmap(path, dtype=np.uint8, mode="r")[::RECORD_BYTES]
+    if fs.is_remote(path):
+        labels = np.frombuffer(fs.read_bytes(path), np.uint8)[::RECORD_BYTES]
+    else:
+        labels = np.memmap(path, dtype=np.uint8, mode="r")[::RECORD_BYTES]
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         raise errors.UserError(
@@ -145,7 +148,7 @@ def arrays(config, split):
     official set has no validation split); ``train`` is the rest.
     """
     paths, count = files_for(config, split)
-    raw = b"".join(open(path, "rb").read() for path in paths)
+    raw = b"".join(fs.read_bytes(path) for path in paths)
     images, labels = decode(raw)
     if split == "test":
         return images, labels

@@ -14,6 +14,7 @@ unchanged; a file that cannot be decoded is reported by name.
 
 import concurrent.futures
 import hashlib
+import io
 import os
 
 import numpy as np
@@ -24,6 +25,7 @@ from images import model as images_model
 from trainkit import config as config_lib
 from trainkit import dataset as dataset_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import predict
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -34,18 +36,18 @@ BAD_FILES_SHOWN = 3
 def _folders(config):
     """(the training folder, the test folder or None)."""
     data_dir = config.data_dir
-    if not os.path.isdir(data_dir):
+    if not fs.isdir(data_dir):
         raise errors.UserError(f"--data_dir={data_dir} does not exist; give the folder holding "
                                "one sub-folder of pictures per class")
-    train, test = os.path.join(data_dir, "train"), os.path.join(data_dir, "test")
-    if not os.path.isdir(train):
+    train, test = fs.join(data_dir, "train"), fs.join(data_dir, "test")
+    if not fs.isdir(train):
         return data_dir, None
-    return train, test if os.path.isdir(test) else None
+    return train, test if fs.isdir(test) else None
 
 
 def _subfolders(folder):
-    return sorted(name for name in os.listdir(folder) if not name.startswith(".")
-                  and name not in ("train", "test") and os.path.isdir(os.path.join(folder, name)))
+    return sorted(name for name in fs.listdir(folder) if not name.startswith(".")
+                  and name not in ("train", "test") and fs.isdir(fs.join(folder, name)))
 
 
 def class_names(config):
@@ -68,9 +70,9 @@ def _files(folder, classes):
                                f"run does not know ({', '.join(classes)})")
     found = []
     for label, name in enumerate(classes):
-        path = os.path.join(folder, name)
-        if os.path.isdir(path):
-            found += [(os.path.join(path, f), label) for f in sorted(os.listdir(path))
+        path = fs.join(folder, name)
+        if fs.isdir(path):
+            found += [(fs.join(path, f), label) for f in sorted(fs.listdir(path))
                       if f.lower().endswith(EXTENSIONS)]
     return found
 
@@ -104,12 +106,12 @@ def arrays(config, split):
     size = config.options["image_size"]
     digest = hashlib.sha1(str(size).encode())
     for path, label in files:
-        st = os.stat(path)
-        digest.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    cache_dir = os.path.join(config.data_dir, CACHE_DIR)
-    cache = os.path.join(cache_dir, f"{split}-{size}-{digest.hexdigest()[:16]}.npz")
-    if os.path.isfile(cache):
-        with np.load(cache) as saved:
+        length, mtime = fs.signature(path)
+        digest.update(f"{path}\0{label}\0{length}\0{mtime}\n".encode())
+    cache_dir = fs.join(config.data_dir, CACHE_DIR)
+    cache = fs.join(cache_dir, f"{split}-{size}-{digest.hexdigest()[:16]}.npz")
+    if fs.isfile(cache):
+        with np.load(io.BytesIO(fs.read_bytes(cache))) as saved:
             return saved["images"], saved["labels"]
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         decoded = list(pool.map(lambda item: _decode(item[0], size), files))
@@ -121,12 +123,13 @@ def arrays(config, split):
             + ("; ..." if len(bad) > BAD_FILES_SHOWN else "") + "; fix or remove them")
     result = np.stack(decoded), np.array([label for _, label in files], np.int32)
     try:
-        os.makedirs(cache_dir, exist_ok=True)
-        for old in os.listdir(cache_dir):  # this split's earlier caches, at this size
+        fs.makedirs(cache_dir)
+        for old in fs.listdir(cache_dir):  # this split's earlier caches, at this size
             if old.startswith(f"{split}-{size}-"):
-                os.remove(os.path.join(cache_dir, old))
-        np.savez(cache + ".tmp.npz", images=result[0], labels=result[1])
-        os.replace(cache + ".tmp.npz", cache)
+                fs.remove(fs.join(cache_dir, old))
+        saved = io.BytesIO()
+        np.savez(saved, images=result[0], labels=result[1])
+        fs.write_atomic(cache, saved.getvalue())
     except OSError as e:
         logging.warning("Cannot cache the decoded %s split in %s (%s); it will be decoded "
                         "again next time", split, cache_dir, e.strerror or e)
@@ -157,12 +160,12 @@ def make_synthetic(path, scale):
     for split, count, seed in (("train", per_class[0], 1), ("test", per_class[1], 2)):
         rng = np.random.default_rng(seed)
         for label in range(3):
-            folder = os.path.join(path, split, f"class_{label}")
-            os.makedirs(folder, exist_ok=True)
+            folder = fs.join(path, split, f"class_{label}")
+            fs.makedirs(folder)
             for i in range(count):
                 picture = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
                 picture[8:24, 8:24, label] = 220
-                tf.io.write_file(os.path.join(folder, f"{i:05d}.png"),
+                tf.io.write_file(fs.join(folder, f"{i:05d}.png"),
                                  tf.io.encode_png(picture))
     return path
 

@@ -13,7 +13,6 @@ engine (``trainkit.dataset``).
 """
 
 import gzip
-import os
 import zlib
 
 import numpy as np
@@ -23,6 +22,7 @@ from mnist import model as mnist_model
 from trainkit import data as data_lib
 from trainkit import dataset as dataset_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import rundir
 from trainkit import synthetic
 
@@ -106,8 +106,8 @@ def read_idx(path):
 
 def _find(data_dir, name):
     for candidate in (name, name + ".gz"):
-        path = os.path.join(data_dir, candidate)
-        if os.path.exists(path):
+        path = fs.join(data_dir, candidate)
+        if fs.exists(path):
             return path
     return None
 

@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import tarfile
+import uuid
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import data as data_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import loop
 from trainkit import nets
 from trainkit import pipeline
@@ -661,3 +663,21 @@ def test_validation_split_holds_out_the_last_training_records(cifar_data):
     np.testing.assert_array_equal(labels, last_labels[-30:])
     with pytest.raises(errors.UserError, match="--validation_size=0 must be between 1"):
         pipeline.eval_dataset(CIFAR10, make_config(cifar_data), "validation", batch_size=7)
+
+
+def test_download_into_a_data_dir_with_a_scheme_is_staged_locally(mirror, cifar_data,
+                                                                  monkeypatch):
+    server, root = mirror
+    digest = hashlib.md5((root / cifar10_input.ARCHIVE).read_bytes()).hexdigest()
+    monkeypatch.setattr(cifar10_input, "ARCHIVE_MD5", digest)
+    data_dir = f"ram://cifar{uuid.uuid4().hex[:8]}/data"
+    _, count = cifar10_input.files_for(make_config(data_dir, data_mirrors=(server.url,)), "train")
+    assert count == 200
+    assert sorted(fs.listdir(data_dir)) == ["cifar-10-batches-bin", cifar10_input.ARCHIVE]
+    batches = fs.join(data_dir, "cifar-10-batches-bin")
+    assert sorted(fs.listdir(batches)) == sorted(
+        cifar10_input.TRAIN_FILES + cifar10_input.TEST_FILES)
+    local = cifar10_input.maybe_download(cifar_data)
+    for name in cifar10_input.TRAIN_FILES + cifar10_input.TEST_FILES:
+        with open(os.path.join(local, name), "rb") as f:
+            assert fs.read_bytes(fs.join(batches, name)) == f.read(), name

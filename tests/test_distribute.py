@@ -179,3 +179,61 @@ def test_bad_strategy_settings_are_one_line_each(tmp_path, mnist_data):
         lines = helpers.error_lines(result.stderr)
         assert len(lines) == 1 and message in lines[0], result.stderr
     assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
+def _cluster_process(tmp_path, cluster, task_type, args):
+    """``python -m mnist.train ARGS`` as a cluster manager starts a replica: the same
+    command line everywhere, the task in TF_CONFIG."""
+    env = helpers.cli_env()
+    env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}})
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    os.makedirs(env["TMPDIR"], exist_ok=True)
+    return subprocess.Popen(helpers.cli("mnist.train", *args), env=env, cwd=helpers.REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_tf_config_chief_worker_and_evaluator_from_one_command_line(tmp_path, mnist_data):
+    sys.path.insert(0, os.path.join(helpers.REPO, "scripts"))
+    import multi_worker
+    ports = multi_worker.free_ports(3)
+    cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"],
+               "evaluator": [f"127.0.0.1:{ports[2]}"]}
+    train_dir = str(tmp_path / "run")
+    args = ["--strategy=multi_worker", f"--train_dir={train_dir}", f"--data_dir={mnist_data}",
+            *BASE, "--max_steps=20", "--save_checkpoint_steps=10", "--seed=6"]
+    # The evaluator first: it waits for the chief's config.json, then polls until DONE.
+    replicas = {task: _cluster_process(tmp_path, cluster, task, args)
+                for task in ("evaluator", "chief", "worker")}
+    outputs = {}
+    for task, process in replicas.items():
+        outputs[task], _ = process.communicate(timeout=600)
+    for task, process in replicas.items():
+        assert process.returncode == 0, f"{task}:\n{outputs[task][-3000:]}"
+    assert "chief 0 of 2 processes, the chief" in outputs["chief"]
+    assert "worker 0 of 2 processes" in outputs["worker"]
+    assert "The trainer is done and its last checkpoint is evaluated" in outputs["evaluator"]
+    assert os.path.exists(os.path.join(train_dir, "DONE"))
+    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    assert records[-1]["step"] == 20 and records[-1]["num_examples"] == 250
+
+
+def test_tf_config_task_types_that_cannot_train_here_are_one_line_each(tmp_path, mnist_data):
+    common = [f"--train_dir={tmp_path / 'run'}", f"--data_dir={mnist_data}", *BASE]
+    two = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    cases = [
+        ({"cluster": dict(two, ps=["127.0.0.1:3"]), "task": {"type": "ps", "index": 0}},
+         ["--strategy=multi_worker"], "ps (parameter server)"),
+        ({"cluster": dict(two, ps=["127.0.0.1:3"]), "task": {"type": "worker", "index": 0}},
+         ["--strategy=multi_worker"], "has ps (parameter server) tasks"),
+        ({"cluster": two, "task": {"type": "worker", "index": 1}}, [],
+         "pass --strategy=multi_worker to every replica"),
+        ({"cluster": two, "task": {"type": "master", "index": 0}}, [],
+         "expected chief, worker or evaluator"),
+    ]
+    for tf_config, args, message in cases:
+        result = helpers.run_cli("mnist.train", *common, *args,
+                                 env={"TF_CONFIG": json.dumps(tf_config)})
+        assert result.returncode == 2, result.stderr
+        lines = helpers.error_lines(result.stderr)
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not os.path.exists(tmp_path / "run")

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import io
 import os
+import uuid
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from mnist import input as mnist_input
 from tests import helpers
 from trainkit import data as data_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import pipeline
 
 
@@ -129,6 +131,17 @@ def test_download_fetches_verifies_and_loads(served_mnist, tmp_path):
     images, labels = mnist_input.arrays(config, "test")
     assert images.shape == (40, 28, 28, 1) and labels.shape == (40,)
     assert sorted(os.listdir(data_dir)) == sorted(n + ".gz" for n in mnist_input.FILES)
+
+
+def test_download_into_a_data_dir_with_a_scheme_is_staged_locally(served_mnist):
+    server, root = served_mnist
+    data_dir = f"ram://mnist{uuid.uuid4().hex[:8]}/data"
+    images, labels = mnist_input.arrays(make_config(data_dir, data_mirrors=(server.url,)), "test")
+    assert images.shape == (40, 28, 28, 1) and labels.shape == (40,)
+    assert sorted(fs.listdir(data_dir)) == sorted(n + ".gz" for n in mnist_input.FILES)
+    for name in mnist_input.FILES:
+        with open(os.path.join(root, name + ".gz"), "rb") as f:
+            assert fs.read_bytes(fs.join(data_dir, name + ".gz")) == f.read(), name
 
 
 def test_download_with_wrong_checksum_is_refused_and_removed(served_mnist, tmp_path):

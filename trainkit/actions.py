@@ -11,13 +11,13 @@ which one is due (``Trainer._steps_to_run``).
 """
 
 import json
-import os
 import signal
 import time
 
 import tensorflow as tf
 from absl import logging
 
+from trainkit import fs
 from trainkit import periodic
 
 STOP_CHECK_SECS = 1.0
@@ -136,14 +136,14 @@ class WatchStopRequest:
         self._periodic.start(start_step)
 
     def requested(self, step):
-        return self._periodic.should_fire(step) and os.path.exists(self.path)
+        return self._periodic.should_fire(step) and fs.exists(self.path)
 
     def reason(self):
         """What the request says, for the log ("stop requested in PATH (why)")."""
-        if not os.path.exists(self.path):
+        if not fs.exists(self.path):
             return "stop requested by the chief"
         try:
-            with open(self.path) as f:
+            with fs.open(self.path) as f:
                 why = f" ({json.load(f)['reason']})"
         except (OSError, ValueError, KeyError, TypeError):
             why = ""

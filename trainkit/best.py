@@ -7,10 +7,10 @@ it, and writes a new one atomically. A record of another run (a train dir
 reused) is moved aside with its folder's other files, never overwritten.
 """
 
-import os
 
 from absl import logging
 
+from trainkit import fs
 from trainkit import rundir
 
 METRIC = "precision_at_1"
@@ -21,7 +21,7 @@ class BestRecord:
 
     def __init__(self, directory, run_id, keep=()):
         self.directory = directory
-        self.path = os.path.join(directory, rundir.BEST_FILE)
+        self.path = fs.join(directory, rundir.BEST_FILE)
         self.value = rundir.read_best(self.path)
         if self.value is not None and self.value.get("run_id", "") != run_id:
             target = rundir.move_previous_run(directory, self.value.get("run_id", ""), keep)
@@ -40,6 +40,6 @@ class BestRecord:
 
     def record(self, values):
         """Writes ``values`` (with ``step`` and ``precision_at_1``) as the new best."""
-        os.makedirs(self.directory, exist_ok=True)
+        fs.makedirs(self.directory)
         rundir.write_json(self.path, values)
         self.value = values

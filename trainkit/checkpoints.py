@@ -17,7 +17,6 @@ variables (and ``model`` into its non-trainable ones): no weight swap.
 """
 
 import contextlib
-import os
 import re
 
 import tensorflow as tf

@@ -14,6 +14,7 @@ import time
 from absl import logging
 
 from trainkit import errors
+from trainkit import fs
 from trainkit import rundir
 
 CONFIG_FILE = rundir.CONFIG_FILE
@@ -205,13 +206,13 @@ class EvalConfig:
 
 def write_train_config(config):
     """Writes config.json atomically (a reader never sees half a file)."""
-    rundir.write_atomic(os.path.join(config.train_dir, CONFIG_FILE), config.to_json() + "\n")
+    rundir.write_atomic(fs.join(config.train_dir, CONFIG_FILE), config.to_json() + "\n")
 
 
 def read_train_config(train_dir):
     """Reads the trainer's config.json, or raises UserError saying why not."""
-    path = os.path.join(train_dir, CONFIG_FILE)
-    if not os.path.isdir(train_dir):
+    path = fs.join(train_dir, CONFIG_FILE)
+    if not fs.isdir(train_dir):
         raise errors.UserError(
             f"train dir {train_dir} does not exist; start the trainer first or check --train_dir")
     values = rundir.read_config_values(train_dir)
@@ -237,7 +238,7 @@ def check_run(train_dir, spec, command):
     model = spec.canonical_model(config.model)
     if model not in spec.models:
         raise errors.UserError(
-            f"{os.path.join(train_dir, CONFIG_FILE)} names model {config.model!r}, which "
+            f"{fs.join(train_dir, CONFIG_FILE)} names model {config.model!r}, which "
             f"{spec.name} does not have ({', '.join(spec.models)}): not a config.json this "
             "toolkit wrote")
     return spec.complete(config)
@@ -253,7 +254,8 @@ def check_train_dir(config, spec):
     """
     train_dir = config.train_dir
     spec.complete(config)
-    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+    rundir.check_path(train_dir, "--train_dir")
+    if fs.exists(train_dir) and not fs.isdir(train_dir):
         raise errors.UserError(f"cannot write to train dir {train_dir}: it is a file, not a "
                                "folder; choose a writable --train_dir")
     latest = rundir.latest_checkpoint(train_dir)
@@ -294,12 +296,50 @@ def said(flag_words, make_words):
     return make_words if os.environ.get("TRAINKIT_VIA") == "make" else flag_words
 
 
+# TF_CONFIG task types: these train; "evaluator" runs the evaluator (see cluster_role).
+TRAINING_TASKS = ("chief", "worker")
+
+
+def cluster_role():
+    """What ``python -m DATASET.train`` does in the cluster ``TF_CONFIG`` describes:
+    ``"train"`` (no TF_CONFIG, or task type chief or worker) or ``"evaluate"`` (task type
+    evaluator, as Estimator's ``train_and_evaluate`` did). UserError for a parameter
+    server (MultiWorkerMirroredStrategy has none) or an unknown task type."""
+    if not os.environ.get("TF_CONFIG"):
+        return "train"
+    task_type, _, _, _ = cluster_task()
+    if task_type == "evaluator":
+        return "evaluate"
+    if task_type == "ps":
+        raise errors.UserError(
+            "TF_CONFIG makes this process a ps (parameter server) task; training here is "
+            "synchronous (MultiWorkerMirroredStrategy) and has no parameter servers: give the "
+            "cluster chief, worker and evaluator replicas only")
+    if task_type not in TRAINING_TASKS:
+        raise errors.UserError(
+            f"TF_CONFIG gives this process task type {task_type!r}; expected chief, worker or "
+            "evaluator")
+    return "train"
+
+
+def check_cluster(config):
+    """UserError if ``TF_CONFIG`` describes several training tasks while ``config`` trains
+    alone: each would train its own run into the same train dir."""
+    if not os.environ.get("TF_CONFIG") or config.strategy == "multi_worker":
+        return
+    _, _, num_workers, _ = cluster_task()
+    if num_workers > 1:
+        raise errors.UserError(
+            f"TF_CONFIG describes {num_workers} training tasks, but --strategy={config.strategy} "
+            "trains in one process: pass --strategy=multi_worker to every replica")
+
+
 def cluster_task():
     """This process's place in the cluster that ``TF_CONFIG`` describes:
     ``(task type, index, number of training workers, is chief)``.
 
     The chief is the ``chief`` task, else worker 0. UserError if TF_CONFIG is
-    missing or malformed.
+    missing or malformed, or if its cluster holds parameter servers.
     """
     text = os.environ.get("TF_CONFIG")
     if not text:
@@ -315,6 +355,11 @@ def cluster_task():
         raise errors.UserError(f"TF_CONFIG is not a valid cluster description ({e!r}); expected "
                                '{"cluster": {"worker": ["host:port", ...]}, '
                                '"task": {"type": "worker", "index": N}}') from None
+    if cluster.get("ps"):
+        raise errors.UserError(
+            "TF_CONFIG's cluster has ps (parameter server) tasks; training here is synchronous "
+            "(MultiWorkerMirroredStrategy) and has none: give the cluster chief, worker and "
+            "evaluator replicas only")
     is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0
                                          and "chief" not in cluster)
     return task_type, task_id, num_workers, is_chief
@@ -328,11 +373,11 @@ def is_chief(config):
 
 def wait_for_trainer(eval_config, sleep=time.sleep, clock=time.monotonic):
     """Waits until the trainer has written config.json, so the evaluator may start first."""
-    path = os.path.join(eval_config.train_dir, CONFIG_FILE)
-    if not os.path.exists(path):
+    path = fs.join(eval_config.train_dir, CONFIG_FILE)
+    if not fs.exists(path):
         logging.info("Waiting for the trainer to write %s", path)
     start = clock()
-    while not os.path.exists(path):
+    while not fs.exists(path):
         if eval_config.timeout_secs and clock() - start >= eval_config.timeout_secs:
             raise errors.UserError(
                 f"no trainer wrote {path} within --timeout_secs={eval_config.timeout_secs:g}; "

@@ -7,9 +7,12 @@ a failed one leaves nothing behind. An archive is checked whole before
 anything is written (member types and paths, a name that is both a file
 and a folder, the total size against the free space), extracted into a
 hidden folder beside its target and moved into place; a failure removes
-what it wrote.
+what it wrote. A data dir on a filesystem with a scheme (``gs://``) gets
+its files staged: downloaded, verified and extracted in a local temporary
+folder, then copied up whole.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,6 +27,7 @@ import zlib
 from absl import logging
 
 from trainkit import errors
+from trainkit import fs
 from trainkit import rundir
 
 DOWNLOAD_TIMEOUT_SECS = 30
@@ -110,6 +114,13 @@ def download_verified(name, dest_dir, mirrors, verify):
     file is fetched to ``NAME.part`` and renamed to ``NAME`` only once
     verified; a bad copy is deleted. Raises UserError naming every mirror tried.
     """
+    if fs.is_remote(dest_dir):
+        local = tempfile.mkdtemp(prefix="trainkit-download-")
+        try:
+            path = download_verified(name, local, mirrors, verify)
+            return _upload(path, dest_dir)
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
     os.makedirs(dest_dir, exist_ok=True)
     dest = os.path.join(dest_dir, name)
     part = dest + ".part"
@@ -133,6 +144,22 @@ def download_verified(name, dest_dir, mirrors, verify):
     raise errors.UserError(f"downloading {name} failed (" + "; ".join(failures) + ")")
 
 
+def _upload(path, dest_dir):
+    """Copies local file ``path`` into ``dest_dir`` (through ``NAME.part``, so that an
+    interrupted copy never looks like data); returns its new path."""
+    dest = fs.join(dest_dir, os.path.basename(path))
+    try:
+        fs.makedirs(dest_dir)
+        fs.copy(path, dest + ".part")
+        fs.replace(dest + ".part", dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            fs.remove(dest + ".part")
+        raise errors.UserError(f"cannot write {dest}: {e.strerror or e}; choose a writable "
+                               "--data_dir") from None
+    return dest
+
+
 def _remove(path):
     try:
         os.remove(path)
@@ -150,6 +177,8 @@ def safe_extract(archive, dest_dir):
     files are written into a hidden folder in ``dest_dir`` and moved into
     place; if anything fails, what was written is removed.
     """
+    if fs.is_remote(archive) or fs.is_remote(dest_dir):
+        return _extract_staged(archive, dest_dir)
     rundir.check_regular(archive)
     dest_root = os.path.realpath(dest_dir)
     try:
@@ -173,6 +202,28 @@ def safe_extract(archive, dest_dir):
     except OSError as e:
         raise errors.UserError(f"cannot extract {archive} into {dest_dir}: {e.strerror or e}; "
                                "nothing of it was left there") from None
+    logging.info("Extracted %s into %s", archive, dest_dir)
+
+
+def _extract_staged(archive, dest_dir):
+    """``safe_extract`` into a data dir with a scheme: extracted locally, then uploaded."""
+    local = tempfile.mkdtemp(prefix="trainkit-extract-")
+    try:
+        copy = os.path.join(local, os.path.basename(archive))
+        try:
+            fs.copy(archive, copy)
+        except OSError as e:
+            raise errors.UserError(f"cannot read {archive}: {e.strerror or e}") from None
+        tree = os.path.join(local, "tree")
+        os.mkdir(tree)
+        safe_extract(copy, tree)
+        for folder, _, names in os.walk(tree):
+            relative = os.path.relpath(folder, tree)
+            target = dest_dir if relative == "." else fs.join(dest_dir, relative)
+            for name in sorted(names):
+                _upload(os.path.join(folder, name), target)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
     logging.info("Extracted %s into %s", archive, dest_dir)
 
 

@@ -32,7 +32,6 @@ disk, a read-only dir) is a UserError, never a skipped checkpoint.
 
 import json
 import os
-import shutil
 import time
 
 import keras
@@ -44,6 +43,7 @@ from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import export
+from trainkit import fs
 from trainkit import loop
 from trainkit import metrics
 from trainkit import pipeline
@@ -75,10 +75,9 @@ def _signature(path):
     found = []
     for name in rundir.checkpoint_files(path):
         try:
-            st = os.stat(name)
+            found.append((name, *fs.signature(name)))
         except OSError:
             continue
-        found.append((name, st.st_size, st.st_mtime_ns))
     return tuple(found)
 
 
@@ -134,9 +133,9 @@ class Evaluator:
 
     def _start(self, eval_config, dataset, clock):
         self.run_id = self.train_config.run_id
-        self.best_dir = os.path.join(eval_config.eval_dir, BEST_DIR)
-        self.staging_dir = os.path.join(eval_config.eval_dir, STAGING_DIR)
-        metrics_path = os.path.join(eval_config.eval_dir, METRICS_FILE)
+        self.best_dir = fs.join(eval_config.eval_dir, BEST_DIR)
+        self.staging_dir = fs.join(eval_config.eval_dir, STAGING_DIR)
+        metrics_path = fs.join(eval_config.eval_dir, METRICS_FILE)
         records = read_records(metrics_path)
         others = {r.get("run_id", "") for r in records} - {self.run_id}
         if others:
@@ -223,24 +222,27 @@ class Evaluator:
         if not any(f.endswith(".index") for f in files) or len(files) < 2:
             raise _SourceGone(f"{path} has no complete set of .index and .data files")
         with self._writing():
-            shutil.rmtree(self.staging_dir, ignore_errors=True)
-            os.makedirs(self.staging_dir)
+            fs.rmtree(self.staging_dir)
+            fs.makedirs(self.staging_dir)
         for name in files:
-            target = os.path.join(self.staging_dir, os.path.basename(name))
+            target = fs.join(self.staging_dir, os.path.basename(name))
+            if fs.is_remote(name) or fs.is_remote(target):
+                self._copy(name, target)
+                continue
             try:
                 os.link(name, target)
             except FileNotFoundError:
                 raise _SourceGone(f"{name} vanished") from None
             except OSError:
                 self._copy(name, target)  # another file system, or no hard links: copy
-        return os.path.join(self.staging_dir, os.path.basename(path))
+        return fs.join(self.staging_dir, os.path.basename(path))
 
     def _copy(self, source, target):
         try:
-            reader = open(source, "rb")
+            reader = fs.open(source, "rb")
         except OSError as e:
             raise _SourceGone(f"{source}: {e.strerror or e}") from None
-        with reader, self._writing(), open(target, "wb") as writer:
+        with reader, self._writing(), fs.open(target, "wb") as writer:
             while True:
                 try:
                     chunk = reader.read(_COPY_CHUNK)
@@ -259,7 +261,7 @@ class Evaluator:
         try:
             return self._evaluate_and_record(path)
         finally:
-            shutil.rmtree(self.staging_dir, ignore_errors=True)
+            fs.rmtree(self.staging_dir)
 
     def _evaluate_and_record(self, path):
         step = checkpoints.step_of(path)
@@ -317,12 +319,12 @@ class Evaluator:
 
     def _keep_best(self, staged, record):
         """Moves the staged checkpoint into best/ and records it, then drops the old best."""
-        os.makedirs(self.best_dir, exist_ok=True)
-        old = set(os.listdir(self.best_dir))
+        fs.makedirs(self.best_dir)
+        old = set(fs.listdir(self.best_dir))
         base = os.path.basename(staged)
         for name in rundir.checkpoint_files(staged):
-            os.replace(name, os.path.join(self.best_dir, os.path.basename(name)))
-        prefix = os.path.join(self.best_dir, base)
+            fs.replace(name, fs.join(self.best_dir, os.path.basename(name)))
+        prefix = fs.join(self.best_dir, base)
         checkpoints.write_state(self.best_dir, base)
         self.best.record({"step": record["step"], "precision_at_1": record["precision_at_1"],
                           "checkpoint": prefix, "source": record["checkpoint"],
@@ -330,9 +332,9 @@ class Evaluator:
                           "wall_time": record["wall_time"]})
         for name in old:
             if rundir.step_of_file(name) is not None and not name.startswith(base + "."):
-                os.remove(os.path.join(self.best_dir, name))
+                fs.remove(fs.join(self.best_dir, name))
         if self.classifier:
-            target = os.path.join(self.best_dir, export.SAVED_MODEL_DIR)
+            target = fs.join(self.best_dir, export.SAVED_MODEL_DIR)
             export.save(self.classifier, target, export.info_for(
                 prefix, self.train_config, self.classifier))
 
@@ -340,7 +342,7 @@ class Evaluator:
         patience = self.config.early_stopping_evals
         if not patience or self.stop_requested or self.evals_since_best < patience:
             return
-        path = os.path.join(self.config.train_dir, loop.STOP_FILE)
+        path = fs.join(self.config.train_dir, loop.STOP_FILE)
         best = self.best.value
         reason = (f"{self.evals_since_best} evaluations without improving on precision @ 1 = "
                   f"{100 * best['precision_at_1']:.2f}% (step {best['step']})")
@@ -380,13 +382,13 @@ class Evaluator:
 
     def poll(self, sleep=time.sleep):
         """Evaluates new checkpoints until the trainer is DONE (or the timeout passes)."""
-        done_file = os.path.join(self.config.train_dir, loop.DONE_FILE)
+        done_file = fs.join(self.config.train_dir, loop.DONE_FILE)
         last_new = self._clock()
         waiting_logged = False
         while True:
             # Read DONE before the checkpoint list: if DONE was there, the
             # list read next already has the final checkpoint.
-            done = os.path.exists(done_file)
+            done = fs.exists(done_file)
             self.check_same_run()
             pending = self.candidates()
             if pending:
@@ -419,7 +421,7 @@ class Evaluator:
             line += (f"; best: step {best['step']}, precision @ 1 "
                      f"{100 * best['precision_at_1']:.2f}% ({best['checkpoint']}")
             if self.classifier:
-                line += f", exported to {os.path.join(self.best_dir, export.SAVED_MODEL_DIR)}"
+                line += f", exported to {fs.join(self.best_dir, export.SAVED_MODEL_DIR)}"
             line += ")"
         return line
 

@@ -20,9 +20,7 @@ refuses a train dir, a data dir, and any folder holding something an export
 does not.
 """
 
-import json
 import os
-import shutil
 
 import tensorflow as tf
 from absl import logging
@@ -30,6 +28,7 @@ from absl import logging
 from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import metrics
 from trainkit import rundir
 
@@ -72,11 +71,11 @@ def candidate_checkpoints(train_dir, run_id):
     """The checkpoints a classifier of ``train_dir`` is made from, best first: the
     evaluator's best (``TRAIN_DIR/eval/best``) if it belongs to this run, then the run's
     own checkpoints, newest first. UserError if there are none."""
-    best_dir = os.path.join(train_dir, EVAL_DIR, BEST_DIR)
+    best_dir = fs.join(train_dir, EVAL_DIR, BEST_DIR)
     found = []
     best = rundir.latest_checkpoint(best_dir)
     if best:
-        record = rundir.read_best(os.path.join(best_dir, rundir.BEST_FILE)) or {}
+        record = rundir.read_best(fs.join(best_dir, rundir.BEST_FILE)) or {}
         if record.get("run_id", "") == run_id:
             found.append(best)
         else:
@@ -121,32 +120,34 @@ def save(classifier, directory, info):
 
     The caller has checked that ``directory`` is absent, empty or a previous
     export (``rundir.check_export_dir``). Raises OSError or ``tf.errors.OpError``,
-    with the previous export still in place.
+    with the previous export still in place. On a filesystem with a scheme the
+    folders move file by file (``trainkit.fs.move_tree``).
     """
-    directory = os.path.normpath(directory)
+    directory = fs.normpath(directory)
     parent = os.path.dirname(directory) or "."
-    tmp = os.path.join(parent, f".{os.path.basename(directory)}.tmp-{os.getpid()}")
-    old = os.path.join(parent, f".{os.path.basename(directory)}.old-{os.getpid()}")
-    os.makedirs(parent, exist_ok=True)
+    tmp = fs.join(parent, f".{os.path.basename(directory)}.tmp-{os.getpid()}")
+    old = fs.join(parent, f".{os.path.basename(directory)}.old-{os.getpid()}")
+    fs.makedirs(parent)
     try:
         with rundir.glob_safe(parent) as safe_parent:
-            tf.saved_model.save(classifier, os.path.join(safe_parent, os.path.basename(tmp)),
+            tf.saved_model.save(classifier, fs.join(safe_parent, os.path.basename(tmp)),
                                 signatures={"serving_default": classifier.classify})
-        rundir.write_json(os.path.join(tmp, INFO_FILE), dict(info, format=FORMAT))
-        if os.path.exists(directory):
-            os.replace(directory, old)
-        os.replace(tmp, directory)
+        rundir.write_json(fs.join(tmp, INFO_FILE), dict(info, format=FORMAT))
+        if fs.exists(directory):
+            fs.move_tree(directory, old)
+        fs.move_tree(tmp, directory)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if os.path.exists(old) and not os.path.exists(directory):
-            os.replace(old, directory)
+        fs.rmtree(tmp)
+        if fs.exists(old) and not fs.exists(directory):
+            fs.move_tree(old, directory)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    fs.rmtree(old)
     return directory
 
 
 def info_for(path, train_config, classifier):
-    return {"checkpoint": os.path.abspath(path), "step": checkpoints.step_of(path),
+    return {"checkpoint": path if fs.is_remote(path) else os.path.abspath(path),
+            "step": checkpoints.step_of(path),
             "dataset": train_config.dataset, "model": train_config.model,
             "class_names": classifier.class_name_list,
             "input": {"dtype": "uint8", "shape": [None, *classifier.raw_shape]}}
@@ -154,7 +155,7 @@ def info_for(path, train_config, classifier):
 
 def export(train_dir, dataset, checkpoint=None, export_dir=None):
     """``python -m DATASET.export``: the checkpoint's shadow weights as a SavedModel."""
-    export_dir = export_dir or os.path.join(train_dir, "export")
+    export_dir = export_dir or fs.join(train_dir, "export")
     train_config = config_lib.read_train_config(train_dir)
     rundir.check_export_dir(export_dir, train_dir, train_config.data_dir)
     classifier, path, train_config = load_classifier(train_dir, dataset, checkpoint)

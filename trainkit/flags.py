@@ -25,10 +25,13 @@ from absl import logging
 
 from trainkit import config as config_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import priority
 from trainkit import quiet
 from trainkit import registry
 from trainkit import rundir
+
+EVAL_BATCH_SIZE = 1000  # the evaluator's default --eval_batch_size
 
 
 def define_train_flags(spec):
@@ -329,7 +332,7 @@ def define_eval_flags(spec):
     flags.DEFINE_string("data_dir", None,
                         "Dataset directory (default: the trainer's --data_dir from config.json).")
     flags.DEFINE_enum("eval_data", "test", list(spec.eval_splits), "Which split to evaluate on.")
-    flags.DEFINE_integer("eval_batch_size", 1000,
+    flags.DEFINE_integer("eval_batch_size", EVAL_BATCH_SIZE,
                          "Examples per evaluation batch (the last batch may be smaller; "
                          "every example counts once).", lower_bound=1)
     flags.DEFINE_float("eval_interval_secs", spec.eval_interval_secs,
@@ -382,7 +385,7 @@ def eval_config():
         train_dir=f.train_dir,
         # Test and validation results in separate folders, so neither run
         # mistakes the other's steps for its own.
-        eval_dir=f.eval_dir or os.path.join(f.train_dir, "eval" + (
+        eval_dir=f.eval_dir or fs.join(f.train_dir, "eval" + (
             "" if f.eval_data == "test" else f"_{f.eval_data}") + (
             "" if f.test_time_augmentation else "_plain")),
         data_dir=f.data_dir,
@@ -412,12 +415,17 @@ def run_trainer(spec):
     """The whole ``python -m DATASET.train``: parse flags, train, bad input as one line.
 
     The train dir is checked and locked before TensorFlow loads, so a second
-    trainer, or a run that is not to be started, is refused at once.
+    trainer, or a run that is not to be started, is refused at once. Under a
+    ``TF_CONFIG`` whose task type is ``evaluator`` it runs the evaluator of
+    the same train dir instead (``config.cluster_role``).
     """
 
     def main(argv):
         del argv
         config = train_config(spec).validate()
+        if config_lib.cluster_role() == "evaluate":
+            return evaluate(spec, cluster_eval_config(config))
+        config_lib.check_cluster(config)
         chief = config_lib.is_chief(config)
         # A live run's trainer is named first; a new dir is made only once all is checked.
         held = chief and rundir.hold(config.train_dir, "trainer", create=False)
@@ -442,24 +450,39 @@ def run_evaluator(spec):
 
     def main(argv):
         del argv
-        config = eval_config()
-        ready = config.run_once or os.path.exists(
-            os.path.join(config.train_dir, config_lib.CONFIG_FILE))
-        if ready:
-            check_run(config.train_dir, spec, "eval")
-            rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
-        load_tensorflow()
-        from trainkit import devices, evaluator
-        # Before any TensorFlow op: the thread pools it then starts inherit the priority.
-        priority.lower_priority(config.nice, config.idle_priority)
-        if not ready:
-            config_lib.wait_for_trainer(config)
-            check_run(config.train_dir, spec, "eval")
-            rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
-        devices.configure(config.device, config.num_threads)
-        evaluator.run(config, registry.load(spec.name))
+        evaluate(spec, eval_config())
 
     run(main)
+
+
+def cluster_eval_config(config):
+    """The evaluator's settings for the ``evaluator`` task of a cluster, whose command line
+    is the trainers': their train dir and data dir, and the evaluator's defaults."""
+    return config_lib.EvalConfig(
+        train_dir=config.train_dir, eval_dir=fs.join(config.train_dir, "eval"),
+        data_dir=config.data_dir, eval_data="test", eval_batch_size=EVAL_BATCH_SIZE,
+        eval_interval_secs=registry.spec(config.dataset).eval_interval_secs, run_once=False,
+        device="cpu", num_threads=0, nice=0, idle_priority=False)
+
+
+def evaluate(spec, config):
+    """The evaluator of ``config`` (an ``EvalConfig``): checks the run and locks the eval
+    dir (before TensorFlow loads when the run is there; while waiting for it, TensorFlow
+    loads meanwhile), pins the device, then polls or runs once."""
+    ready = config.run_once or fs.exists(fs.join(config.train_dir, config_lib.CONFIG_FILE))
+    if ready:
+        check_run(config.train_dir, spec, "eval")
+        rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+    load_tensorflow()
+    from trainkit import devices, evaluator
+    # Before any TensorFlow op: the thread pools it then starts inherit the priority.
+    priority.lower_priority(config.nice, config.idle_priority)
+    if not ready:
+        config_lib.wait_for_trainer(config)
+        check_run(config.train_dir, spec, "eval")
+        rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+    devices.configure(config.device, config.num_threads)
+    evaluator.run(config, registry.load(spec.name))
 
 
 def define_export_flags(spec):
@@ -501,7 +524,7 @@ def run_export(spec):
         del argv
         f = flags.FLAGS
         run_config = check_run(f.train_dir, spec, "export")
-        export_dir = f.export_dir or os.path.join(f.train_dir, "export")
+        export_dir = f.export_dir or fs.join(f.train_dir, "export")
         rundir.check_export_dir(export_dir, f.train_dir, run_config.data_dir)
         load_tensorflow()  # here, after the checks
         from trainkit import export as export_lib

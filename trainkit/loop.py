@@ -12,7 +12,6 @@ SIGTERM/SIGINT). A non-finite loss ends the run before any save.
 
 import math
 import os
-import shutil
 import time
 
 import keras
@@ -27,6 +26,7 @@ from trainkit import data
 from trainkit import distribution as distribution_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
+from trainkit import fs
 from trainkit import lookahead as lookahead_lib
 from trainkit import metrics
 from trainkit import optimizers
@@ -134,9 +134,9 @@ def prepare_train_dir(config, spec, is_chief=True):
             hold = rundir.hold(config.train_dir, "trainer")
             latest = config_lib.check_train_dir(config, spec)  # under the lock this time
         for marker in (DONE_FILE, STOP_FILE):
-            path = os.path.join(config.train_dir, marker)
-            if os.path.exists(path):
-                os.remove(path)
+            path = fs.join(config.train_dir, marker)
+            if fs.exists(path):
+                fs.remove(path)
         return latest, hold
     except OSError as e:
         hold.release()
@@ -169,15 +169,16 @@ def _remove_unfinished_saves(train_dir):
     TensorFlow writes a checkpoint there first and renames it into place only
     when complete, so these are never a checkpoint: only litter.
     """
-    for name in os.listdir(train_dir):
-        path = os.path.join(train_dir, name)
+    for name in fs.listdir(train_dir):
+        path = fs.join(train_dir, name)
         if (name.startswith(checkpoints.CHECKPOINT_PREFIX + "-") and name.endswith("_temp")
                 and name[len(checkpoints.CHECKPOINT_PREFIX) + 1:-len("_temp")].isdigit()):
             logging.info("Removing %s, left by a save that was interrupted", path)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
+            link = not fs.is_remote(path) and os.path.islink(path)
+            if fs.isdir(path) and not link:
+                fs.rmtree(path)
             else:
-                os.remove(path)
+                fs.remove(path)
 
 
 def _write_checkpoint(manager, step):
@@ -250,7 +251,7 @@ class Validator:
                        for key, var in checkpoints.model_variables(self.model).items()]
         self.scorer = metrics.Scorer(self.model, len(config.class_names),
                                      metrics.eval_logits_fn(dataset.model(config), config))
-        self.dir = os.path.join(directory, BEST_VALIDATION_DIR)
+        self.dir = fs.join(directory, BEST_VALIDATION_DIR)
         self.manager = checkpoints.Manager(trainer.checkpoint, self.dir, max_to_keep=1)
         self.best = best_lib.BestRecord(self.dir, config.run_id)
 
@@ -539,7 +540,7 @@ class Trainer:
     def _run(self):
         config, chief = self.config, self.distribution.is_chief
         start, started = int(self.step.numpy()), time.monotonic()
-        writer = summaries.Writer(os.path.join(config.train_dir, "train")) if chief else None
+        writer = summaries.Writer(fs.join(config.train_dir, "train")) if chief else None
         self.checkpointer = actions.Checkpointer(
             self._save, config.save_checkpoint_steps, config.save_checkpoint_secs, start,
             bool(self.resumed_from), self._agree)
@@ -553,7 +554,7 @@ class Trainer:
             step_actions.append(actions.Validate(config.validate_every_steps, start,
                                                  self.validator, writer, progress,
                                                  self._check_finite))
-        stop_watch = actions.WatchStopRequest(os.path.join(config.train_dir, STOP_FILE), start)
+        stop_watch = actions.WatchStopRequest(fs.join(config.train_dir, STOP_FILE), start)
 
         iterator = iter(self.dataset)
         current, stopping, interrupted, outputs = start, None, None, None
@@ -580,9 +581,7 @@ class Trainer:
         if stopping:
             logging.info("Stopping early at step %d: %s", current, stopping)
         if chief:
-            done = os.path.join(config.train_dir, DONE_FILE)
-            with open(done, "w") as f:
-                f.write(f"{current}\n")
+            rundir.write_atomic(fs.join(config.train_dir, DONE_FILE), f"{current}\n")
         logging.info("%s", self._summary(current, time.monotonic() - started, outputs))
         return current
 
@@ -596,7 +595,7 @@ class Trainer:
             line += (f"; best validation precision @ 1 {100 * best['precision_at_1']:.2f}% at "
                      f"step {best['step']} ({best['checkpoint']})")
         if self.distribution.is_chief:
-            return line + f"; wrote {os.path.join(self.config.train_dir, DONE_FILE)}"
+            return line + f"; wrote {fs.join(self.config.train_dir, DONE_FILE)}"
         return line + f" ({self.distribution.task})"
 
 

@@ -10,11 +10,13 @@ TensorBoard. They use matplotlib, installed by ``make`` through the
 TensorBoard gets the bare coloured cells.
 """
 
+import io
 import math
-import os
 
 import numpy as np
 from absl import logging
+
+from trainkit import fs
 
 CELL = 12  # pixels per confusion-matrix cell in the TensorBoard image
 
@@ -93,17 +95,24 @@ def _show(axis, image):
     axis.set_yticks([])
 
 
+def _save(fig, path):
+    """Writes ``fig`` as a PNG file ``path`` on any filesystem, whole or not at all."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    fs.write_atomic(path, png.getvalue())
+
+
 def write_pngs(out_dir, step, confusion, class_names, misclassified, first_kernel):
     """Writes confusion_matrix.png, misclassified.png and conv1_filters.png; returns their paths."""
     plt = _pyplot()
     if plt is None:
         return []
-    os.makedirs(out_dir, exist_ok=True)
+    fs.makedirs(out_dir)
     paths = []
 
     fig = confusion_figure(plt, confusion, class_names, step)
-    paths.append(os.path.join(out_dir, "confusion_matrix.png"))
-    fig.savefig(paths[-1])
+    paths.append(fs.join(out_dir, "confusion_matrix.png"))
+    _save(fig, paths[-1])
     plt.close(fig)
 
     columns = max(1, min(5, len(misclassified)))
@@ -120,8 +129,8 @@ def write_pngs(out_dir, step, confusion, class_names, misclassified, first_kerne
     fig.suptitle(f"misclassified test images at step {step}" if misclassified
                  else f"no misclassified images at step {step}")
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "misclassified.png"))
-    fig.savefig(paths[-1])
+    paths.append(fs.join(out_dir, "misclassified.png"))
+    _save(fig, paths[-1])
     plt.close(fig)
 
     if first_kernel is not None:
@@ -138,7 +147,7 @@ def write_pngs(out_dir, step, confusion, class_names, misclassified, first_kerne
             image = kernel[..., k] if kernel.shape[2] in (1, 3) else kernel[..., :1, k]
             _show(axis, image)
         fig.suptitle(f"first convolution layer's filters at step {step}")
-        paths.append(os.path.join(out_dir, "conv1_filters.png"))
-        fig.savefig(paths[-1])
+        paths.append(fs.join(out_dir, "conv1_filters.png"))
+        _save(fig, paths[-1])
         plt.close(fig)
     return paths

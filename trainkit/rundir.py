@@ -1,14 +1,19 @@
 """The train dir and the eval dir as files: one writer each, checkpoints found by
 their files, a run's identity, and paths taken literally.
 
-Pure Python (no TensorFlow), so that an entry point can refuse a busy or
-foreign dir in a fraction of a second, before TensorFlow loads.
+Pure Python for a local dir (TensorFlow loads only for a path with a
+scheme), so that an entry point can refuse a busy or foreign dir in a
+fraction of a second, before TensorFlow loads.
 
 * One writer per dir: ``hold(directory, role)`` takes an exclusive
   ``flock`` on ``DIR/.lock`` and keeps it for the life of the process. The
   kernel releases it when the process ends in any way (``kill -9``
   included), so a dir is never left locked. The file holds who took it
   (role, pid, host, since when) for the message a second writer gets.
+  A dir on a filesystem without ``flock`` (any path with a scheme,
+  ``gs://`` and the like) gets a lease instead (``Lease``).
+* Files go through ``trainkit.fs``: plain paths through ``os``, paths with
+  a scheme through ``tf.io.gfile``.
 * A run is recognised by its checkpoint files (``ckpt-N.index``), not only
   by the ``checkpoint`` index file, which a user can delete or garble.
 * ``config.json`` carries a ``run_id``; everything that reads a train dir
@@ -16,11 +21,13 @@ foreign dir in a fraction of a second, before TensorFlow loads.
 * An export replaces only an export: ``check_export_dir`` refuses a train
   dir, a data dir and any folder holding what an export does not.
 * TensorFlow reads ``*``, ``?`` and ``[`` in a checkpoint or SavedModel path
-  as a glob pattern. Everything here lists directories with ``os.listdir``;
+  as a glob pattern. Everything here lists directories itself;
   ``glob_safe`` gives TensorFlow an alias of such a path that it reads
-  literally (see ``trainkit.checkpoints.readable``).
+  literally (see ``trainkit.checkpoints.readable``); a path with a scheme
+  and such characters is refused.
 """
 
+import atexit
 import contextlib
 import datetime
 import errno
@@ -29,12 +36,14 @@ import os
 import re
 import shutil
 import socket
-import stat
 import sys
 import tempfile
+import threading
+import time
 import uuid
 
 from trainkit import errors
+from trainkit import fs
 
 try:
     import fcntl
@@ -56,20 +65,34 @@ EXPORT_FORMAT = "trainkit-classifier/1"  # in classifier.json: what wrote the fo
 # What tf.saved_model.save writes, and classifier.json: all an export folder may hold.
 EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", EXPORT_INFO_FILE}
 
-_held = {}  # realpath of a locked dir -> [file descriptor, holds]
+# A lease (see Lease) lasts this long unless renewed; it is renewed every third of it.
+LEASE_SECS = float(os.environ.get("TRAINKIT_LEASE_SECS", "60"))
+
+_held = {}  # realpath of a locked dir -> [file descriptor or Lease, holds]
 
 
 # -- one writer per dir ------------------------------------------------------------
 
 
-def _holder_text(path):
+def _describe(holder):
     try:
-        with open(path) as f:
-            holder = json.load(f)
         return (f"another {holder['role']} (pid {holder['pid']} on {holder['host']}, "
                 f"since {holder['since']})")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return "another process (its details are not written yet)"
+
+
+def _holder_text(path):
+    try:
+        with fs.open(path) as f:
+            return _describe(json.load(f))
+    except (OSError, ValueError):
+        return _describe(None)
+
+
+def _holder(role):
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    return {"role": role, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
 
 
 def hold(directory, role, noun="train dir", what="--train_dir", create=True):
@@ -82,18 +105,33 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
     the directory cannot be made. Holding the same dir again in this process
     only counts (``release`` the same number of times).
     """
-    if not create and not os.path.isdir(directory):
-        return None
+    check_path(directory, what)
     try:
-        os.makedirs(directory, exist_ok=True)
+        if not create and not fs.isdir(directory):
+            return None
+        fs.makedirs(directory)
     except OSError as e:
         raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
                                f"choose a writable {what}") from None
-    key = os.path.realpath(directory)
+    key = fs.realpath(directory)
     if key in _held:
         _held[key][1] += 1
         return Hold(key)
-    path = os.path.join(directory, LOCK_FILE)
+    path = fs.join(directory, LOCK_FILE)
+    if fs.is_remote(directory):
+        lease = Lease(path, _holder(role))
+        try:
+            lease.acquire()
+        except LeaseTaken as e:
+            raise errors.UserError(
+                f"{noun} {directory} is in use by {_describe(e.holder)}; wait for it to end "
+                f"(a stopped holder's lease runs out {LEASE_SECS:.0f} s after its last "
+                f"renewal) or stop it, or choose another {what}") from None
+        except OSError as e:
+            raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
+                                   f"choose a writable {what}") from None
+        _held[key] = [lease, 1]
+        return Hold(key)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -112,9 +150,7 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
                 raise
             print(f"warning: {directory} cannot be locked here ({e.strerror}); make sure no "
                   f"other {role} uses it", file=sys.stderr)
-    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    holder = json.dumps({"role": role, "pid": os.getpid(), "host": socket.gethostname(),
-                         "since": since}) + "\n"
+    holder = json.dumps(_holder(role)) + "\n"
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
@@ -122,6 +158,124 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
         pass  # the lock holds without its description
     _held[key] = [fd, 1]
     return Hold(key)
+
+
+class LeaseTaken(Exception):
+    """Another live process holds the lease."""
+
+    def __init__(self, holder):
+        super().__init__(_describe(holder))
+        self.holder = holder
+
+
+class Lease:
+    """A lock by lease, for filesystems without ``flock`` (object stores, HDFS, ``ram://``).
+
+    The lease file holds its holder, a random token and when it was last
+    renewed; a thread renews it every third of ``LEASE_SECS``. Another
+    process takes it over only once it has gone unrenewed for ``LEASE_SECS``
+    by the taker's clock, or at once when its holder was a process of this
+    host that is gone. A taker writes its claim, waits a moment and reads it
+    back, so of two takers at once the later write wins and the other
+    refuses. Limits: hosts' clocks must agree to well within the lease; the
+    filesystem must show a write to every reader at once (Google Cloud
+    Storage, HDFS and local files do); a holder stalled for longer than the
+    lease loses it, and then ends at once rather than write beside the new one.
+    """
+
+    def __init__(self, path, holder, lease_secs=None, on_lost=None):
+        self.path = path
+        self.holder = dict(holder, token=uuid.uuid4().hex)
+        self.lease_secs = lease_secs or LEASE_SECS
+        self.on_lost = on_lost or _end_process
+        self._stop = threading.Event()
+        self._thread = None
+
+    def read(self):
+        """The lease as written, or None if there is none (or it is not one)."""
+        try:
+            with fs.open(self.path) as f:
+                value = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def expired(self, current, now=None):
+        now = time.time() if now is None else now
+        try:
+            if now > float(current["renewed"]) + float(current["lease_secs"]):
+                return True
+            if current["host"] == socket.gethostname() and current["pid"] != os.getpid():
+                return not _alive(int(current["pid"]))
+        except (KeyError, TypeError, ValueError):
+            return True  # not a lease of ours: a torn write
+        return False
+
+    def _write(self):
+        fs.write_atomic(self.path, json.dumps(dict(self.holder, renewed=time.time(),
+                                                   lease_secs=self.lease_secs)) + "\n")
+
+    def acquire(self):
+        current = self.read()
+        if current is not None and not self.expired(current):
+            raise LeaseTaken(current)
+        self._write()
+        time.sleep(min(1.0, self.lease_secs / 20))
+        current = self.read()
+        if current is None or current.get("token") != self.holder["token"]:
+            raise LeaseTaken(current)
+        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
+        self._thread.start()
+        atexit.register(self.release)  # a process ending normally gives its lease back
+
+    def _renew(self):
+        last = time.time()
+        while not self._stop.wait(self.lease_secs / 3):
+            current = self.read()
+            if current is not None and current.get("token") != self.holder["token"]:
+                return self.on_lost(self, current)
+            try:
+                self._write()
+                last = time.time()
+            except OSError:
+                if time.time() > last + self.lease_secs:
+                    return self.on_lost(self, current)
+
+    def release(self):
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        current = self.read()
+        if current is not None and current.get("token") == self.holder["token"]:
+            with contextlib.suppress(OSError):
+                fs.remove(self.path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
+
+
+def _end_process(lease, current):
+    sys.stderr.write(f"error: lost the lease of {os.path.dirname(lease.path)} to "
+                     f"{_describe(current)} (not renewed within {lease.lease_secs:.0f} s); "
+                     "ending now so that two writers never share it\n")
+    sys.stderr.flush()
+    os._exit(75)
+
+
+def check_path(path, what):
+    """UserError for a path with a scheme that TensorFlow would read as a pattern."""
+    if fs.is_remote(path) and has_glob_chars(path.split("://", 1)[1]):
+        raise errors.UserError(f"{what}={path}: a path with a scheme cannot hold * ? [ ] or "
+                               "\\ (TensorFlow reads them as a pattern); choose another name")
 
 
 class Hold:
@@ -139,7 +293,10 @@ class Hold:
         entry[1] -= 1
         if entry[1] == 0:
             del _held[self._key]
-            os.close(entry[0])  # closing the descriptor unlocks
+            if isinstance(entry[0], Lease):
+                entry[0].release()
+            else:
+                os.close(entry[0])  # closing the descriptor unlocks
 
 
 # -- checkpoints found by their files -------------------------------------------------
@@ -148,13 +305,13 @@ class Hold:
 def checkpoint_steps(directory):
     """Steps of the checkpoints in ``directory`` (those with a ``ckpt-N.index`` file), ascending."""
     try:
-        names = os.listdir(directory)
+        names = fs.listdir(directory)
     except OSError:
         return []
     steps = []
     for name in names:
         match = _INDEX_RE.match(name)
-        if match and os.path.isfile(os.path.join(directory, name)):
+        if match and fs.isfile(fs.join(directory, name)):
             steps.append(int(match.group(1)))
     return sorted(steps)
 
@@ -166,17 +323,17 @@ def step_of_file(name):
 
 
 def checkpoint_path(directory, step):
-    return os.path.join(directory, f"{CHECKPOINT_PREFIX}-{step}")
+    return fs.join(directory, f"{CHECKPOINT_PREFIX}-{step}")
 
 
 def checkpoint_files(prefix):
     """The files of checkpoint ``prefix``: its ``.index`` and ``.data-*`` (listed literally)."""
     directory, base = os.path.split(prefix)
     try:
-        names = os.listdir(directory or ".")
+        names = fs.listdir(directory or ".")
     except OSError:
         return []
-    return sorted(os.path.join(directory, name) for name in names
+    return sorted(fs.join(directory, name) for name in names
                   if name == base + ".index" or name.startswith(base + ".data-"))
 
 
@@ -195,7 +352,7 @@ def write_index(directory, paths):
     names = [os.path.basename(p) for p in paths]
     text = f'model_checkpoint_path: "{names[-1]}"\n' + "".join(
         f'all_model_checkpoint_paths: "{name}"\n' for name in names)
-    write_atomic(os.path.join(directory, INDEX_FILE), text)
+    write_atomic(fs.join(directory, INDEX_FILE), text)
 
 
 def remove_checkpoint(prefix):
@@ -203,7 +360,7 @@ def remove_checkpoint(prefix):
     never finds an index without its data)."""
     for path in sorted(checkpoint_files(prefix), key=lambda p: not p.endswith(".index")):
         with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+            fs.remove(path)
 
 
 # -- small atomic files and strict reads -------------------------------------------------
@@ -211,15 +368,7 @@ def remove_checkpoint(prefix):
 
 def write_atomic(path, text):
     """Writes ``text`` to ``path`` so that a reader sees the old file or the new, never half."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    fs.write_atomic(path, text)
 
 
 def write_json(path, values):
@@ -229,29 +378,10 @@ def write_json(path, values):
 def open_regular(path, mode="r"):
     """Opens ``path`` for reading if it is a regular file; UserError if it is a FIFO, a
     device or a folder (which would hang or mislead a reader). FileNotFoundError as usual."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting
     try:
-        kind = os.fstat(fd).st_mode
-        if not stat.S_ISREG(kind):
-            raise errors.UserError(
-                f"{path} is {_kind(kind)}, not a regular file; put the real file there")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, mode)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _kind(mode):
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+        return fs.open_regular(path, mode)
+    except fs.NotRegularFile as e:
+        raise errors.UserError(str(e)) from None
 
 
 def check_regular(path):
@@ -308,7 +438,7 @@ def read_config_values(train_dir):
 
     UserError if it cannot be read or is not a JSON object.
     """
-    path = os.path.join(train_dir, CONFIG_FILE)
+    path = fs.join(train_dir, CONFIG_FILE)
     values = read_json(path, "it is not a config.json written by this toolkit")
     if values is not None and not isinstance(values, dict):
         raise errors.UserError(f"{path} is not a JSON object: not a config.json written by "
@@ -323,7 +453,7 @@ def dataset_of(train_dir):
         return None
     dataset = values.get("dataset")
     if not isinstance(dataset, str):
-        raise errors.UserError(f"{os.path.join(train_dir, CONFIG_FILE)} names no dataset: it "
+        raise errors.UserError(f"{fs.join(train_dir, CONFIG_FILE)} names no dataset: it "
                                "is not a config.json written by this toolkit")
     return dataset
 
@@ -336,8 +466,8 @@ def is_export(directory):
     classifier.json of this toolkit beside saved_model.pb, and nothing an export does
     not hold."""
     try:
-        names = set(os.listdir(directory))
-        with open_regular(os.path.join(directory, EXPORT_INFO_FILE)) as f:
+        names = set(fs.listdir(directory))
+        with open_regular(fs.join(directory, EXPORT_INFO_FILE)) as f:
             info = json.load(f)
     except (OSError, ValueError, errors.UserError):
         return False
@@ -350,19 +480,20 @@ def is_export(directory):
 def check_export_dir(export_dir, train_dir, data_dir):
     """UserError unless ``export_dir`` may receive an export: absent, empty, or a
     previous export. Never a train dir, a data dir, nor a folder holding either."""
-    target = os.path.realpath(export_dir)
+    target = fs.realpath(export_dir)
     for name, other in (("train dir", train_dir), ("data dir", data_dir)):
-        other = os.path.realpath(other) if other else None
-        if other and (target == other or other.startswith(target.rstrip(os.sep) + os.sep)):
+        other = fs.realpath(other) if other else None
+        if other and (target == other or other.startswith(target.rstrip("/") + "/")):
             where = "is the run's " + name if target == other else f"holds the run's {name} {other}"
             raise errors.UserError(
                 f"--export_dir={export_dir} {where}; an export there would replace it: choose "
                 "a new folder (the default is TRAIN_DIR/export)")
-    if not os.path.exists(export_dir):
+    check_path(export_dir, "--export_dir")
+    if not fs.exists(export_dir):
         return
-    if not os.path.isdir(export_dir):
+    if not fs.isdir(export_dir):
         raise errors.UserError(f"--export_dir={export_dir} is a file; choose a folder")
-    names = sorted(os.listdir(export_dir))
+    names = sorted(fs.listdir(export_dir))
     if not names or is_export(export_dir):
         return
     if CONFIG_FILE in names or checkpoint_steps(export_dir):
@@ -378,14 +509,15 @@ def check_saved_model(directory, dataset):
     """UserError unless ``directory`` is an export of this toolkit made from a run of
     ``dataset`` (None: any) (``python -m DATASET.predict --saved_model=...``)."""
     how = "export one with python -m DATASET.export"
-    if not os.path.isdir(directory):
+    check_path(directory, "--saved_model")
+    if not fs.isdir(directory):
         raise errors.UserError(f"cannot load a SavedModel from {directory}: no such folder; "
                                + how)
     if not is_export(directory):
         raise errors.UserError(
             f"{directory} is not a SavedModel exported by this toolkit (no {EXPORT_INFO_FILE} "
             f"of ours beside saved_model.pb); {how}")
-    exported_from = read_json(os.path.join(directory, EXPORT_INFO_FILE), how).get("dataset")
+    exported_from = read_json(fs.join(directory, EXPORT_INFO_FILE), how).get("dataset")
     if dataset and exported_from and exported_from != dataset:
         raise errors.UserError(f"{directory} was exported from a {exported_from} run: use "
                                f"python -m {exported_from}.predict")
@@ -406,7 +538,7 @@ def glob_safe(path, parent=False):
     whose own name ``ckpt-N`` is safe); otherwise ``path`` itself (a
     SavedModel folder). A path that is already safe is returned as it is.
     """
-    if not has_glob_chars(path):
+    if fs.is_remote(path) or not has_glob_chars(path):  # (see check_path)
         yield path
         return
     target = os.path.dirname(os.path.abspath(path)) if parent else os.path.abspath(path)
@@ -427,15 +559,19 @@ def move_previous_run(directory, other, keep=()):
     folders. Nothing is deleted.
     """
     name = f"{PREVIOUS_RUN_PREFIX}{other or 'unknown'}"
-    target, suffix = os.path.join(directory, name), 1
-    while os.path.exists(target):
+    target, suffix = fs.join(directory, name), 1
+    while fs.exists(target):
         suffix += 1
-        target = os.path.join(directory, f"{name}-{suffix}")
-    os.makedirs(target)
-    for entry in os.listdir(directory):
+        target = fs.join(directory, f"{name}-{suffix}")
+    fs.makedirs(target)
+    for entry in fs.listdir(directory):
         if entry == LOCK_FILE or entry in keep or entry.startswith(PREVIOUS_RUN_PREFIX):
             continue
-        os.replace(os.path.join(directory, entry), os.path.join(target, entry))
+        source = fs.join(directory, entry)
+        if fs.is_remote(source) and fs.isdir(source):
+            fs.move_tree(source, fs.join(target, entry))
+        else:
+            fs.replace(source, fs.join(target, entry))
     return target
 
 

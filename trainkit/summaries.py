@@ -11,10 +11,11 @@ metadata TensorBoard's plugins read. Viewing them needs ``tensorboard``
 """
 
 import json
-import os
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+
+from trainkit import fs
 
 HISTOGRAM_BUCKETS = 30
 
@@ -70,10 +71,10 @@ class Writer:
     """TensorBoard scalars/histograms in ``logdir``, plus an optional JSONL file."""
 
     def __init__(self, logdir, jsonl_name=None):
-        os.makedirs(logdir, exist_ok=True)
+        fs.makedirs(logdir)
         self.logdir = logdir
         self._tb = tf.summary.create_file_writer(logdir)
-        self.jsonl_path = os.path.join(logdir, jsonl_name) if jsonl_name else None
+        self.jsonl_path = fs.join(logdir, jsonl_name) if jsonl_name else None
 
     def scalars(self, step, values):
         with self._tb.as_default(step=step):
@@ -92,10 +93,7 @@ class Writer:
 
     def record(self, values):
         """Appends one JSON line and makes it durable before returning."""
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps(values, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        fs.append(self.jsonl_path, json.dumps(values, sort_keys=True) + "\n")
 
     def flush(self):
         self._tb.flush()
@@ -108,7 +106,7 @@ def read_jsonl(path):
     """The records of a JSONL file; a torn last line (crash mid-write) is ignored."""
     records = []
     try:
-        with open(path) as f:
+        with fs.open(path) as f:
             for line in f:
                 try:
                     records.append(json.loads(line))

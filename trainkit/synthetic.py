@@ -7,9 +7,10 @@ check runs as on the real data.
 """
 
 import gzip
-import os
 
 import numpy as np
+
+from trainkit import fs
 
 
 def write_idx(path, array, compress=True):
@@ -18,9 +19,8 @@ def write_idx(path, array, compress=True):
     magic = 2051 if array.ndim == 3 else 2049
     header = magic.to_bytes(4, "big") + b"".join(
         int(d).to_bytes(4, "big") for d in array.shape)
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as f:
-        f.write(header + array.tobytes())
+    data = header + array.tobytes()
+    fs.write_atomic(path, gzip.compress(data, mtime=0) if compress else data)
 
 
 def synthetic_mnist(num, seed):
@@ -35,11 +35,11 @@ def synthetic_mnist(num, seed):
 
 
 def make_mnist_dir(path, num_train=600, num_test=250):
-    os.makedirs(path, exist_ok=True)
+    fs.makedirs(path)
     for prefix, num, seed in (("train", num_train, 1), ("t10k", num_test, 2)):
         images, labels = synthetic_mnist(num, seed)
-        write_idx(os.path.join(path, f"{prefix}-images-idx3-ubyte.gz"), images)
-        write_idx(os.path.join(path, f"{prefix}-labels-idx1-ubyte.gz"), labels)
+        write_idx(fs.join(path, f"{prefix}-images-idx3-ubyte.gz"), images)
+        write_idx(fs.join(path, f"{prefix}-labels-idx1-ubyte.gz"), labels)
     return path
 
 
@@ -62,15 +62,13 @@ def cifar_records(images, labels):
 
 def make_cifar_dir(path, per_file=40, num_test=50):
     """cifar-10-batches-bin/ with five small training files and a test file."""
-    folder = os.path.join(path, "cifar-10-batches-bin")
-    os.makedirs(folder, exist_ok=True)
+    folder = fs.join(path, "cifar-10-batches-bin")
+    fs.makedirs(folder)
     for i in range(1, 6):
         images, labels = synthetic_cifar(per_file, seed=i)
-        with open(os.path.join(folder, f"data_batch_{i}.bin"), "wb") as f:
-            f.write(cifar_records(images, labels))
+        fs.write_atomic(fs.join(folder, f"data_batch_{i}.bin"), cifar_records(images, labels))
     images, labels = synthetic_cifar(num_test, seed=0)
-    with open(os.path.join(folder, "test_batch.bin"), "wb") as f:
-        f.write(cifar_records(images, labels))
+    fs.write_atomic(fs.join(folder, "test_batch.bin"), cifar_records(images, labels))
     return folder
 
 

@@ -1,0 +1,262 @@
+"""Train, eval, data and export dirs on filesystems other than a local path.
+
+``ram://`` (TensorFlow's in-memory filesystem) stands for an object store:
+trainer, polling evaluator (on a thread: the filesystem lives in one
+process), export and predict run end to end on it, and any plain ``os``
+access to those dirs fails the test. A local folder given as a ``file://``
+URI takes the same path through ``tf.io.gfile`` across real processes,
+and so does the lease that locks a dir where there is no ``flock``.
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+import numpy as np
+import pytest
+
+from tests import helpers
+from tests.test_mnist_input import make_config
+from trainkit import config as config_lib
+from trainkit import errors
+from trainkit import evaluator
+from trainkit import export
+from trainkit import fs
+from trainkit import loop
+from trainkit import registry
+from trainkit import rundir
+
+MNIST = registry.load("mnist")
+
+# Operations Python audits that touch a path; a "ram://" path reaching one of them is
+# plain-os access to a dir that only TensorFlow's filesystems can reach.
+_AUDITED = {"open", "os.listdir", "os.scandir", "os.mkdir", "os.remove", "os.rename",
+            "os.rmdir", "os.link", "os.symlink", "os.truncate", "os.chmod", "os.utime",
+            "shutil.rmtree", "shutil.copyfile", "shutil.move", "os.walk"}
+_plain_access = []
+_watching = threading.Event()
+
+
+def _audit(event, args):
+    if not (_watching.is_set() and event in _AUDITED):
+        return
+    if not any(isinstance(arg, (str, bytes, os.PathLike)) and "ram:" in os.fsdecode(arg)
+               for arg in args):
+        return
+    # The first caller outside the standard library: the project's code counts (a
+    # library's own probing, such as TensorFlow sizing a checkpoint with glob, does not).
+    for frame in reversed(traceback.extract_stack()[:-1]):
+        if not frame.filename.startswith(_STDLIB):
+            if frame.filename.startswith(_PROJECT):
+                _plain_access.append(f"{event}{args!r} from {frame.filename}:{frame.lineno}")
+            return
+
+
+_STDLIB = os.path.dirname(os.__file__)
+_PROJECT = tuple(os.path.join(helpers.REPO, name) + os.sep
+                 for name in ("trainkit", "cifar10", "mnist"))
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def watch_plain_access(tmp_path, monkeypatch):
+    """Records plain-os access to ram:// paths; the cwd is a fresh folder, so that a
+    path like ram://x taken as local would show as a folder named ram:."""
+    monkeypatch.chdir(tmp_path)
+    _plain_access.clear()
+    _watching.set()
+    yield
+    _watching.clear()
+    assert not _plain_access, _plain_access[:5]
+    assert not os.path.exists(tmp_path / "ram:")
+
+
+def test_train_evaluate_export_predict_on_ram_filesystem(watch_plain_access):
+    root = f"ram://t{uuid.uuid4().hex[:8]}"
+    data_dir, train_dir = f"{root}/data", f"{root}/runs/r1"
+    helpers.make_mnist_dir(data_dir, num_train=300, num_test=100)
+    config = make_config(data_dir, train_dir=train_dir, batch_size=20, max_steps=12,
+                         save_checkpoint_steps=4, validate_every_steps=4, optimizer="momentum",
+                         learning_rate=0.05, moving_average_decay=0.9)
+    eval_config = config_lib.EvalConfig(
+        train_dir=train_dir, eval_dir=fs.join(train_dir, "eval"), data_dir=None,
+        eval_data="test", eval_batch_size=50, eval_interval_secs=0.05, run_once=False,
+        device="cpu", num_threads=0, eval_policy="all", timeout_secs=120)
+    failures = []
+
+    def evaluate():
+        try:
+            evaluator.run(eval_config, MNIST)
+        except BaseException as e:  # noqa: BLE001 -- reported by the main thread
+            failures.append(e)
+
+    thread = threading.Thread(target=evaluate)
+    thread.start()  # before the trainer: it polls for config.json
+    assert loop.train(config, MNIST) == 12
+    thread.join(timeout=300)
+    assert not thread.is_alive() and not failures, failures
+
+    names = fs.listdir(train_dir)
+    assert {"config.json", "DONE", "checkpoint", "ckpt-12.index"} <= set(names)
+    assert not any(name.startswith(".lock") for name in names)  # the lease was given back
+    records = evaluator.read_records(fs.join(train_dir, "eval", "metrics.jsonl"))
+    assert [r["step"] for r in records] == [4, 8, 12]
+    assert all(r["num_examples"] == 100 for r in records)
+    best = rundir.read_best(fs.join(train_dir, "eval", "best", rundir.BEST_FILE))
+    assert best["step"] in (4, 8, 12)
+    assert rundir.is_export(fs.join(train_dir, "eval", "best", export.SAVED_MODEL_DIR))
+    assert fs.exists(fs.join(train_dir, "best_validation", rundir.BEST_FILE))
+
+    # export and predict, from the train dir and from the SavedModel
+    export_dir = export.export(train_dir, MNIST)
+    assert export_dir == fs.join(train_dir, "export") and rundir.is_export(export_dir)
+    export.export(train_dir, MNIST)  # replacing an export works there too
+    assert rundir.is_export(export_dir) and not [
+        n for n in fs.listdir(train_dir) if n.startswith(".export")]
+    saved = export.SavedClassifier(export_dir, "mnist")
+    image = helpers.synthetic_mnist(1, seed=5)[0][0][..., None]
+    probabilities = saved.classify(images=image[None])["probabilities"].numpy()
+    classifier, path, _ = export.load_classifier(train_dir, MNIST)
+    np.testing.assert_allclose(
+        classifier.classify(images=image[None])["probabilities"].numpy(), probabilities,
+        atol=1e-5)
+    assert path == fs.join(train_dir, "eval", "best", f"ckpt-{best['step']}")
+    fs.rmtree(root)
+
+
+def test_remote_paths_that_tensorflow_would_read_as_patterns_are_refused():
+    with pytest.raises(errors.UserError, match=r"cannot hold \* \? \[ \]"):
+        rundir.hold("ram://runs/a[1]", "trainer")
+
+
+def test_append_and_atomic_write_on_ram_filesystem():
+    path = f"ram://a{uuid.uuid4().hex[:8]}/log.jsonl"
+    fs.makedirs(os.path.dirname(path))
+    fs.append(path, "1\n")
+    fs.append(path, "2\n")
+    with fs.open(path) as f:
+        assert f.read() == "1\n2\n"
+    fs.write_atomic(path, "new\n")
+    assert fs.read_bytes(path) == b"new\n"
+    assert fs.listdir(os.path.dirname(path)) == ["log.jsonl"]  # no temporary file left
+    with pytest.raises(FileNotFoundError):
+        fs.remove(path + ".gone")
+    with pytest.raises(FileNotFoundError):
+        fs.listdir(path + "-no-such-folder")
+
+
+# -- the lease -------------------------------------------------------------------------
+
+
+def _lease(path, **kwargs):
+    return rundir.Lease(path, {"role": "trainer", "pid": os.getpid(),
+                               "host": socket.gethostname(), "since": "now"}, **kwargs)
+
+
+def test_lease_is_refused_while_held_and_taken_over_once_it_expires(tmp_path):
+    path = f"file://{tmp_path}/.lock"
+    lost = []
+    first = _lease(path, lease_secs=0.6, on_lost=lambda lease, now: lost.append(now))
+    first.acquire()
+    time.sleep(0.5)  # renewed meanwhile: still held
+    second = _lease(path, lease_secs=0.6)
+    with pytest.raises(rundir.LeaseTaken):
+        second.acquire()
+    # A holder on another host that stopped renewing: expired after lease_secs.
+    stale = dict(first.read(), host="elsewhere", pid=1, token="x", renewed=time.time() - 1)
+    first._stop.set()
+    first._thread.join()
+    fs.write_atomic(path, json.dumps(stale))
+    assert second.expired(stale)
+    assert not second.expired(dict(stale, renewed=time.time()))
+    second.acquire()
+    assert second.read()["token"] == second.holder["token"]
+    second.release()
+    assert not fs.exists(path)
+    assert not lost
+
+
+def test_a_holder_that_loses_its_lease_is_told(tmp_path):
+    path = f"file://{tmp_path}/.lock"
+    lost = threading.Event()
+    holder = _lease(path, lease_secs=0.6, on_lost=lambda lease, now: lost.set())
+    holder.acquire()
+    fs.write_atomic(path, json.dumps(dict(holder.read(), token="someone-else")))
+    assert lost.wait(5)
+    holder.release()
+    assert fs.exists(path)  # not ours any more: left to its holder
+
+
+# -- file:// across processes -------------------------------------------------------------
+
+
+def test_file_uri_train_dir_across_processes(tmp_path, mnist_data):
+    run = tmp_path / "runs dir" / "r1"
+    train_dir = f"file://{run}"
+    data_dir = f"file://{tmp_path}/data"
+    helpers.make_mnist_dir(data_dir, num_train=300, num_test=100)
+    args = [f"--train_dir={train_dir}", f"--data_dir={data_dir}", "--batch_size=20",
+            "--validation_size=100", "--save_checkpoint_steps=5", "--log_frequency=5",
+            "--data_mirrors=http://127.0.0.1:9/"]
+    evaluator_process = helpers.start_cli("mnist.eval", f"--train_dir={train_dir}",
+                                          "--num_threads=1", "--eval_interval_secs=0.2")
+    trainer = helpers.start_cli("mnist.train", *args, "--max_steps=15")
+    train_out, _ = trainer.communicate(timeout=400)
+    eval_out, _ = evaluator_process.communicate(timeout=400)
+    assert trainer.returncode == 0, train_out[-3000:]
+    assert evaluator_process.returncode == 0, eval_out[-3000:]
+    assert "The trainer is done and its last checkpoint is evaluated" in eval_out
+    records = evaluator.read_records(str(run / "eval" / "metrics.jsonl"))
+    assert records[-1]["step"] == 15
+    assert not (run / ".lock").exists()
+
+    # A second trainer is refused while the first holds the lease. A trainer killed
+    # outright leaves its lease; the next one on this host takes it over at once (its
+    # holder is gone), without waiting for the lease to run out.
+    resumed = helpers.start_cli("mnist.train", *args, "--max_steps=100000", "--resume",
+                                "--save_checkpoint_steps=100000")
+    deadline = time.monotonic() + 240
+    while not (run / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = helpers.run_cli("mnist.train", *args, "--max_steps=20", "--resume")
+    assert second.returncode == 2 and "is in use by another trainer" in second.stderr, (
+        second.stderr[-2000:])
+    assert resumed.poll() is None
+    resumed.send_signal(signal.SIGKILL)
+    resumed.communicate(timeout=60)
+    assert (run / ".lock").exists()
+    done = helpers.run_cli("mnist.train", *args, "--max_steps=20", "--resume", timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    exported = helpers.run_cli("mnist.export", f"--train_dir={train_dir}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert rundir.is_export(str(run / "export"))
+    image = tmp_path / "digit.png"
+    _write_png(image)
+    predicted = helpers.run_cli("mnist.predict", f"--saved_model={train_dir}/export",
+                                "--json", str(image))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert json.loads(predicted.stdout.splitlines()[-1])["file"] == str(image)
+
+
+def _write_png(path):
+    import tensorflow as tf
+    image = helpers.synthetic_mnist(1, seed=3)[0][0][..., None]
+    path.write_bytes(tf.io.encode_png(image).numpy())
+
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("file:///tmp/a//b/", "file:///tmp/a/b"),  # file:// + an absolute path keeps its root
+    ("gs://bucket/x/./y", "gs://bucket/x/y"),
+    ("gs://bucket", "gs://bucket"),
+    ("runs//a/", "runs/a"),
+])
+def test_normpath_keeps_a_uri_a_uri(path, expected):
+    assert fs.normpath(path) == expected
