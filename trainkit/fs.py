@@ -188,19 +188,6 @@ def copy(source, target):
         shutil.copyfile(source, target)
 
 
-def link_or_copy(source, target):
-    """A hard link of ``source`` at ``target`` where the filesystem has them, else a copy."""
-    if not (is_remote(source) or is_remote(target)):
-        try:
-            os.link(source, target)
-            return
-        except FileNotFoundError:
-            raise
-        except OSError:
-            pass  # another filesystem, or no hard links
-    copy(source, target)
-
-
 def getsize(path):
     if is_remote(path):
         with _as_oserror(path):
@@ -337,9 +324,3 @@ def append(path, text):
         f.flush()
         os.fsync(f.fileno())
 
-
-def free_bytes(path):
-    """Free space in the filesystem of local folder ``path``; None where it is unknown."""
-    if is_remote(path):
-        return None
-    return shutil.disk_usage(path).free
