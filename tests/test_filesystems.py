@@ -260,3 +260,16 @@ def _write_png(path):
 ])
 def test_normpath_keeps_a_uri_a_uri(path, expected):
     assert fs.normpath(path) == expected
+
+
+@pytest.mark.parametrize("module", ["mnist.train", "mnist.eval", "mnist.export"])
+def test_a_filesystem_tensorflow_lacks_is_one_line(module, tmp_path):
+    # s3:// needs tensorflow-io, which is not installed here.
+    result = helpers.run_cli(module, "--train_dir=s3://bucket/run", "--max_steps=5"
+                             if module == "mnist.train" else "--run_once" if module ==
+                             "mnist.eval" else "--checkpoint=s3://bucket/run/ckpt-1")
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1 and "cannot use s3://bucket/run" in lines[0] and (
+        "tensorflow-io" in lines[0]), result.stderr[-2000:]
+    assert not os.path.exists(os.path.join(helpers.REPO, "s3:"))

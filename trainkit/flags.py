@@ -581,6 +581,12 @@ def run(main, positional=False):
             logging.flush()
             sys.stderr.write(f"error: {e}\n")
             sys.exit(2)
+        except fs.Unreachable as e:
+            logging.flush()
+            sys.stderr.write(f"error: cannot use {e.filename} ({e.strerror}); check the path, "
+                             "the network and your credentials for it (s3:// and hdfs:// need "
+                             "tensorflow-io installed)\n")
+            sys.exit(2)
         except errors.Interrupted as e:
             logging.info("%s", e)
             sys.exit(e.exit_code)

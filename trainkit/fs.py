@@ -33,9 +33,22 @@ def is_remote(path):
     return "://" in str(path)
 
 
+_plugins = []  # whether the filesystem plugins were looked for
+
+
 def _gfile():
     import tensorflow as tf  # only paths with a scheme need it
+    if not _plugins:
+        _plugins.append(True)
+        try:  # tensorflow-io, where installed, registers s3://, hdfs:// and more
+            import tensorflow_io  # noqa: F401
+        except (ImportError, OSError, NotImplementedError):
+            pass
     return tf.io.gfile
+
+
+class Unreachable(OSError):
+    """A filesystem with a scheme failed: not registered here, unreachable, or refusing."""
 
 
 def _errors():
@@ -50,13 +63,18 @@ def _as_oserror(path):
     try:
         yield
     except tf_errors.NotFoundError as e:
-        raise FileNotFoundError(errno.ENOENT, e.message, str(path)) from None
+        raise FileNotFoundError(errno.ENOENT, _first_line(e), str(path)) from None
     except tf_errors.AlreadyExistsError as e:
-        raise FileExistsError(errno.EEXIST, e.message, str(path)) from None
+        raise FileExistsError(errno.EEXIST, _first_line(e), str(path)) from None
     except tf_errors.PermissionDeniedError as e:
-        raise PermissionError(errno.EACCES, e.message, str(path)) from None
+        raise PermissionError(errno.EACCES, _first_line(e), str(path)) from None
     except tf_errors.OpError as e:
-        raise OSError(errno.EIO, e.message, str(path)) from None
+        raise Unreachable(errno.EIO, _first_line(e), str(path)) from None
+
+
+def _first_line(error):
+    lines = str(error.message).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def join(*parts):
@@ -91,7 +109,8 @@ def isdir(path):
     if is_remote(path):
         with _as_oserror(path):
             path = path.rstrip("/")
-            return _gfile().isdir(path) and _listed(path)
+            gfile = _gfile()  # (exists, unlike isdir, raises where the filesystem fails)
+            return gfile.exists(path) and gfile.isdir(path) and _listed(path)
     return os.path.isdir(path)
 
 

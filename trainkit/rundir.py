@@ -110,6 +110,8 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
         if not create and not fs.isdir(directory):
             return None
         fs.makedirs(directory)
+    except fs.Unreachable:
+        raise  # its own line (trainkit.flags.run)
     except OSError as e:
         raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
                                f"choose a writable {what}") from None
@@ -127,6 +129,8 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
                 f"{noun} {directory} is in use by {_describe(e.holder)}; wait for it to end "
                 f"(a stopped holder's lease runs out {LEASE_SECS:.0f} s after its last "
                 f"renewal) or stop it, or choose another {what}") from None
+        except fs.Unreachable:
+            raise
         except OSError as e:
             raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
                                    f"choose a writable {what}") from None
