@@ -8,6 +8,7 @@ URI takes the same path through ``tf.io.gfile`` across real processes,
 and so does the lease that locks a dir where there is no ``flock``.
 """
 
+import io
 import json
 import os
 import signal
@@ -128,6 +129,24 @@ def test_train_evaluate_export_predict_on_ram_filesystem(watch_plain_access):
         atol=1e-5)
     assert path == fs.join(train_dir, "eval", "best", f"ckpt-{best['step']}")
     fs.rmtree(root)
+
+
+def test_images_dataset_reads_and_caches_on_ram_filesystem(watch_plain_access):
+    images_input = registry.load("images")
+    data_dir = f"ram://i{uuid.uuid4().hex[:8]}/pictures"
+    images_input.synthetic(data_dir, "small")
+    config = images_input.spec.complete(helpers.train_config("images", data_dir))
+    images, labels = images_input.arrays(config, "train")
+    assert images.shape == (60, 32, 32, 3) and list(np.bincount(labels)) == [20, 20, 20]
+    cache = fs.join(data_dir, ".trainkit-cache")
+    (cached,) = [n for n in fs.listdir(cache) if n.startswith("train-")]
+    # The second read comes from the cache written there.
+    zeros = io.BytesIO()
+    np.savez(zeros, images=images * 0, labels=labels)
+    fs.write_atomic(fs.join(cache, cached), zeros.getvalue())
+    assert images_input.arrays(config, "train")[0].max() == 0
+    assert len(images_input.arrays(config, "test")[1]) == 15
+    fs.rmtree(data_dir)
 
 
 def test_remote_paths_that_tensorflow_would_read_as_patterns_are_refused():

@@ -206,7 +206,7 @@ class EvalConfig:
 
 def write_train_config(config):
     """Writes config.json atomically (a reader never sees half a file)."""
-    rundir.write_atomic(fs.join(config.train_dir, CONFIG_FILE), config.to_json() + "\n")
+    fs.write_atomic(fs.join(config.train_dir, CONFIG_FILE), config.to_json() + "\n")
 
 
 def read_train_config(train_dir):

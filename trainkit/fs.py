@@ -128,7 +128,9 @@ def _listed(path):
 
 def isfile(path):
     if is_remote(path):
-        return exists(path) and not isdir(path)
+        with _as_oserror(path):
+            gfile = _gfile()  # (a file is never a folder, even on ram://: no listing needed)
+            return gfile.exists(path) and not gfile.isdir(path)
     return os.path.isfile(path)
 
 

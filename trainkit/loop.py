@@ -581,7 +581,7 @@ class Trainer:
         if stopping:
             logging.info("Stopping early at step %d: %s", current, stopping)
         if chief:
-            rundir.write_atomic(fs.join(config.train_dir, DONE_FILE), f"{current}\n")
+            fs.write_atomic(fs.join(config.train_dir, DONE_FILE), f"{current}\n")
         logging.info("%s", self._summary(current, time.monotonic() - started, outputs))
         return current
 

@@ -356,7 +356,7 @@ def write_index(directory, paths):
     names = [os.path.basename(p) for p in paths]
     text = f'model_checkpoint_path: "{names[-1]}"\n' + "".join(
         f'all_model_checkpoint_paths: "{name}"\n' for name in names)
-    write_atomic(fs.join(directory, INDEX_FILE), text)
+    fs.write_atomic(fs.join(directory, INDEX_FILE), text)
 
 
 def remove_checkpoint(prefix):
@@ -370,13 +370,8 @@ def remove_checkpoint(prefix):
 # -- small atomic files and strict reads -------------------------------------------------
 
 
-def write_atomic(path, text):
-    """Writes ``text`` to ``path`` so that a reader sees the old file or the new, never half."""
-    fs.write_atomic(path, text)
-
-
 def write_json(path, values):
-    write_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+    fs.write_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def open_regular(path, mode="r"):
