@@ -1,7 +1,6 @@
 """What a newcomer meets: the README's commands as printed, quiet and prompt programs that
 say where they are, pictures worth looking at."""
 
-import json
 import os
 import re
 import shlex
