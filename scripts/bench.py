@@ -1,6 +1,6 @@
 """The benchmark: our trainer against keras.Model.fit, in one run, on this machine.
 
-    python scripts/bench.py                      # full: writes bench/results.json (~80 min)
+    python scripts/bench.py                      # full: writes bench/results.json (~70 min)
     python scripts/bench.py --quick              # smoke check, under 3 minutes, nothing written
     python scripts/bench.py --table bench/results.json   # docs/speed.md's table from a results file
 

@@ -227,3 +227,30 @@ def test_table_of_an_earlier_results_file_says_to_run_again(tmp_path):
     result = subprocess.run([sys.executable, BENCH, f"--table={old}"], capture_output=True,
                             text=True, timeout=120, cwd=helpers.REPO)
     helpers.assert_one_clear_line(result, "written by an earlier benchmark", "make bench")
+
+
+def test_step_ab_alternates_settings_each_from_the_defaults(mnist_data):
+    """scripts/step_ab.py: one trainer per setting, every setting parsed from the
+    dataset's defaults (not from the setting before it), each timed every round."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO, "scripts", "step_ab.py"), "--dataset=mnist",
+         f"--data_dir={mnist_data}", "--rounds=2", "--steps=3",
+         "--setting=--validation_size=100", "--setting=--validation_size=100 --batch_size=8",
+         "--setting=--validation_size=100"],
+        capture_output=True, text=True, timeout=300, env=helpers.cli_env(), cwd=helpers.REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row["batch_size"] for row in report["results"]] == [64, 8, 64]
+    assert all(row["examples_per_sec"] > 0 for row in report["results"])
+    assert report["results"][0]["ratio_median"] == 1.0
+
+
+def test_step_ab_ratios_are_per_round_and_within_noise_only_when_the_quartiles_hold_1():
+    sys.path.insert(0, os.path.join(helpers.REPO, "scripts"))
+    import step_ab
+    rows = step_ab.compare([[100, 50, 100, 50, 100], [110, 56, 111, 54, 112],
+                            [90, 52, 104, 49, 98]])
+    assert rows[0]["examples_per_sec"] == 100 and rows[0]["ratio_median"] == 1.0
+    # Each round's ratio: 1.10, 1.12, 1.11, 1.08, 1.12, whatever the drift between rounds.
+    assert abs(rows[1]["ratio_median"] - 1.11) < 1e-9 and not rows[1]["within_noise"]
+    assert rows[2]["within_noise"]
