@@ -113,6 +113,7 @@ def _train_config(dataset, train_dir, data_dir, extra=()):
     from trainkit import flags as tk_flags
     from trainkit import registry
     importlib.import_module(f"{dataset}.train")  # defines its flags
+    flags.FLAGS.unparse_flags()  # from the defaults, not from an earlier call's flags
     flags.FLAGS([dataset, f"--train_dir={train_dir}", f"--data_dir={data_dir}", *extra])
     return tk_flags.train_config(registry.spec(dataset))
 

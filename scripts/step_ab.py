@@ -28,18 +28,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build(dataset, data_dir, train_dir, setting):
     """A trainer for ``dataset`` with its real defaults and ``setting``'s flags."""
-    import importlib
-
-    from absl import flags
-
-    from trainkit import flags as tk_flags
+    import bench
     from trainkit import loop
-    from trainkit import registry
-    importlib.import_module(f"{dataset}.train")  # defines its flags
-    flags.FLAGS.unparse_flags()  # each setting from the defaults, not from the last one
-    flags.FLAGS([dataset, f"--train_dir={train_dir}", f"--data_dir={data_dir}",
-                 "--validate_every_steps=0", *setting.split()])
-    return loop.Trainer(tk_flags.train_config(registry.spec(dataset)), registry.load(dataset))
+    config = bench._train_config(dataset, train_dir, data_dir,
+                                 ["--validate_every_steps=0", *setting.split()])
+    return loop.Trainer(config, bench._dataset(dataset))
 
 
 def compare(times, reference=0):
@@ -64,14 +57,23 @@ def main():
     parser.add_argument("--setting", action="append", dest="settings", required=True,
                         help="the trainer's flags, in one string; the first is the reference")
     args = parser.parse_args()
-    sys.path.insert(0, REPO)
+    sys.path[:0] = [REPO, os.path.join(REPO, "scripts")]
     import trainkit  # noqa: F401  (sets up TensorFlow before it loads)
     import tensorflow as tf
+    from absl import flags
+
+    from trainkit import errors
     workdir = tempfile.mkdtemp(prefix="step-ab-")
     try:
         runs = []
         for i, setting in enumerate(args.settings):
-            trainer = build(args.dataset, args.data_dir, os.path.join(workdir, str(i)), setting)
+            try:
+                trainer = build(args.dataset, args.data_dir, os.path.join(workdir, str(i)),
+                                setting)
+            except (flags.Error, errors.UserError) as e:
+                # The trainer's own one-line message, as its command line would print it.
+                sys.stderr.write(f"error: --setting={setting!r}: {e}\n")
+                return 2
             runs.append((trainer, iter(trainer.dataset)))
 
         def time_steps(trainer, iterator, steps):

@@ -254,3 +254,14 @@ def test_step_ab_ratios_are_per_round_and_within_noise_only_when_the_quartiles_h
     # Each round's ratio: 1.10, 1.12, 1.11, 1.08, 1.12, whatever the drift between rounds.
     assert abs(rows[1]["ratio_median"] - 1.11) < 1e-9 and not rows[1]["within_noise"]
     assert rows[2]["within_noise"]
+
+
+def test_step_ab_says_in_one_line_which_setting_is_wrong(mnist_data):
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO, "scripts", "step_ab.py"), "--dataset=mnist",
+         f"--data_dir={mnist_data}", "--rounds=1", "--setting=--validation_size=100",
+         "--setting=--validation_size=100 --batch_sise=8"],
+        capture_output=True, text=True, timeout=300, env=helpers.cli_env(), cwd=helpers.REPO)
+    assert result.returncode == 2
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1 and "batch_sise" in lines[0], result.stderr[-2000:]
