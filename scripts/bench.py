@@ -271,16 +271,15 @@ def task_train(args):
     return result
 
 
-def task_keras(args):
-    """keras.Model.fit with Keras's defaults on the same model, optimizer, loss and pipeline."""
+def keras_peer(dataset_name, config, steps_per_execution=1, jit_compile=False):
+    """The peer: ``keras.Model.fit``'s compiled model on our model, loss and pipeline,
+    with Keras's own SGD. Returns the compiled model and the training dataset."""
     import keras
     import tensorflow as tf
 
     from trainkit import loop
     from trainkit import pipeline
-    data = _dataset(args.dataset)
-    config = _train_config(args.dataset, os.path.join(args.workdir, "keras"), args.data_dir,
-                           [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
+    data = _dataset(dataset_name)
     images, labels = data.arrays(config, "train")
     dataset, num_examples = pipeline.train_dataset(data, config, images, labels), len(labels)
     model = data.build(config)
@@ -296,8 +295,18 @@ def task_keras(args):
             labels=tf.cast(labels, tf.int32), logits=logits))
             + loop.regularization_loss(decayed, config.l2_regularization))
 
-    model.compile(optimizer=optimizer, loss=loss, steps_per_execution=args.spe or 1,
-                  jit_compile=bool(args.jit))
+    model.compile(optimizer=optimizer, loss=loss, steps_per_execution=steps_per_execution,
+                  jit_compile=jit_compile)
+    return model, dataset
+
+
+def task_keras(args):
+    """keras.Model.fit with Keras's defaults on the same model, optimizer, loss and pipeline."""
+    import keras
+
+    config = _train_config(args.dataset, os.path.join(args.workdir, "keras"), args.data_dir,
+                           [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
+    model, dataset = keras_peer(args.dataset, config, args.spe or 1, bool(args.jit))
     model.fit(dataset, epochs=1, steps_per_epoch=args.warmup_steps, verbose=0)
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)

@@ -265,3 +265,58 @@ def test_step_ab_says_in_one_line_which_setting_is_wrong(mnist_data):
     assert result.returncode == 2
     lines = helpers.error_lines(result.stderr)
     assert len(lines) == 1 and "batch_sise" in lines[0], result.stderr[-2000:]
+
+
+def test_step_parts_times_each_part_of_the_real_step(mnist_data):
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO, "scripts", "step_parts.py"),
+         "--dataset=mnist", f"--data_dir={mnist_data}", "--rounds=2", "--steps=3",
+         "--flags=--validation_size=100"],
+        capture_output=True, text=True, timeout=300, env=helpers.cli_env(), cwd=helpers.REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(report["parts"]) == ["input", "forward", "forward+gradients", "full step",
+                                     "Keras peer's step"]
+    assert report["ours_over_keras"]["median"] > 0
+    assert all(row["ms_per_step"] > 0 for row in report["parts"].values())
+    assert report["parts"]["full step"]["share_of_full_step"] == 1.0
+    assert report["model"] == "cnn" and report["batch_size"] == 64
+
+
+def test_step_parts_measures_the_trainers_own_loss_and_gradients(mnist_data, tmp_path):
+    """The model part step_parts times is the trainer's: the same loss (penalty and label
+    smoothing included) and the gradients its update applies."""
+    import numpy as np
+    import tensorflow as tf
+
+    sys.path.insert(0, os.path.join(helpers.REPO, "scripts"))
+    import step_parts
+    from trainkit import loop
+    from trainkit import registry
+    config = helpers.train_config("mnist", mnist_data, train_dir=str(tmp_path),
+                                  l2_regularization=0.01, label_smoothing=0.1)
+    trainer = loop.Trainer(config, registry.load("mnist"))
+    images, labels = next(iter(trainer.dataset))
+    _, gradients_of = step_parts.part_functions(trainer)
+    loss, grads = gradients_of(images, labels)
+    before = [v.numpy() for v in trainer.model.trainable_variables]
+    batch = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
+    total_loss = trainer._train_steps(batch, tf.constant(1, tf.int64))[1]
+    np.testing.assert_allclose(float(total_loss), float(loss), rtol=1e-5)
+    for w0, g, v in zip(before, grads, trainer.model.trainable_variables):
+        np.testing.assert_allclose(v.numpy(), w0 - config.learning_rate * g.numpy(),
+                                   rtol=1e-4, atol=1e-6)
+    trainer.close()
+
+
+def test_step_parts_shares_and_ceiling():
+    sys.path.insert(0, os.path.join(helpers.REPO, "scripts"))
+    import step_parts
+    report = step_parts.summarize({"input": [1, 2, 1], "forward": [4, 4, 5],
+                                   "forward+gradients": [9, 9.5, 10], "full step": [10, 10, 12],
+                                   "Keras peer's step": [11, 9, 13.2]})
+    assert report["parts"]["forward"] == {"ms_per_step": 4, "share_of_full_step": 0.4}
+    assert report["parts"]["full step"]["share_of_full_step"] == 1.0
+    assert abs(report["full_over_forward_and_gradients"] - 10 / 9.5) < 1e-12
+    # Ours's speed over the peer's, round by round: 1.1, 0.9, 1.1.
+    assert abs(report["ours_over_keras"]["median"] - 1.1) < 1e-12
