@@ -2,7 +2,7 @@
 
     python scripts/step_parts.py --dataset=mnist --data_dir=data/mnist --rounds=20
 
-Times four loops of ``--steps`` steps each, alternated for ``--rounds`` rounds in
+Times five loops of ``--steps`` steps each, alternated for ``--rounds`` rounds in
 one process, with the dataset's default trainer (as ``make bench`` runs it) or
 the one ``--flags`` sets:
 
