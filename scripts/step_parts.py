@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+import step_ab
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("input", "forward", "forward+gradients", "full step", "Keras peer's step")
 
@@ -39,17 +41,16 @@ PARTS = ("input", "forward", "forward+gradients", "full step", "Keras peer's ste
 def summarize(milliseconds):
     """Per part (a dict of per-round ms/step lists): the median and its share of the
     full step's median; the ceiling ``full / (forward+gradients)``; and ours's speed
-    over the Keras peer's, each round's ratio (median and quartiles)."""
+    over the Keras peer's, each round's ratio (median and quartiles, as step_ab's)."""
     medians = {part: statistics.median(times) for part, times in milliseconds.items()}
     full = medians["full step"]
-    ratios = [peer / ours for ours, peer in zip(milliseconds["full step"],
-                                                milliseconds["Keras peer's step"])]
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    ours, _ = step_ab.compare([[1 / ms for ms in milliseconds[part]]
+                               for part in ("full step", "Keras peer's step")], reference=1)
     return {"parts": {part: {"ms_per_step": m, "share_of_full_step": m / full}
                       for part, m in medians.items()},
             "full_over_forward_and_gradients": full / medians["forward+gradients"],
-            "ours_over_keras": {"median": statistics.median(ratios),
-                                "quartiles": [quartiles[0], quartiles[2]]}}
+            "ours_over_keras": {"median": ours["ratio_median"],
+                                "quartiles": ours["ratio_quartiles"]}}
 
 
 def part_functions(trainer, peer=None):
@@ -128,7 +129,6 @@ def main():
     import tensorflow as tf
     from absl import flags
 
-    import step_ab
     from trainkit import errors
     workdir = tempfile.mkdtemp(prefix="step-parts-")
     try:
@@ -150,8 +150,9 @@ def main():
             float(f(iterator, steps))  # the loop's work is done
             return (time.perf_counter() - start) / args.steps * 1000
 
-        for f in parts.values():
-            timed(f), timed(f)  # compiles, fills the pipeline
+        for f in parts.values():  # compiles, fills the pipeline
+            timed(f)
+            timed(f)
         milliseconds = {part: [] for part in parts}
         for _ in range(args.rounds):
             for part, f in parts.items():

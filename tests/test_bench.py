@@ -320,3 +320,14 @@ def test_step_parts_shares_and_ceiling():
     assert abs(report["full_over_forward_and_gradients"] - 10 / 9.5) < 1e-12
     # Ours's speed over the peer's, round by round: 1.1, 0.9, 1.1.
     assert abs(report["ours_over_keras"]["median"] - 1.1) < 1e-12
+
+
+def test_step_parts_says_in_one_line_which_flag_is_wrong(mnist_data):
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO, "scripts", "step_parts.py"),
+         "--dataset=mnist", f"--data_dir={mnist_data}", "--rounds=1",
+         "--flags=--validation_size=100 --batch_sise=8"],
+        capture_output=True, text=True, timeout=300, env=helpers.cli_env(), cwd=helpers.REPO)
+    assert result.returncode == 2
+    lines = helpers.error_lines(result.stderr)
+    assert len(lines) == 1 and "batch_sise" in lines[0], result.stderr[-2000:]
