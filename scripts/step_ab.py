@@ -26,6 +26,17 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def parser(doc, rounds, steps_help):
+    """The command line both in-process timing scripts share: the dataset, its data,
+    the rounds, and the steps each timed loop runs."""
+    result = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    result.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    result.add_argument("--data_dir", required=True)
+    result.add_argument("--rounds", type=int, default=rounds)
+    result.add_argument("--steps", type=int, default=50, help=steps_help)
+    return result
+
+
 def build(dataset, data_dir, train_dir, setting):
     """A trainer for ``dataset`` with its real defaults and ``setting``'s flags."""
     import bench
@@ -49,14 +60,11 @@ def compare(times, reference=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=50, help="steps per setting and round")
-    parser.add_argument("--setting", action="append", dest="settings", required=True,
-                        help="the trainer's flags, in one string; the first is the reference")
-    args = parser.parse_args()
+    command_line = parser(__doc__, rounds=30, steps_help="steps per setting and round")
+    command_line.add_argument("--setting", action="append", dest="settings", required=True,
+                              help="the trainer's flags, in one string; the first is the "
+                              "reference")
+    args = command_line.parse_args()
     sys.path[:0] = [REPO, os.path.join(REPO, "scripts")]
     import trainkit  # noqa: F401  (sets up TensorFlow before it loads)
     import tensorflow as tf

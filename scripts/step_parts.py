@@ -23,7 +23,6 @@ be that much faster than ours); and ours's speed over the peer's, per round
 checkpoints) are not timed: ``make bench`` times them.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -116,14 +115,10 @@ def part_functions(trainer, peer=None):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=50, help="steps per part and round")
-    parser.add_argument("--flags", default="",
-                        help="the trainer's flags, in one string (default: the dataset's)")
-    args = parser.parse_args()
+    command_line = step_ab.parser(__doc__, rounds=20, steps_help="steps per part and round")
+    command_line.add_argument("--flags", default="",
+                              help="the trainer's flags, in one string (default: the dataset's)")
+    args = command_line.parse_args()
     sys.path[:0] = [REPO, os.path.join(REPO, "scripts")]
     import trainkit  # noqa: F401  (sets up TensorFlow before it loads)
     import tensorflow as tf
