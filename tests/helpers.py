@@ -47,6 +47,36 @@ def run_pair(dataset, train_dir, eval_args, train_args, timeout=300):
     return train_out, eval_out
 
 
+def saved_model_cli_run(export_dir, images, workdir):
+    """Runs the real ``saved_model_cli run`` (TensorFlow's own session-based loader, as
+    TensorFlow Serving's) on ``export_dir``'s ``serving_default`` with uint8 ``images``;
+    returns its outputs {key: array}."""
+    import numpy as np
+    inputs, outdir = os.path.join(workdir, "serve_in.npy"), os.path.join(workdir, "serve_out")
+    np.save(inputs, images)
+    tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([tool, "run", "--dir", export_dir, "--tag_set", "serve",
+                             "--signature_def", "serving_default", "--inputs",
+                             f"images={inputs}", "--outdir", outdir, "--overwrite"],
+                            capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {name[:-4]: np.load(os.path.join(outdir, name), allow_pickle=True)
+            for name in os.listdir(outdir)}
+
+
+def tflite_run(export_dir, images):
+    """Converts ``export_dir`` with TensorFlow Lite's converter and runs its
+    ``serving_default`` in TensorFlow Lite's interpreter; returns its outputs."""
+    import warnings
+
+    import tensorflow as tf
+    model = tf.lite.TFLiteConverter.from_saved_model(export_dir).convert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's move to ai_edge_litert
+        interpreter = tf.lite.Interpreter(model_content=model)
+    return interpreter.get_signature_runner("serving_default")(images=images)
+
+
 def onednn_on(setting=None, first_import="tensorflow"):
     """Whether a fresh process that imports ``first_import`` first runs TensorFlow's oneDNN
     kernels, with TF_ENABLE_ONEDNN_OPTS=``setting`` (None: unset)."""

@@ -12,6 +12,7 @@ import tensorflow as tf
 from tests import helpers
 from trainkit import checkpoints
 from trainkit import dataset as dataset_lib
+from trainkit import predict
 from trainkit import registry
 from trainkit import summaries
 
@@ -168,7 +169,15 @@ def test_images_trains_evaluates_exports_and_predicts_your_pictures(tmp_path):
                    [f"--saved_model={os.path.join(train_dir, 'export')}"]):
         result = helpers.run_cli("images.predict", *source, "--json", "--top_k=3", picture)
         assert result.returncode == 0, result.stderr
-        assert sorted(json.loads(result.stdout)["classes"]) == ["blue", "green", "red"]
+        answer = json.loads(result.stdout)
+        assert sorted(answer["classes"]) == ["blue", "green", "red"]
+    # Standard serving answers as predict does, with the run's own class names.
+    served = helpers.saved_model_cli_run(os.path.join(train_dir, "export"),
+                                         predict.load_image(picture, (24, 24, 3))[None],
+                                         str(tmp_path))
+    assert served["class_names"][0].decode() == answer["classes"][0]
+    np.testing.assert_allclose(max(served["probabilities"][0]), answer["probabilities"][0],
+                               atol=1e-5)
 
 
 def test_images_holds_out_a_split_reads_the_cache_and_names_bad_files(tmp_path):

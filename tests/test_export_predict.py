@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -66,13 +67,23 @@ def test_export_and_predict_round_trip_equals_the_evaluator(tmp_path, cifar_data
     files = [_write_png(str(tmp_path / f"image{i}.png"), image) for i, image in enumerate(images)]
     expected, probabilities = _evaluator_predictions(
         train_dir, os.path.join(train_dir, "eval", "best", f"ckpt-{best['step']}"), images)
+    # Standard serving runs both exports as they are: TensorFlow's saved_model_cli (a
+    # session-based loader, as TensorFlow Serving's) finds every variable and answers
+    # what the evaluator answers, class ids and names included.
+    names = cifar10_input.CLASS_NAMES
+    for export_dir in (exported, best_export):
+        served = helpers.saved_model_cli_run(export_dir, images, str(tmp_path))
+        assert list(served["classes"]) == list(expected)
+        assert [n.decode() for n in served["class_names"]] == [names[i] for i in expected]
+        np.testing.assert_allclose(served["probabilities"], probabilities, atol=1e-5)
+        with open(os.path.join(export_dir, "assets", "class_names.txt")) as f:
+            assert f.read().splitlines() == names
     for source in ([f"--saved_model={exported}"], [f"--saved_model={best_export}"],
                    [f"--train_dir={train_dir}"]):
         result = helpers.run_cli("cifar10.predict", *source, "--json", "--top_k=10", *files)
         assert result.returncode == 0, result.stderr
         lines = [json.loads(line) for line in result.stdout.splitlines()]
         assert [line["file"] for line in lines] == files
-        names = cifar10_input.CLASS_NAMES
         assert [names.index(line["classes"][0]) for line in lines] == list(expected)
         for line, p in zip(lines, probabilities):
             got = dict(zip(line["classes"], line["probabilities"]))
@@ -109,8 +120,23 @@ def test_predict_reports_bad_files_and_still_predicts_the_rest(tmp_path, mnist_d
     assert all(c in mnist_input.CLASS_NAMES for c in first["classes"])
     assert second == {"file": text, "error": "not a PNG, JPEG, GIF or BMP image, or a corrupt one"}
     # Only good files: exit 0.
-    result = helpers.run_cli("mnist.predict", f"--train_dir={train_dir}", good)
+    result = helpers.run_cli("mnist.predict", f"--train_dir={train_dir}", "--json",
+                             "--top_k=10", good)
     assert result.returncode == 0, result.stderr
+    predicted = json.loads(result.stdout)
+    # The export in standard serving and in TensorFlow Lite answers as predict does.
+    result = helpers.run_cli("mnist.export", f"--train_dir={train_dir}")
+    assert result.returncode == 0, result.stderr
+    export_dir = os.path.join(train_dir, "export")
+    digit = predict.load_image(good, (28, 28, 1))[None]
+    want = dict(zip(predicted["classes"], predicted["probabilities"]))
+    for served in (helpers.saved_model_cli_run(export_dir, digit, str(tmp_path)),
+                   helpers.tflite_run(export_dir, digit)):
+        assert [n.decode() for n in served["class_names"]] == [predicted["classes"][0]]
+        assert mnist_input.CLASS_NAMES[served["classes"][0]] == predicted["classes"][0]
+        np.testing.assert_allclose(served["probabilities"][0],
+                                   [want[n] for n in mnist_input.CLASS_NAMES], atol=1e-5)
+    shutil.rmtree(export_dir)
     # An unreadable --checkpoint to export: one line naming it, exit 2, nothing written.
     corrupt_checkpoint = str(tmp_path / "ckpt-9")
     open(corrupt_checkpoint + ".index", "wb").write(b"not a checkpoint index")

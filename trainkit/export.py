@@ -6,10 +6,14 @@ airbench networks, their test-time augmentation), so it takes uint8 images
 of the dataset's raw shape (``Dataset.raw_shape``: [N, 32, 32, 3] for
 CIFAR-10, [N, 28, 28, 1] for MNIST) and gives what the evaluator would.
 
-``save`` writes it as a SavedModel (signature ``serving_default``: uint8
-``images`` -> float ``logits`` and ``probabilities``; a ``class_names``
-function; ``classifier.json`` beside ``saved_model.pb`` says which
-checkpoint and step it holds). The folder is written next to its place and
+``save`` writes it as a SavedModel that standard serving runs as it is
+(``saved_model_cli run``, TensorFlow Serving's session-based loader,
+TensorFlow Lite's converter): signature ``serving_default`` takes uint8
+``images`` and returns ``classes`` (int32), ``class_names`` (string),
+``probabilities`` and ``logits``; the class names are also the asset
+``assets/class_names.txt`` and a ``class_names`` function;
+``classifier.json`` beside ``saved_model.pb`` says which checkpoint and
+step it holds. The folder is written next to its place and
 renamed into it, so a reader sees the old export or the new one, never half
 of one. ``python -m DATASET.export`` and the evaluator's ``best/saved_model``
 use it; ``python -m DATASET.predict`` uses the ``Classifier`` directly or
@@ -21,6 +25,7 @@ does not.
 """
 
 import os
+import tempfile
 
 import tensorflow as tf
 from absl import logging
@@ -39,12 +44,21 @@ BEST_DIR = "best"  # where the evaluator keeps its best checkpoint, under the ev
 SAVED_MODEL_DIR = "saved_model"
 
 
+CLASS_NAMES_ASSET = "class_names.txt"
+
+
 class Classifier(tf.Module):
-    """``classify(images)``: uint8 raw images -> {"logits", "probabilities"}."""
+    """``classify(images)``: uint8 raw images -> {"classes", "class_names", "probabilities",
+    "logits"}."""
 
     def __init__(self, keras_model, train_config, dataset):
         super().__init__(name="classifier")
         self.model = keras_model
+        # Keras 3 variables are not tf.Variables: tracked only through the Keras model,
+        # they reach the SavedModel's object graph but not the variables a session-based
+        # loader (saved_model_cli, TensorFlow Serving) restores. Their tf.Variables, listed
+        # here, are.
+        self.model_variables = [variable.value for variable in keras_model.variables]
         names = [str(name) for name in dataset.classes(train_config)]
         self.class_name_list = names
         self.raw_shape = dataset.shape(train_config)
@@ -55,9 +69,11 @@ class Classifier(tf.Module):
             tf.TensorSpec([None, *self.raw_shape], tf.uint8, name="images")])
         def classify(images):
             inputs = model.eval_preprocess(images, train_config)
-            logits = (logits_fn(keras_model, inputs) if logits_fn
-                      else keras_model(inputs, training=False))
-            return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+            logits = tf.cast(logits_fn(keras_model, inputs) if logits_fn
+                             else keras_model(inputs, training=False), tf.float32)
+            classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            return {"classes": classes, "class_names": tf.gather(tf.constant(names), classes),
+                    "probabilities": tf.nn.softmax(logits), "logits": logits}
 
         @tf.function(input_signature=[])
         def class_names():
@@ -129,7 +145,12 @@ def save(classifier, directory, info):
     old = fs.join(parent, f".{os.path.basename(directory)}.old-{os.getpid()}")
     fs.makedirs(parent)
     try:
-        with rundir.glob_safe(parent) as safe_parent:
+        with rundir.glob_safe(parent) as safe_parent, tempfile.TemporaryDirectory() as names_dir:
+            names_file = os.path.join(names_dir, CLASS_NAMES_ASSET)
+            with open(names_file, "w", encoding="utf-8") as f:
+                f.write("".join(f"{name}\n" for name in classifier.class_name_list))
+            # Copied into the export's assets/ as it is saved.
+            classifier.class_names_file = tf.saved_model.Asset(names_file)
             tf.saved_model.save(classifier, fs.join(safe_parent, os.path.basename(tmp)),
                                 signatures={"serving_default": classifier.classify})
         rundir.write_json(fs.join(tmp, INFO_FILE), dict(info, format=FORMAT))
