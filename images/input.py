@@ -31,6 +31,8 @@ from trainkit import predict
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 CACHE_DIR = ".trainkit-cache"
 BAD_FILES_SHOWN = 3
+# Part of each cache's key: a cache made by an earlier decoder is not reused.
+DECODER = "jpeg-accurate-dct"
 
 
 def _folders(config):
@@ -104,7 +106,7 @@ def arrays(config, split):
         raise errors.UserError(f"no PNG, JPEG, GIF or BMP files for the {split} split in "
                                f"{config.data_dir}")
     size = config.options["image_size"]
-    digest = hashlib.sha1(str(size).encode())
+    digest = hashlib.sha1(f"{size}\0{DECODER}".encode())
     for path, label in files:
         length, mtime = fs.signature(path)
         digest.update(f"{path}\0{label}\0{length}\0{mtime}\n".encode())

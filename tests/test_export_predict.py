@@ -174,3 +174,17 @@ def test_images_are_center_cropped_resized_and_inverted_for_mnist(tmp_path):
     assert photo.shape == (32, 32, 3) and photo[0, 0, 0] == 255
     grey = _write_png(str(tmp_path / "grey.png"), np.full([8, 8, 1], 77, np.uint8))
     assert (predict.load_image(grey, (32, 32, 3)) == 77).all()
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_jpeg_pixels_are_those_pillow_decodes(tmp_path, subsampling):
+    """JPEG decoded with libjpeg's accurate DCT: the pixels Pillow (and most tools) give, so
+    a picture scores the same here as in a Pillow-based client."""
+    from PIL import Image
+    rng = np.random.default_rng(subsampling)
+    picture = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    picture[8:24, 4:28] = [200, 30, 90]
+    path = str(tmp_path / "photo.jpg")
+    Image.fromarray(picture).save(path, quality=95, subsampling=subsampling)
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    np.testing.assert_array_equal(predict.load_image(path, (32, 32, 3)), expected)

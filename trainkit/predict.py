@@ -1,6 +1,7 @@
 """Classifying image files: ``python -m DATASET.predict --train_dir=DIR IMAGE...``.
 
-Each file (PNG, JPEG, GIF or BMP, any size) is decoded, brought to the
+Each file (PNG, JPEG, GIF or BMP, any size) is decoded (JPEG with libjpeg's
+accurate DCT, so pixels are those Pillow and most tools give), brought to the
 dataset's raw shape and classified by a ``trainkit.export.Classifier``
 (built from a checkpoint's averaged weights) or a SavedModel written by
 ``python -m DATASET.export`` (``--saved_model``). What a file becomes:
@@ -82,7 +83,12 @@ def load_image(path, raw_shape):
         raise ValueError(f"the image is {size[1]}x{size[0]} pixels, over the limit of "
                          f"{MAX_PIXELS // 10**6} megapixels; scale it down first")
     try:
-        image = tf.io.decode_image(data, channels=0, expand_animations=False)
+        if data.startswith(b"\xff\xd8"):
+            # libjpeg's accurate DCT, as Pillow and most tools decode; decode_image's fast
+            # one is up to several levels off in places.
+            image = tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE")
+        else:
+            image = tf.io.decode_image(data, channels=0, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         raise ValueError("not a PNG, JPEG, GIF or BMP image, or a corrupt one") from None
     rows, cols = int(image.shape[0]), int(image.shape[1])
