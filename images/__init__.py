@@ -2,7 +2,9 @@
 
 ``DATA_DIR/train/CLASS/*.png`` (PNG, JPEG, GIF or BMP) and
 ``DATA_DIR/test/CLASS/...``; or the class folders right in ``DATA_DIR`` and
-``--validation_split`` holding out part of each class as the test split.
+``--test_split`` holding out part of each class as the test split.
+``--validation_split`` holds out part of each class's training pictures as
+the validation split.
 Every image is brought to ``--image_size`` (its central square, resized),
 decoded once and cached. The networks are CIFAR-10's, sized to the class
 count. ``SPEC`` is what the command line needs (no TensorFlow); the data is
@@ -26,8 +28,16 @@ SPEC = dataset.DatasetSpec(
         **dataset.NETWORK_OPTIONS,
         "image_size": dataset.Option(32, "Side, in pixels, every image is brought to: its "
                                      "central square, resized by area averaging.", 8, 512),
-        "validation_split": dataset.Option(0.0, "Without a test/ folder: the fraction of each "
-                                           "class (its last files by name) held out as the "
-                                           "test split.", 0.0, 0.9),
+        "validation_split": dataset.Option(
+            0.1, "Fraction of each class's training pictures held out as the validation split "
+            "the evaluator selects the best checkpoint on (as Keras's validation_split); 0 = "
+            "none: no best is chosen.", 0.0, 0.9, absent=0.0),
+        "test_split": dataset.Option(
+            0.0, "Without a test/ folder: the fraction of each class held out as the test "
+            "split; 0 = there must be a test/ folder.", 0.0, 0.9),
     },
+    # Runs written before test_split existed named it validation_split.
+    renamed_options={"validation_split": "test_split"},
+    validation_option="validation_split",
+    downloads=False,
 )

@@ -1,8 +1,9 @@
 """Your own pictures as a dataset: a folder of class folders, decoded once into a cache.
 
 The training split is ``DATA_DIR/train`` (or ``DATA_DIR`` itself when it has
-no ``train/``); the test split ``DATA_DIR/test``, or, without one, the last
-``--validation_split`` of each class's files by name. Classes are the
+no ``train/``) less the last ``--validation_split`` of each class's files by
+name, which are the validation split; the test split ``DATA_DIR/test``, or,
+without one, the last ``--test_split`` of each class's training files. Classes are the
 sub-folders, in name order; the trainer records them in config.json, so the
 evaluator, export and predict name them without the data. Each image goes
 through ``trainkit.predict.load_image``, as predict will bring a picture to
@@ -79,22 +80,40 @@ def _files(folder, classes):
     return found
 
 
+def _held_out(files, fraction):
+    """``files`` of one class split into (kept, held out): the last ``fraction`` of them by
+    name held out, at least one when ``fraction`` is not 0."""
+    count = max(1, int(round(len(files) * fraction))) if fraction and files else 0
+    return files[:len(files) - count], files[len(files) - count:]
+
+
 def _split_files(config, split):
-    if split not in ("train", "test"):
-        raise errors.UserError(f"unknown split {split!r} for images; choose train or test")
+    """[(path, label)] of ``split``. Per class, by file name, the training folder's
+    pictures are: train, then validation (``--validation_split`` of what is not test),
+    then test (``--test_split``, when there is no test/ folder)."""
+    if split not in ("train", "validation", "test"):
+        raise errors.UserError(f"unknown split {split!r} for images; choose train, validation "
+                               "or test")
     train, test = _folders(config)
     classes = class_names(config)
     if split == "test" and test:
         return _files(test, classes)
-    fraction = config.options["validation_split"] if test is None else 0.0
-    if split == "test" and not fraction:
-        raise errors.UserError(f"{config.data_dir} has no test/ folder: pass "
-                               "--validation_split=0.1 (say) to hold out part of each class")
+    test_fraction = config.options["test_split"] if test is None else 0.0
+    if test is None and not test_fraction:
+        raise errors.UserError(f"{config.data_dir} has no test/ folder: pass --test_split=0.1 "
+                               "(say) to hold out part of each class as the test split, or "
+                               "add test/CLASS/ folders")
+    validation_fraction = config.options["validation_split"]
+    if split == "validation" and not validation_fraction:
+        raise errors.UserError("--validation_split=0 holds out no validation split; pass "
+                               "--validation_split=0.1 (say)")
     chosen, files = [], _files(train, classes)
     for label in range(len(classes)):
-        mine = [item for item in files if item[1] == label]
-        keep = len(mine) - (max(1, int(round(len(mine) * fraction))) if fraction else 0)
-        chosen += mine[keep:] if split == "test" else mine[:keep]
+        mine, held_for_test = _held_out([item for item in files if item[1] == label],
+                                        test_fraction)
+        kept, held_for_validation = _held_out(mine, validation_fraction)
+        chosen += {"train": kept, "validation": held_for_validation,
+                   "test": held_for_test}[split]
     return chosen
 
 
@@ -114,13 +133,17 @@ def arrays(config, split):
     cache = fs.join(cache_dir, f"{split}-{size}-{digest.hexdigest()[:16]}.npz")
     if fs.isfile(cache):
         with np.load(io.BytesIO(fs.read_bytes(cache))) as saved:
+            logging.info("The %s split's %d pictures: decoded before, read from %s", split,
+                         len(files), cache)
             return saved["images"], saved["labels"]
+    logging.info("Decoding the %s split's %d pictures into %s", split, len(files), cache_dir)
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         decoded = list(pool.map(lambda item: _decode(item[0], size), files))
     bad = [(path, why) for (path, _), why in zip(files, decoded) if isinstance(why, str)]
     if bad:
         raise errors.UserError(
-            f"{len(bad)} of {len(files)} pictures cannot be read: " + "; ".join(
+            f"{len(bad)} of the {split} split's {len(files)} pictures cannot be read: "
+            + "; ".join(
                 f"{path}: {why}" for path, why in bad[:BAD_FILES_SHOWN])
             + ("; ..." if len(bad) > BAD_FILES_SHOWN else "") + "; fix or remove them")
     result = np.stack(decoded), np.array([label for _, label in files], np.int32)
@@ -149,9 +172,9 @@ def prepare(data_dir, mirrors=()):
     """Decodes (and caches) both splits at the default size; returns a summary line."""
     del mirrors  # your pictures are not downloaded
     config = images.SPEC.complete(config_lib.TrainConfig(dataset="images", data_dir=data_dir))
-    counts = [len(arrays(config, split)[1]) for split in ("train", "test")]
-    return (f"images in {data_dir}: {counts[0]:,} training and {counts[1]:,} test pictures of "
-            f"{len(class_names(config))} classes, all readable")
+    counts = [len(arrays(config, split)[1]) for split in ("train", "validation", "test")]
+    return (f"images in {data_dir}: {counts[0]:,} training, {counts[1]:,} validation and "
+            f"{counts[2]:,} test pictures of {len(class_names(config))} classes, all readable")
 
 
 def make_synthetic(path, scale):

@@ -30,6 +30,5 @@ SPEC = dataset.DatasetSpec(
                           learning_rate=0.05, lr_schedule="linear", warmup_steps=300,
                           save_checkpoint_steps=859, validate_every_steps=859),
     },
-    eval_splits=("test", "validation"),
     eval_interval_secs=5.0,  # as the classic mnist_test
 )

@@ -34,6 +34,9 @@ class Option:
     help: str
     lower: Any = None
     upper: Any = None
+    # The value of a run whose config.json predates the option (None: the default), so
+    # that it resumes as it was trained.
+    absent: Any = None
 
 
 # The options of the airbench networks (trainkit.nets), for the datasets that offer them.
@@ -57,9 +60,16 @@ class DatasetSpec:
     an old name still resumes). ``defaults`` are its flag defaults where they
     differ from ``config.TrainConfig``'s; ``presets`` map a ``--preset`` name
     to the flags it sets (the first is the default), ``preset_aliases``
-    former preset names to current ones. ``eval_splits`` are the splits the
-    evaluator offers; ``options`` the settings only it takes, name ->
-    ``Option`` (a flag each, its value in ``TrainConfig.options``).
+    former preset names to current ones. ``options`` are the settings only
+    it takes, name -> ``Option`` (a flag each, its value in
+    ``TrainConfig.options``); ``renamed_options`` maps an option's former name
+    in config.json to its name now.
+
+    Every dataset holds out a validation split from its training data, on
+    which the evaluator selects (``has_validation``): ``validation_option``
+    names the option that sizes it (a fraction of each class), or, empty,
+    the setting ``validation_size`` does (a count). ``downloads``: whether
+    the data comes from the network when missing (``--data_mirrors``).
     """
 
     name: str
@@ -68,9 +78,11 @@ class DatasetSpec:
     presets: dict = dataclasses.field(default_factory=dict)
     model_aliases: dict = dataclasses.field(default_factory=dict)
     preset_aliases: dict = dataclasses.field(default_factory=dict)
-    eval_splits: tuple = ("test",)
     eval_interval_secs: float = 300.0
     options: dict = dataclasses.field(default_factory=dict)
+    renamed_options: dict = dataclasses.field(default_factory=dict)
+    validation_option: str = ""
+    downloads: bool = True
 
     def __post_init__(self):
         fields = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
@@ -92,8 +104,10 @@ class DatasetSpec:
                      if not isinstance(option, Option)]
         if self.defaults.get("model", self.models[0] if self.models else None) not in self.models:
             problems.append(f"default model {self.defaults.get('model')!r} is not in models")
-        if "test" not in self.eval_splits:
-            problems.append("eval_splits must hold 'test'")
+        if self.validation_option and self.validation_option not in self.options:
+            problems.append(f"validation_option {self.validation_option!r} is not an option")
+        problems += [f"renamed option {old!r} names no option"
+                     for old, new in self.renamed_options.items() if new not in self.options]
         if problems:
             raise TypeError(f"dataset {self.name!r} breaks the DatasetSpec contract: "
                             + "; ".join(problems))
@@ -111,9 +125,24 @@ class DatasetSpec:
         where it has none: a run from before the option existed)."""
         config.model = self.canonical_model(config.model)
         config.preset = self.canonical_preset(config.preset)
-        config.options = {**{name: option.default for name, option in self.options.items()},
-                          **config.options}
+        options = dict(config.options)
+        for old, new in self.renamed_options.items():
+            if old in options and new not in options:
+                options[new] = options.pop(old)
+        config.options = {**{name: option.default if option.absent is None else option.absent
+                             for name, option in self.options.items()}, **options}
         return config
+
+    def has_validation(self, config):
+        """Whether ``config``'s run holds out a validation split from its training data."""
+        if self.validation_option:
+            return bool(config.options.get(self.validation_option))
+        return config.validation_size > 0
+
+    def eval_splits(self, config):
+        """The splits the evaluator scores for ``config``'s run: validation (if held out),
+        on which it selects, and test, which it reports."""
+        return ("validation", "test") if self.has_validation(config) else ("test",)
 
     def default(self, name):
         """The default of setting or option ``name`` for this dataset."""
@@ -175,7 +204,7 @@ class Dataset:
     """A dataset as the engine uses it (see the module docstring).
 
     ``arrays(config, split)``: ``(images uint8 [N, H, W, C], labels int32
-    [N])`` of split ``train``, ``test`` or one of ``spec.eval_splits``, read
+    [N])`` of split ``train``, ``validation`` or ``test``, read
     (and downloaded, if missing) from ``config.data_dir``; UserError naming
     the file and the fix when the data is not right. ``class_names`` and
     ``raw_shape``: what its images are, as constants or, for a dataset whose
