@@ -31,7 +31,8 @@ def speed(worktree, dataset, data_dir, train_dir):
     result = subprocess.run([sys.executable, "-m", f"{dataset}.train", f"--train_dir={train_dir}",
                              f"--data_dir={data_dir}", *RUNS[dataset]], cwd=worktree,
                             capture_output=True, text=True)
-    values = [float(v) for v in re.findall(r"([\d.]+) examples/sec;", result.stderr)][1:]
+    values = [float(v.replace(",", "")) for v in re.findall(r"([\d,]+) examples/s,",
+                                                             result.stderr)][1:]
     if result.returncode or not values:
         raise SystemExit(f"error: {dataset}.train at {worktree} failed:\n{result.stderr[-2000:]}")
     return statistics.median(values)

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -135,7 +136,7 @@ def main():
             output.append(line)
             if "unreadable" in line:
                 fallbacks += 1
-            if ", loss = " in line:
+            if re.search(r"step [\d,]+/[\d,]+: loss", line):
                 break
         if evaluator is None:  # one evaluator for the whole run, from its first round
             evaluator = subprocess.Popen(

@@ -56,13 +56,13 @@ def main():
             flags = ([f"--data_dir={data_dir}", *SETTINGS] if first else ["--resume"])
             log = run([f"{name}.train", f"--train_dir={train_dir}", f"--max_steps={end}",
                        *flags])
-            speeds[name] += [float(x) for x in
-                             re.findall(r"([\d.]+) examples/sec", log)[1:]]
+            speeds[name] += [float(x.replace(",", "")) for x in
+                             re.findall(r"([\d,]+) examples/s,", log)[1:]]
     summary = {}
     for name in sides:
-        log = run([f"{name}.eval", f"--train_dir={os.path.join(args.workdir, name)}",
-                   "--run_once"])
-        precision = float(re.findall(r"precision @ 1 = ([\d.]+)%", log)[-1]) / 100
+        run([f"{name}.eval", f"--train_dir={os.path.join(args.workdir, name)}", "--run_once"])
+        with open(os.path.join(args.workdir, name, "eval", "metrics.jsonl")) as f:
+            precision = [json.loads(line) for line in f][-1]["precision_at_1"]
         summary[name] = {"precision_at_1": precision,
                          "examples_per_sec_median": statistics.median(speeds[name]),
                          "examples_per_sec_range": [min(speeds[name]), max(speeds[name])]}

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests import helpers
 
 BENCH = os.path.join(helpers.REPO, "scripts", "bench.py")
@@ -63,7 +65,7 @@ def test_train_task_with_an_evaluator_times_the_trainer_while_it_polls(mnist_dat
     result = run_task("train", "--dataset=mnist", f"--data_dir={mnist_data}",
                       f"--workdir={tmp_path}", "--warmup_steps=3", "--steps=100", "--seconds=1",
                       "--label=e", "--save_secs=60", "--with_evaluator", "--eval_interval=1",
-                      "--eval_flags=--num_threads=1 --nice=0 --noidle_priority",
+                      "--eval_flags=--num_threads=1 --priority=normal",
                       "--train_flags=--validation_size=100")
     assert result["evaluator_polling_at_end"] is True
     assert result["evaluations"] >= 0 and result["evaluator_cores_used"] >= 0
@@ -173,7 +175,7 @@ def _results(bench):
                                                 "trainer_beside": [1.8],
                                                 "evaluator": [0.1]},
                                  "alternatives": [{
-                                     "evaluator_flags": "--nice=0", "slowdown": 0.3,
+                                     "evaluator_flags": "--priority=normal", "slowdown": 0.3,
                                      "beside_examples_per_sec": 700.0,
                                      "evaluations_per_window": 4,
                                      "trainer_cores_used": 1.4,
@@ -210,7 +212,7 @@ def test_table_shows_every_figure_and_unmet_targets():
         in table
     assert "slowdown 2.0%" in table
     assert "trainer alone 1.90; trainer beside 1.80; evaluator 0.10." in table
-    assert ("With --nice=0 instead: 700 examples/s, slowdown 30.0%, 4 evaluations per window; "
+    assert ("With --priority=normal instead: 700 examples/s, slowdown 30.0%, 4 evaluations per window; "
             "cores used: trainer 1.40, evaluator 0.60.") in table
     # An evaluator that made no evaluation in a window measured no cost of evaluating.
     results["evaluator_beside"]["evaluations_per_window"] = [3, 0]
@@ -331,3 +333,42 @@ def test_step_parts_says_in_one_line_which_flag_is_wrong(mnist_data):
     assert result.returncode == 2
     lines = helpers.error_lines(result.stderr)
     assert len(lines) == 1 and "batch_sise" in lines[0], result.stderr[-2000:]
+
+
+def test_evaluator_priority_reads_lags_and_scores_before_done_from_a_runs_files(tmp_path):
+    """benchmarks/evaluator_priority.py's reading of a run, on files with set times: a
+    checkpoint's lag is its record's time minus its .index file's, scored before DONE or
+    not, skipped or never scored; the table is built from the runs."""
+    sys.path.insert(0, helpers.REPO)
+    from benchmarks import evaluator_priority
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+
+    def touch(name, when):
+        (run / name).write_text("x")
+        os.utime(run / name, (when, when))
+
+    touch("config.json", 1000.0)
+    for step, saved in ((600, 1010.0), (1200, 1020.0), (1800, 1030.0), (2400, 1040.0)):
+        touch(f"ckpt-{step}.index", saved)
+    touch("DONE", 1040.5)
+    records = [{"step": 600, "wall_time": 1012.5, "precision_at_1": 0.9},
+               {"step": 1200, "skipped": "behind", "wall_time": 1031.0},
+               {"step": 1800, "wall_time": 1031.0, "precision_at_1": 0.95},
+               {"step": 2400, "wall_time": 1043.0, "precision_at_1": 0.99}]
+    (run / "eval" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    measured = evaluator_priority.measure(str(run))
+    assert measured == {"trainer_secs": 40.5, "checkpoints": [600, 1200, 1800, 2400],
+                        "lag_secs": [2.5, None, 1.0, 3.0], "scored_before_done": 2,
+                        "skipped": 1}
+    alone = dict(measured, trainer_secs=40.0)
+    runs = {condition: {"None": [alone], **{p: [dict(measured, evaluator_finished=True)]
+                                            for p in evaluator_priority.PRIORITIES}}
+            for condition in evaluator_priority.CONDITIONS}
+    summary = evaluator_priority.summarize(runs, rounds=1)
+    idle = summary["conditions"]["alone"]["idle"]
+    assert idle["slowdown"] == pytest.approx(40.5 / 40.0 - 1)
+    assert (idle["median_lag_secs"], idle["max_lag_secs"]) == (2.5, 3.0)
+    assert (idle["scored_before_done"], idle["unscored"]) == ([2], [1])
+    assert "| busy | low | +1.2% | 2.5 s / 3.0 s | 2 of 4 | 1 |" in \
+        evaluator_priority.table(summary)

@@ -584,7 +584,8 @@ def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
         # TensorFlow at idle priority beside the trainer) cannot leave it only the last.
         "cifar10", train_dir, ["--eval_interval_secs=0.2", "--eval_batch_size=16",
                                "--eval_policy=all"],
-        [f"--data_dir={cifar_data}", "--preset=short", "--max_steps=240", "--batch_size=16",
+        [f"--data_dir={cifar_data}", "--preset=short", "--validation_size=20",
+         "--max_steps=240", "--batch_size=16",
          "--save_checkpoint_steps=30", "--save_checkpoint_secs=0", "--max_to_keep=10",
          "--log_frequency=30", "--save_summaries_steps=60", "--moving_average_decay=0.99"])
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
@@ -606,13 +607,15 @@ def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
 
     assert {"loss", "total_loss", "loss_average", "learning_rate", "input_images",
             "activations/conv1", "sparsity/local3"} <= tags("train")
-    assert {"precision_at_1", "loss", "confusion_matrix"} <= tags("eval")
+    assert {"precision_at_1", "loss"} <= tags("eval/validation")
+    assert {"precision_at_1", "loss", "confusion_matrix"} <= tags("eval/test")
 
 
 def test_cifar10_eval_num_examples_and_run_once(tmp_path, cifar_data):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
-                             f"--data_dir={cifar_data}", "--max_steps=3", "--batch_size=8")
+                             f"--data_dir={cifar_data}", "--max_steps=3", "--batch_size=8",
+                             "--validation_size=20")
     assert result.returncode == 0, result.stderr
     # Decoding the records logs no oneDNN error line (a uint8 transpose would, on CPUs
     # without AVX-512, such as this project's; elsewhere the check passes either way).

@@ -30,7 +30,8 @@ def test_a_spec_that_breaks_the_contract_is_refused_when_made():
             ({"model_aliases": {"old": "gone"}}, "alias 'old' names no model"),
             ({"defaults": {"model": "other"}}, "default model 'other' is not in models"),
             ({"options": {"batch_size": dataset_lib.Option(1, "x")}}, "also a setting"),
-            ({"eval_splits": ("validation",)}, "must hold 'test'")]:
+            ({"validation_option": "fraction"}, "validation_option 'fraction' is not an option"),
+            ({"renamed_options": {"old": "new"}}, "renamed option 'old' names no option")]:
         with pytest.raises(TypeError, match=fragment):
             dataset_lib.DatasetSpec(**{**good, **change})
 
@@ -145,7 +146,7 @@ def _picture_tree(root, per_class=(12, 4), corrupt=False):
 def test_images_trains_evaluates_exports_and_predicts_your_pictures(tmp_path):
     data_dir = _picture_tree(tmp_path / "pictures")
     train_dir = str(tmp_path / "run")
-    _, eval_out = helpers.run_pair(
+    train_out, eval_out = helpers.run_pair(
         "images", train_dir, ["--eval_interval_secs=0.2", "--eval_policy=all"],
         [f"--data_dir={data_dir}", "--model=airbench94", "--max_steps=20", "--batch_size=12",
          "--save_checkpoint_secs=0", "--save_checkpoint_steps=10", "--learning_rate=0.05",
@@ -155,11 +156,18 @@ def test_images_trains_evaluates_exports_and_predicts_your_pictures(tmp_path):
     assert config["options"]["image_size"] == 24
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10, 20]
-    assert all(r["num_examples"] == 12 for r in records)
+    # 12 test pictures; 1 of each class's 12 training pictures held out for validation.
+    assert all(r["num_examples"] == 12 and r["validation"]["num_examples"] == 3
+               for r in records)
     assert set(records[-1]["per_class_recall"]) == {"blue", "green", "red"}
+    # The trainer said what it learns from and where the decoded pictures are kept.
+    assert (f"Data in {data_dir}: 33 training, 3 validation and 12 test images of 3 classes "
+            "(blue, green, red)") in train_out
+    assert f"into {os.path.join(data_dir, '.trainkit-cache')}" in train_out
     # Decoded once: the cache of each split is there for the next run.
     assert sorted(name.split("-")[:2] for name in os.listdir(
-        os.path.join(data_dir, ".trainkit-cache"))) == [["test", "24"], ["train", "24"]]
+        os.path.join(data_dir, ".trainkit-cache"))) == [["test", "24"], ["train", "24"],
+                                                        ["validation", "24"]]
     result = helpers.run_cli("images.export", f"--train_dir={train_dir}")
     assert result.returncode == 0, result.stderr
     info = json.load(open(os.path.join(train_dir, "export", "classifier.json")))
@@ -186,7 +194,7 @@ def test_images_holds_out_a_split_reads_the_cache_and_names_bad_files(tmp_path):
     _picture_tree(tmp_path / "tree")
     os.rename(tmp_path / "tree" / "train", root)  # class folders right in the data dir
     config = images_input.spec.complete(helpers.train_config(
-        "images", str(root), options={"validation_split": 0.25}))
+        "images", str(root), options={"test_split": 0.25, "validation_split": 0.0}))
     train_images, train_labels = images_input.arrays(config, "train")
     test_images, test_labels = images_input.arrays(config, "test")
     assert (len(train_labels), len(test_labels)) == (27, 9)  # the last 3 of 12 per class
@@ -200,19 +208,54 @@ def test_images_holds_out_a_split_reads_the_cache_and_names_bad_files(tmp_path):
     (root / "red" / "999.png").write_bytes((root / "red" / "000.png").read_bytes())
     assert len(images_input.arrays(config, "train")[1]) == 28
     assert len([n for n in os.listdir(root / ".trainkit-cache") if n.startswith("train-")]) == 1
-    # Without test/ nor --validation_split there is no test split: one line says what to do.
-    config.options["validation_split"] = 0.0
+    # --validation_split holds out the last quarter of what is not test: 2 of green's and
+    # blue's 9, and of red's 10 (with the new file; Python rounds 2.5 to even).
+    held_out = dict(config.options, validation_split=0.25)
+    split = {name: images_input.arrays(dataclasses.replace(config, options=held_out), name)[1]
+             for name in ("train", "validation", "test")}
+    assert [len(split[name]) for name in ("train", "validation", "test")] == [22, 6, 9]
+    assert list(np.bincount(split["validation"])) == [2, 2, 2]
+    # Without test/ nor --test_split there is no test split: one line says what to do, and
+    # the trainer says it before it trains.
+    config.options["test_split"] = 0.0
     from trainkit import errors
-    with pytest.raises(errors.UserError, match="no test/ folder: pass --validation_split"):
+    with pytest.raises(errors.UserError, match="no test/ folder: pass --test_split"):
         images_input.arrays(config, "test")
+    result = helpers.run_cli("images.train", f"--train_dir={tmp_path / 'run'}",
+                             f"--data_dir={root}", "--max_steps=2", "--batch_size=4")
+    helpers.assert_one_clear_line(result, "has no test/ folder: pass --test_split=0.1")
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+    assert not any(name.startswith("ckpt-") for name in os.listdir(tmp_path / "run"))
+
+
+def test_a_run_that_named_its_test_split_validation_split_resumes_as_it_was(tmp_path):
+    """Runs written before --test_split held their test fraction in "validation_split": they
+    resume, evaluate and export with that test split and no validation split."""
+    images_spec = registry.spec("images")
+    old = helpers.train_config("images", "unused", options={"validation_split": 0.2,
+                                                            "image_size": 24})
+    config = images_spec.complete(old)
+    assert (config.options["test_split"], config.options["validation_split"]) == (0.2, 0.0)
+    assert images_spec.eval_splits(config) == ("test",)
+    new = images_spec.complete(helpers.train_config("images", "unused"))
+    assert (new.options["test_split"], new.options["validation_split"]) == (0.0, 0.1)
+    assert images_spec.eval_splits(new) == ("validation", "test")
+
+
+def test_images_help_says_nothing_of_downloads():
+    result = helpers.run_cli("images.train", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "download" not in result.stdout.lower() and "--data_mirrors" not in result.stdout
+    assert "--validation_split" in result.stdout and "--test_split" in result.stdout
 
 
 def test_images_reports_a_picture_it_cannot_read_by_name(tmp_path):
     data_dir = _picture_tree(tmp_path / "pictures", per_class=(4, 1), corrupt=True)
     result = helpers.run_cli("images.train", f"--train_dir={tmp_path / 'run'}",
-                             f"--data_dir={data_dir}", "--max_steps=2", "--batch_size=4")
+                             f"--data_dir={data_dir}", "--max_steps=2", "--batch_size=4",
+                             "--validation_split=0")
     helpers.assert_one_clear_line(
-        result, "1 of 13 pictures cannot be read",
+        result, "1 of the train split's 13 pictures cannot be read",
         f"{os.path.join(data_dir, 'train', 'green', 'broken.jpg')}: not a PNG, JPEG",
         "fix or remove them")
     assert not os.path.exists(tmp_path / "run" / "config.json")

@@ -76,7 +76,7 @@ def test_resumed_mirrored_run_continues_exactly(tmp_path, mnist_data):
     lines = []
     for line in trainer.stdout:
         lines.append(line)
-        if "step 15, loss" in line:
+        if "step 15/" in line:
             break
     trainer.send_signal(signal.SIGTERM)
     out = "".join(lines) + trainer.communicate(timeout=60)[0]
@@ -114,8 +114,8 @@ def test_two_workers_train_the_chief_checkpoints_and_the_evaluator_scores(tmp_pa
     assert "worker 0 of 2 processes, the chief" in out
     # Both workers took every step, in lockstep, with the same loss.
     for step in (10, 20):
-        losses = {line.split("] ")[0]: line.split("loss = ")[1].split()[0]
-                  for line in out.splitlines() if f" step {step}, loss" in line}
+        losses = {line.split("] ")[0]: line.split("loss ")[1].split(",")[0]
+                  for line in out.splitlines() if f" step {step}/20: loss" in line}
         assert set(losses) == {"[worker 0", "[worker 1"} and len(set(losses.values())) == 1
     # Only the chief wrote into the train dir, each checkpoint once.
     files = sorted(f for f in os.listdir(train_dir) if f.startswith("ckpt-"))
@@ -136,7 +136,7 @@ def test_sigterm_stops_every_worker_at_one_step_and_resume_finishes(tmp_path, mn
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if "[worker 1]" in line and "step 10, loss" in line:
+        if "[worker 1]" in line and "step 10/" in line:
             break
     try:
         # The chief holds the train dir: another trainer is refused while the workers run.

@@ -177,11 +177,9 @@ def train_config(tmp_path, data_dir, **overrides):
     return make_config(data_dir, **values)
 
 
-def eval_config(train_dir, batch_size=64, eval_data="test"):
-    return config_lib.EvalConfig(
-        train_dir=train_dir, eval_dir=os.path.join(train_dir, "eval"), data_dir=None,
-        eval_data=eval_data, eval_batch_size=batch_size, eval_interval_secs=0.0,
-        run_once=False, device="auto", num_threads=0)
+def eval_config(train_dir, batch_size=64):
+    return config_lib.EvalConfig(train_dir=train_dir, eval_batch_size=batch_size,
+                                 eval_interval_secs=0.0, device="auto")
 
 
 def read_tensors(path, prefix):

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import time
 
@@ -16,6 +18,7 @@ from trainkit import pipeline
 from trainkit import registry
 from trainkit import summaries
 
+MNIST = registry.load("mnist")
 FAST = ["--batch_size=20", "--validation_size=100", "--log_frequency=50",
         "--save_summaries_steps=0", "--data_mirrors=http://127.0.0.1:9/",
         "--validate_every_steps=0"]
@@ -29,7 +32,15 @@ def train(train_dir, data_dir, *extra):
 
 
 def steps_in(eval_dir):
-    return [r["step"] for r in summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))]
+    """The scored steps of an eval dir's record (not the skipped ones)."""
+    return [r["step"] for r in summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+            if "skipped" not in r]
+
+
+def skipped_in(eval_dir):
+    return {r["step"]: r["skipped"]
+            for r in summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+            if "skipped" in r}
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +66,108 @@ def test_fast_trainer_with_max_to_keep_1_and_eager_evaluator(tmp_path, mnist_dat
     # The best survived the trainer's max_to_keep=1.
     best = json.load(open(os.path.join(train_dir, "eval", "best", "best.json")))
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
-    assert best["precision_at_1"] == max(r["precision_at_1"] for r in records)
+    assert best["precision_at_1"] == max(r["validation"]["precision_at_1"] for r in records
+                                         if "skipped" not in r)
     assert checkpoints.latest(os.path.join(train_dir, "eval", "best")) == best["checkpoint"]
     assert os.path.exists(best["checkpoint"] + ".index")
+
+
+def test_best_is_chosen_on_validation_and_its_test_figure_reported(tmp_path, five_checkpoints):
+    """Validation selects, test reports: best/, its export and the summary follow the highest
+    validation precision; every record carries both splits."""
+    eval_dir = str(tmp_path / "eval")
+    result = helpers.run_cli("mnist.eval", f"--train_dir={five_checkpoints}",
+                             f"--eval_dir={eval_dir}", "--eval_policy=all",
+                             "--eval_interval_secs=0")
+    assert result.returncode == 0, result.stderr
+    records = summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50]
+    for record in records:
+        assert record["validation"]["num_examples"] == 100 and record["num_examples"] == 250
+        assert record["selected_on"] == "validation"
+    chosen = max(records, key=lambda r: r["validation"]["precision_at_1"])  # the first best
+    best = json.load(open(os.path.join(eval_dir, "best", "best.json")))
+    assert (best["step"], best["selected_on"]) == (chosen["step"], "validation")
+    assert best["precision_at_1"] == chosen["validation"]["precision_at_1"]
+    assert best["test_precision_at_1"] == chosen["precision_at_1"]
+    assert [r["best"] for r in records].count(True) >= 1
+    info = json.load(open(os.path.join(eval_dir, "best", "saved_model", "classifier.json")))
+    assert info["step"] == chosen["step"]
+    assert (f"best on validation: step {chosen['step']}, validation "
+            f"{100 * chosen['validation']['precision_at_1']:.2f}%, test "
+            f"{100 * chosen['precision_at_1']:.2f}%") in result.stderr
+    # A best chosen on the test set (an earlier version's) is not taken for one: moved aside.
+    best["selected_on"] = None
+    json.dump(best, open(os.path.join(eval_dir, "best", "best.json"), "w"))
+    result = helpers.run_cli("mnist.eval", f"--train_dir={five_checkpoints}",
+                             f"--eval_dir={eval_dir}", "--run_once")
+    assert result.returncode == 0, result.stderr
+    assert "chose its best on the test set" in result.stderr
+    assert any(name.startswith("previous-run-") for name in os.listdir(eval_dir))
+
+
+def test_a_run_without_validation_has_no_best(tmp_path, mnist_data):
+    train_dir = str(tmp_path / "run")
+    train(train_dir, mnist_data, "--max_steps=30", "--save_checkpoint_steps=10",
+          "--validation_size=0")
+    result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--eval_policy=all",
+                             "--eval_interval_secs=0")
+    assert result.returncode == 0, result.stderr
+    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert all("validation" not in r and r["selected_on"] is None for r in records)
+    assert not os.path.exists(os.path.join(train_dir, "eval", "best"))
+    assert "no validation split, so no best: the newest, step 30, scored test" in result.stderr
+    # Early stopping needs a validation split to judge on: refused in one line.
+    result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--run_once",
+                             "--early_stopping_evals=2")
+    helpers.assert_one_clear_line(result, "--early_stopping_evals needs a validation split")
+    # The default export is the newest checkpoint.
+    result = helpers.run_cli("mnist.export", f"--train_dir={train_dir}")
+    assert result.returncode == 0, result.stderr
+    assert json.load(open(os.path.join(train_dir, "export", "classifier.json")))["step"] == 30
+
+
+def test_every_checkpoint_is_scored_or_named_as_skipped(tmp_path, five_checkpoints):
+    """Under --eval_policy=latest an evaluator behind the trainer passes over the older
+    checkpoints: each is named, recorded, and counted in the summary."""
+    eval_dir = str(tmp_path / "eval")
+    result = helpers.run_cli("mnist.eval", f"--train_dir={five_checkpoints}",
+                             f"--eval_dir={eval_dir}", "--eval_interval_secs=0")
+    assert result.returncode == 0, result.stderr
+    assert "Not scoring steps 10, 20, 30 and 40: --eval_policy=latest scores only the newest " \
+           "(step 50)" in result.stderr
+    assert steps_in(eval_dir) == [50]
+    assert skipped_in(eval_dir) == {10: "behind", 20: "behind", 30: "behind", 40: "behind"}
+    assert ("scored 1 of 5 checkpoints (4 skipped: 4 passed over for a newer one under "
+            "--eval_policy=latest), 0 of them while the trainer ran") in result.stderr
+    # Started again, it knows them: nothing scored twice, nothing skipped twice.
+    again = helpers.run_cli("mnist.eval", f"--train_dir={five_checkpoints}",
+                            f"--eval_dir={eval_dir}", "--eval_interval_secs=0")
+    assert again.returncode == 0, again.stderr
+    assert "Not scoring" not in again.stderr and "scored 1 of 5 checkpoints" in again.stderr
+
+
+def test_one_ctrl_c_while_scoring_ends_the_evaluator_cleanly(tmp_path, five_checkpoints):
+    eval_dir = str(tmp_path / "eval")
+    args = [f"--train_dir={five_checkpoints}", f"--eval_dir={eval_dir}", "--eval_policy=all",
+            "--eval_interval_secs=0", "--eval_batch_size=1"]
+    process = helpers.start_cli("mnist.eval", *args)
+    deadline = time.monotonic() + 120
+    while not steps_in(eval_dir):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # during the second checkpoint's 350 batches
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, out
+    assert "Traceback" not in out and "Exception ignored" not in out
+    assert f"continue with python -m mnist.eval --train_dir={five_checkpoints}" in out
+    done = steps_in(eval_dir)
+    assert 1 <= len(done) < 5
+    # Every line of the record is whole; the next start goes on after it.
+    again = helpers.run_cli("mnist.eval", *args)
+    assert again.returncode == 0, again.stderr
+    assert steps_in(eval_dir) == [10, 20, 30, 40, 50]
 
 
 def test_truncated_checkpoint_is_skipped_with_one_warning(tmp_path, five_checkpoints):
@@ -74,9 +184,11 @@ def test_truncated_checkpoint_is_skipped_with_one_warning(tmp_path, five_checkpo
         with open(data_file, "wb") as f:
             f.write(original)
     assert result.returncode == 0, result.stderr
-    warnings = [l for l in result.stderr.splitlines() if "Skipping checkpoint" in l]
-    assert len(warnings) == 1 and "ckpt-30" in warnings[0], result.stderr
+    lines = [l for l in result.stderr.splitlines() if "Not scoring" in l]
+    assert len(lines) == 1 and "step 30: the checkpoint is gone, incomplete or corrupt" in lines[0]
     assert steps_in(eval_dir) == [10, 20, 40, 50]
+    assert skipped_in(eval_dir) == {30: "unreadable"}
+    assert "scored 4 of 5 checkpoints (1 skipped: 1 unreadable)" in result.stderr
 
 
 def test_eval_policy_all_scores_every_retained_checkpoint(tmp_path, mnist_data):
@@ -110,7 +222,7 @@ def test_killed_evaluator_restarts_without_repeating(tmp_path, five_checkpoints)
     assert second.returncode == 0, second.stderr
     assert steps_in(eval_dir) == [10, 20, 30, 40, 50]
     for step in done_before:
-        assert f"step {step}: precision" not in second.stderr
+        assert f"step {step}: validation" not in second.stderr
 
 
 def test_timeout_secs_ends_a_wait_for_checkpoints(tmp_path, five_checkpoints):
@@ -153,10 +265,10 @@ def test_trainer_early_stopping_keeps_best_validation(tmp_path, mnist_data):
                              "--validate_every_steps=10", "--early_stopping_steps=60",
                              "--learning_rate=0.002")
     assert result.returncode == 0, result.stderr
-    lines = [l for l in result.stderr.splitlines() if "validation precision @ 1 = " in l]
-    logged = [float(l.split("= ")[1].split("%")[0]) / 100 for l in lines]
-    starred = [float(l.split("= ")[1].split("%")[0]) / 100 for l in lines
-               if l.rstrip().endswith(")") and " * (" in l]
+    lines = [l for l in result.stderr.splitlines() if re.search(r"step \d+: validation", l)]
+    logged = [float(l.split("validation ")[1].split("%")[0]) / 100 for l in lines]
+    starred = [float(l.split("validation ")[1].split("%")[0]) / 100 for l in lines
+               if "(new best)" in l]
     assert len(lines) >= 6 and "Stopping early" in result.stderr
     assert starred and max(starred) == max(logged)
     best = json.load(open(os.path.join(train_dir, "best_validation", "best.json")))
@@ -194,3 +306,60 @@ def test_per_class_precision_and_recall():
     precision, recall = metrics.per_class(confusion)
     np.testing.assert_allclose(precision, [1.0, 0.8])
     np.testing.assert_allclose(recall, [0.75, 1.0])
+
+
+def test_evaluator_says_why_it_is_behind_and_names_deleted_checkpoints(tmp_path,
+                                                                      five_checkpoints):
+    """In one process, no timing: how far behind and why (no CPU for it, or too slow), and a
+    checkpoint deleted before it was scored named as such."""
+    from trainkit import evaluator
+    train_dir = tmp_path / "run"
+    shutil.copytree(five_checkpoints, train_dir, ignore=shutil.ignore_patterns("eval"))
+    # No export: a SavedModel save resets absl's level in a process whose flags are unparsed.
+    ev = evaluator.Evaluator(config_lib.EvalConfig(
+        train_dir=str(train_dir), eval_policy="all", eval_interval_secs=0, export_best=False),
+        MNIST)
+    try:
+        with _captured_log() as lines:
+            assert [checkpoints.step_of(p) for p in ev.candidates()] == [10, 20, 30, 40, 50]
+            assert "5 checkpoints are waiting to be scored (steps 10, 20, 30, 40 and 50)" in lines[-1]
+            ev.evaluate_and_record(ev.candidates()[0])
+            for name in os.listdir(train_dir):
+                if name.startswith("ckpt-20."):
+                    os.remove(train_dir / name)
+            ev._last_cores = (4.0, 0.02)  # a core's 2% while scoring: starved
+            ev._behind_said = 0
+            assert [checkpoints.step_of(p) for p in ev.candidates()] == [30, 40, 50]
+        assert skipped_in(str(train_dir / "eval")) == {20: "deleted"}
+        said = "\n".join(lines)
+        assert "Not scoring step 20: deleted by the trainer (its --max_to_keep)" in said
+        assert ("The evaluator is 2 checkpoints behind the trainer (steps 30, 40 and 50 "
+                "waiting; the last took 4.0 s using 0.02 of a core): other processes hold the "
+                "cores") in said
+        assert "--priority=idle runs the evaluator only on cores nothing else wants" in said
+        ev._last_cores, ev._behind_said = (4.0, 0.9), 0  # a whole core, still too slow
+        with _captured_log() as lines:
+            ev.candidates()
+        assert "scoring one takes longer than the trainer takes to write the next" in lines[-1]
+    finally:
+        ev.close()
+
+
+class _captured_log:
+    """The absl log lines written inside the block."""
+
+    def __enter__(self):
+        import logging as std_logging
+        self.lines = []
+        self.handler = std_logging.Handler()
+        self.handler.emit = lambda record: self.lines.append(record.getMessage())
+        self.logger = std_logging.getLogger("absl")
+        self.level = self.logger.level  # a SavedModel save in this process may have raised it
+        self.logger.setLevel(std_logging.INFO)
+        self.logger.addHandler(self.handler)
+        return self.lines
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+        return False

@@ -32,7 +32,7 @@ def _evaluator_predictions(train_dir, checkpoint, images):
     scorer = metrics.Scorer(model, 10, metrics.eval_logits_fn(network, train_config))
     inputs = network.eval_preprocess(tf.constant(images), train_config)
     labels = tf.zeros([len(images)], tf.int32)
-    _, _, predictions = scorer._step(inputs, labels)
+    _, _, predictions, _ = scorer._step(inputs, labels)
     logits = network.eval_logits(model, inputs, train_config)
     return predictions.numpy(), tf.nn.softmax(logits).numpy()
 
@@ -43,7 +43,7 @@ def test_export_and_predict_round_trip_equals_the_evaluator(tmp_path, cifar_data
     # (the narrower one: the export does not depend on the widths).
     result = helpers.run_cli("cifar10.train", f"--train_dir={train_dir}",
                              f"--data_dir={cifar_data}", "--preset=airbench", "--model=airbench94",
-                             "--max_steps=6",
+                             "--max_steps=6", "--validation_size=20",
                              "--batch_size=16", "--warmup_steps=2", "--save_checkpoint_secs=0",
                              "--save_checkpoint_steps=3")
     assert result.returncode == 0, result.stderr

@@ -86,9 +86,8 @@ def test_train_evaluate_export_predict_on_ram_filesystem(watch_plain_access):
                          save_checkpoint_steps=4, validate_every_steps=4, optimizer="momentum",
                          learning_rate=0.05, moving_average_decay=0.9)
     eval_config = config_lib.EvalConfig(
-        train_dir=train_dir, eval_dir=fs.join(train_dir, "eval"), data_dir=None,
-        eval_data="test", eval_batch_size=50, eval_interval_secs=0.05, run_once=False,
-        device="cpu", num_threads=0, eval_policy="all", timeout_secs=120)
+        train_dir=train_dir, eval_batch_size=50, eval_interval_secs=0.05, eval_policy="all",
+        timeout_secs=120)
     failures = []
 
     def evaluate():
@@ -137,7 +136,8 @@ def test_images_dataset_reads_and_caches_on_ram_filesystem(watch_plain_access):
     images_input.synthetic(data_dir, "small")
     config = images_input.spec.complete(helpers.train_config("images", data_dir))
     images, labels = images_input.arrays(config, "train")
-    assert images.shape == (60, 32, 32, 3) and list(np.bincount(labels)) == [20, 20, 20]
+    # 20 a class, 2 of them held out for validation (the default 10%).
+    assert images.shape == (54, 32, 32, 3) and list(np.bincount(labels)) == [18, 18, 18]
     cache = fs.join(data_dir, ".trainkit-cache")
     (cached,) = [n for n in fs.listdir(cache) if n.startswith("train-")]
     # The second read comes from the cache written there.

@@ -42,24 +42,72 @@ def test_trainer_and_evaluator_run_together(tmp_path, mnist_data):
         "mnist", train_dir, ["--eval_interval_secs=0.2", "--eval_batch_size=64",
                              "--eval_policy=all"],
         train_args(train_dir, mnist_data, "--max_steps=1200", "--save_checkpoint_steps=100",
-                   "--max_to_keep=20", "--log_frequency=100")[1:])
-    assert "exiting" in eval_out
+                   "--max_to_keep=20", "--log_frequency=100", "--save_summaries_steps=300",
+                   "--validate_every_steps=600")[1:])
+    assert "The trainer is done" in eval_out
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
     steps = [r["step"] for r in records]
     assert len(steps) > 1, eval_out
     assert steps == sorted(set(steps)) and steps[-1] == 1200
-    assert all(r["num_examples"] == 250 for r in records)
+    assert all(r["num_examples"] == 250 and r["validation"]["num_examples"] == 100
+               for r in records)
     assert set(records[0]) >= {"step", "checkpoint", "precision_at_1", "loss",
-                               "num_examples", "wall_time"}
+                               "num_examples", "wall_time", "validation"}
     # The synthetic digits are easy: the averaged weights must have learned them.
     assert records[-1]["precision_at_1"] > 0.9, records[-1]
-    assert "examples/sec" in train_out and "sec/batch" in train_out
-    # Progress: the epoch and the time left in the trainer's line, the checkpoint in the
+    # Progress: the step, loss, epoch, speed and time left, in lines of 100 columns at
+    # most (absl's prefix only with --verbosity); the checkpoint's figures in the
     # evaluator's.
-    assert re.search(r"step 100, loss = [\d.]+ \(epoch [\d.]+; [\d.]+ examples/sec; "
-                     r"[\d.]+ sec/batch; ETA \d+ (s|min \d\d s) to step 1200\)", train_out)
-    assert re.search(r"step 1200, loss = .*; ETA 0 s to step 1200\)", train_out)
-    assert re.search(r"Evaluating \S+/ckpt-1200 \(step 1200\) on 250 test examples", eval_out)
+    progress = [line for line in train_out.splitlines() if re.search(r" step [\d,]+/", line)]
+    assert progress and all(len(line) <= 100 for line in progress), progress
+    assert re.search(r"^\d\d:\d\d:\d\d step 100/1,200: loss [\d.]+, epoch [\d.]+, "
+                     r"[\d,]+ examples/s, ETA \d+ (s|min \d\d s)$", train_out, re.M)
+    assert re.search(r"step 1,200/1,200: loss .*, ETA 0 s$", train_out, re.M)
+    assert re.search(r"step 1,200: validation [\d.]+%.*, test [\d.]+% \(loss [\d.]+\); "
+                     r"100\+250 examples in", eval_out)
+    _check_tensorboard_runs(train_dir)
+
+
+def _check_tensorboard_runs(train_dir):
+    """TensorBoard's own reader sees the runs train, validation (the trainer's in-run
+    validation), eval/validation and eval/test, the same tags across them, a description
+    on every scalar, and the evaluator's pictures as images."""
+    from tensorboard.backend.event_processing import event_multiplexer
+    multiplexer = event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(train_dir)
+    multiplexer.Reload()
+    runs = multiplexer.Runs()
+    assert {"train", "validation", "eval/validation", "eval/test"} <= set(runs), runs
+    for run in ("validation", "eval/validation", "eval/test"):
+        assert {"precision_at_1", "loss"} <= set(runs[run]["tensors"]), (run, runs[run])
+    assert "loss" in runs["train"]["tensors"]
+    for run, tags in runs.items():
+        for tag in tags["tensors"]:
+            metadata = multiplexer.SummaryMetadata(run, tag)
+            if metadata.plugin_data.plugin_name == "scalars":
+                assert metadata.summary_description, (run, tag)
+    images = {tag for tag in runs["eval/test"]["tensors"]
+              if multiplexer.SummaryMetadata("eval/test", tag).plugin_data.plugin_name
+              == "images"}
+    assert {"confusion_matrix", "misclassified", "conv1_filters"} <= images, images
+    event = multiplexer.Tensors("eval/test", "misclassified")[-1]
+    png = event.tensor_proto.string_val[2]
+    assert png.startswith(b"\x89PNG")
+
+
+def test_make_eval_on_a_stopped_run_says_it_waits_and_how_to_score_once(finished_run,
+                                                                        tmp_path):
+    # A run whose trainer stopped (no DONE) and is gone: the evaluator scores what is there,
+    # then says why nothing comes and what to do, in make's words.
+    train_dir = tmp_path / "run"
+    shutil.copytree(finished_run, train_dir, ignore=shutil.ignore_patterns("DONE", "eval"))
+    result = helpers.run_make("eval", f"TRAIN_DIR={train_dir}",
+                              "ARGS=--timeout_secs=3 --eval_interval_secs=0.5")
+    assert result.returncode == 0, result.stderr
+    assert (f"The trainer of {train_dir} is not running and has not finished (no DONE; newest "
+            "checkpoint: step 20 of 20)") in result.stderr
+    assert f"(make resume TRAIN_DIR={train_dir})" in result.stderr
+    assert f"make eval TRAIN_DIR={train_dir} ARGS=--run_once" in result.stderr
 
 
 def test_refuses_existing_run_without_resume(finished_run, mnist_data):
@@ -82,7 +130,7 @@ def test_resume_continues_with_saved_settings(tmp_path, mnist_data):
                              "--max_steps=30", "--log_frequency=5")
     assert result.returncode == 0, result.stderr
     assert f"Resuming {train_dir} from {train_dir}/ckpt-20 at step 20" in result.stderr
-    assert "step 25, loss" in result.stderr and "step 5, loss" not in result.stderr
+    assert "step 25/30: loss" in result.stderr and "step 5/" not in result.stderr
     from trainkit import config as config_lib
     saved = config_lib.read_train_config(train_dir)
     assert (saved.optimizer, saved.learning_rate, saved.max_steps) == ("adam", 0.002, 30)
@@ -90,13 +138,14 @@ def test_resume_continues_with_saved_settings(tmp_path, mnist_data):
     assert os.path.exists(os.path.join(train_dir, "ckpt-20.index"))
 
 
-def test_eval_run_once_writes_metrics(finished_run):
+def test_eval_run_once_writes_metrics(finished_run, tmp_path):
+    eval_dir = str(tmp_path / "once")
     result = helpers.run_cli("mnist.eval", f"--train_dir={finished_run}", "--run_once",
-                             "--eval_batch_size=100", "--eval_data=validation")
+                             "--eval_batch_size=100", f"--eval_dir={eval_dir}")
     assert result.returncode == 0, result.stderr
-    records = summaries.read_jsonl(os.path.join(finished_run, "eval_validation", "metrics.jsonl"))
-    assert [(r["step"], r["num_examples"], r["eval_data"]) for r in records] == [
-        (20, 100, "validation")]
+    records = summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+    assert [(r["step"], r["num_examples"], r["validation"]["num_examples"])
+            for r in records] == [(20, 250, 100)]
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -110,7 +159,14 @@ def test_nonsense_flags_are_refused(tmp_path, mnist_data, args, fragments):
     train_dir = str(tmp_path / "run")
     result = helpers.run_cli("mnist.train", *train_args(train_dir, mnist_data, *args))
     assert_one_clear_line(result, *fragments)
+    assert result.returncode == 2
     assert not os.path.exists(train_dir)
+
+
+def test_a_wrong_evaluator_flag_is_one_line_and_exit_2(tmp_path):
+    result = helpers.run_cli("mnist.eval", f"--train_dir={tmp_path}", "--nice=7")
+    assert_one_clear_line(result, "Unknown command line flag 'nice'", "--help")
+    assert result.returncode == 2
 
 
 @pytest.mark.parametrize("command", ["mnist.train", "cifar10.train", "mnist.eval",
@@ -287,25 +343,33 @@ def _wait_for(condition, timeout=90):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"),
                     reason="thread priorities are read from Linux's /proc")
-def test_eval_nice_lowers_every_thread_and_its_own_terminal(finished_run, tmp_path):
+@pytest.mark.parametrize("priority, policy", [("idle", os.SCHED_IDLE), ("low", os.SCHED_OTHER)])
+def test_eval_priority_lowers_every_thread_and_its_own_terminal(finished_run, tmp_path,
+                                                               priority, policy):
     # A run whose trainer has not finished: the evaluator scores it, then keeps polling.
     train_dir = tmp_path / "run"
     shutil.copytree(finished_run, train_dir, ignore=shutil.ignore_patterns("DONE", "eval"))
     # A Unix session of its own, as in a terminal of its own.
     process = subprocess.Popen(
         helpers.cli("mnist.eval", f"--train_dir={train_dir}", "--timeout_secs=60",
-                    "--eval_interval_secs=0.2", "--nice=7"),
+                    "--eval_interval_secs=0.2", f"--priority={priority}"),
         env=helpers.cli_env(), cwd=helpers.REPO, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         metrics = str(train_dir / "eval" / "metrics.jsonl")
         assert _wait_for(lambda: summaries.read_jsonl(metrics)), "the evaluator scored nothing"
-        # TensorFlow's thread pools, started after the priority was set, inherit it.
+        # TensorFlow's thread pools, started after the priority was set, inherit it; one
+        # thread, the CPU watch that says when the evaluator gets no CPU, keeps its own.
         nice_values = _thread_nice_values(process.pid)
-        assert len(nice_values) > 3 and set(nice_values) == {7}, nice_values
-        assert set(_thread_policies(process.pid)) == {os.SCHED_IDLE}  # --idle_priority
+        assert len(nice_values) > 3 and nice_values.count(0) == 1, nice_values
+        assert nice_values.count(19) == len(nice_values) - 1, nice_values
+        policies = _thread_policies(process.pid)
+        assert policies.count(os.SCHED_OTHER) >= 1 and set(policies) == {policy,
+                                                                           os.SCHED_OTHER}
+        if priority == "idle":
+            assert policies.count(os.SCHED_OTHER) == 1
         if AUTOGROUPS:  # alone in its terminal, it lowered the terminal's share too
-            assert _autogroup_nice(process.pid) == 7
+            assert _autogroup_nice(process.pid) == 19
     finally:
         process.kill()
         process.wait()
@@ -316,7 +380,7 @@ def test_eval_leaves_a_shared_terminal_alone(tmp_path):
     # Another process (here a sleep; in life, a trainer) in the evaluator's terminal: the
     # terminal's share must stay, or the trainer would be lowered with it.
     command = " ".join(helpers.cli("mnist.eval", f"--train_dir={tmp_path / 'none'}",
-                                   "--timeout_secs=300", "--nice=7"))
+                                   "--timeout_secs=300", "--priority=low"))
     process = subprocess.Popen(["sh", "-c", f"sleep 600 & {command}"],
                                env=helpers.cli_env(), cwd=helpers.REPO, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -325,7 +389,9 @@ def test_eval_leaves_a_shared_terminal_alone(tmp_path):
         assert evaluator, "the evaluator did not start"
         # Set once TensorFlow has loaded (its thread pools then inherit it): on a loaded
         # machine that takes a while.
-        assert _wait_for(lambda: set(_thread_nice_values(evaluator)) == {7}, timeout=240)
+        # Every thread but the CPU watch (which keeps its priority to speak) lowered.
+        assert _wait_for(lambda: _thread_nice_values(evaluator).count(0) == 1
+                         and _thread_nice_values(evaluator).count(19) >= 1, timeout=240)
         time.sleep(1)
         assert _autogroup_nice(evaluator) == 0
     finally:

@@ -76,7 +76,7 @@ def test_signal_saves_at_the_current_step(tmp_path, mnist_data, signum, exit_cod
     def reached_step_30():
         line = trainer.stdout.readline()
         lines.append(line)
-        return "step 30, loss" in line
+        return "step 30/" in line
 
     wait_for(reached_step_30, trainer)
     trainer.send_signal(signum)

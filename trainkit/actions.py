@@ -10,6 +10,7 @@ SIGTERM/SIGINT, agreed across workers). A step-periodic action exposes its
 which one is due (``Trainer._steps_to_run``).
 """
 
+import collections
 import json
 import signal
 import time
@@ -21,6 +22,7 @@ from trainkit import fs
 from trainkit import periodic
 
 STOP_CHECK_SECS = 1.0
+ETA_WINDOW_SECS = 300.0  # the pace the ETA is taken from
 
 
 def duration(seconds):
@@ -34,9 +36,15 @@ def duration(seconds):
 
 
 class LogProgress:
-    """Every ``every_steps``: step, loss, epoch, examples/sec, sec/batch and the ETA; and,
-    unless that line comes first, a first ETA after the second call of the step (the
-    first holds the step's compilation), so that every run says early how long it takes."""
+    """Every ``every_steps``: step, loss, epoch, examples/s and the ETA, in a line that fits
+    100 columns; and, unless that line comes first, a first ETA after the second call of
+    the step (the first holds the step's compilation), so that every run says early how
+    long it takes.
+
+    The examples/s are those since the last line; the ETA comes from the pace over the
+    last ``ETA_WINDOW_SECS`` (or since the first timed step, if less), so that a moment of
+    other load does not swing it.
+    """
 
     def __init__(self, every_steps, start_step, config, steps_per_epoch, check_finite,
                  clock=time.monotonic):
@@ -45,7 +53,8 @@ class LogProgress:
         self._config, self._steps_per_epoch = config, steps_per_epoch
         self._check_finite, self._clock = check_finite, clock
         self._last_time, self._last_step = clock(), start_step
-        self._calls, self._first = 0, None
+        self._calls = 0
+        self._points = collections.deque()  # (time, step) since the first timed step
         self.loss = None  # the last loss logged
 
     def __call__(self, step, outputs):
@@ -58,33 +67,47 @@ class LogProgress:
         self._check_finite()
         loss = float(outputs[0])  # waits for the step to finish
         now = self._clock()
-        if self._calls == 1:
-            self._first = (now, step)
-        sec_per_batch = (now - self._last_time) / (step - self._last_step)
-        config = self._config
-        logging.info("step %d, loss = %.4f (epoch %.2f; %.1f examples/sec; %.4f sec/batch; "
-                     "ETA %s to step %d)", step, loss, step / self._steps_per_epoch,
-                     config.batch_size / sec_per_batch, sec_per_batch,
-                     duration((config.max_steps - step) * sec_per_batch), config.max_steps)
+        speed = self._config.batch_size * (step - self._last_step) / max(
+            now - self._last_time, 1e-9)
+        self._add_point(now, step)
+        logging.info("step %s/%s: loss %.4f, epoch %.2f, %s examples/s, ETA %s",
+                     f"{step:,}", f"{self._config.max_steps:,}", loss,
+                     step / self._steps_per_epoch, f"{speed:,.0f}",
+                     self._eta(step, self._config.batch_size / max(speed, 1e-9)))
         self._last_time, self._last_step = now, step
         self.loss = loss
         return None
 
+    def _add_point(self, now, step):
+        self._points.append((now, step))
+        while len(self._points) > 2 and now - self._points[1][0] >= ETA_WINDOW_SECS:
+            self._points.popleft()
+
+    def _eta(self, step, pace=None):
+        """The time to ``max_steps`` at the pace of the window (seconds a step; ``pace`` until
+        the window holds two points), for a person."""
+        (start, first), (now, last) = self._points[0], self._points[-1]
+        if last > first:
+            pace = (now - start) / (last - first)
+        return duration((self._config.max_steps - step) * pace)
+
     def _first_estimate(self, step, outputs):
         float(outputs[0])  # waits for the step to finish
         now = self._clock()
-        if self._first is None:
-            self._first = (now, step)
+        self._add_point(now, step)
+        if len(self._points) < 2:
             return
-        sec_per_batch = (now - self._first[0]) / max(step - self._first[1], 1)
-        logging.info("step %d: %.1f examples/sec so far; ETA %s to step %d", step,
-                     self._config.batch_size / sec_per_batch,
-                     duration((self._config.max_steps - step) * sec_per_batch),
-                     self._config.max_steps)
+        (start, first), _ = self._points[0], self._points[-1]
+        logging.info("step %s/%s: %s examples/s so far, ETA %s", f"{step:,}",
+                     f"{self._config.max_steps:,}",
+                     f"{self._config.batch_size * (step - first) / max(now - start, 1e-9):,.0f}",
+                     self._eta(step))
 
     def exclude(self, seconds):
-        """Leaves ``seconds`` (spent on something else, such as validating) out of the speed."""
+        """Leaves ``seconds`` (spent on something else, such as validating) out of the speed
+        and the ETA."""
         self._last_time += seconds
+        self._points = collections.deque((t + seconds, s) for t, s in self._points)
 
 
 class WriteSummaries:
@@ -117,12 +140,14 @@ class Validate:
             return None
         self._check_finite()
         start = time.monotonic()
-        precision, improved = self._validator.validate(step)
-        logging.info("step %d, validation precision @ 1 = %.2f%%%s (%.1f s)", step,
-                     100 * precision, " *" if improved else "", time.monotonic() - start)
+        score, improved = self._validator.validate(step)
+        logging.info("step %d: validation %.2f%%%s (%.1f s)", step,
+                     100 * score["precision_at_1"], " (new best)" if improved else "",
+                     time.monotonic() - start)
         if self._writer:
-            # The evaluator's tag in its own run (eval/): TensorBoard overlays the two.
-            self._writer.scalars(step, {"precision_at_1": precision})
+            # Its own run (validation/), with the tags of the train run and the evaluator's.
+            self._writer.scalars(step, {"precision_at_1": score["precision_at_1"],
+                                        "loss": score["loss"]})
         self._progress.exclude(time.monotonic() - start)  # validating is not training
         return self._validator.stop_reason(step)
 

@@ -9,6 +9,7 @@ the same model without the user repeating flags.
 import dataclasses
 import json
 import os
+import shlex
 import time
 
 from absl import logging
@@ -23,6 +24,7 @@ CONFIG_FILE = rundir.CONFIG_FILE
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "muon")
 LR_SCHEDULES = ("exponential", "cosine", "linear")
 EVAL_POLICIES = ("latest", "all")
+PRIORITIES = ("idle", "low", "normal")  # the evaluator's CPU share (trainkit.priority)
 PRECISIONS = ("float32", "bfloat16", "auto")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # A config.json must name at least these; every other setting has a default below.
@@ -123,9 +125,6 @@ class TrainConfig:
                                    "set the warm-up's length or drop --warmup_from")
         if self.max_to_keep < 1:
             raise errors.UserError(f"--max_to_keep must be at least 1, got {self.max_to_keep}")
-        if self.validate_every_steps and not self.validation_size:
-            raise errors.UserError("--validate_every_steps needs held-out data: set "
-                                   "--validation_size (examples taken from the training set)")
         return self
 
     def to_json(self):
@@ -183,25 +182,32 @@ def _has_type(value, kind):
 
 @dataclasses.dataclass
 class EvalConfig:
-    """Everything the evaluator needs beyond the trainer's config.json."""
+    """Everything the evaluator needs beyond the trainer's config.json.
+
+    ``eval_dir`` "" means ``TRAIN_DIR/eval`` (``eval_plain`` without test-time
+    augmentation); ``eval_interval_secs`` 0 polls without pausing.
+    """
 
     train_dir: str
-    eval_dir: str
-    data_dir: str
-    eval_data: str
-    eval_batch_size: int
-    eval_interval_secs: float
-    run_once: bool
-    device: str
-    num_threads: int
+    eval_dir: str = ""
+    data_dir: str = ""
+    eval_batch_size: int = 1000
+    eval_interval_secs: float = 300.0
+    run_once: bool = False
+    device: str = "cpu"
+    num_threads: int = 0
     num_examples: int = 0
     eval_policy: str = "latest"
     timeout_secs: float = 0.0
     early_stopping_evals: int = 0
-    nice: int = 19
+    priority: str = "idle"
     export_best: bool = True
-    idle_priority: bool = True
     test_time_augmentation: bool = True
+
+    def __post_init__(self):
+        if not self.eval_dir:
+            self.eval_dir = fs.join(self.train_dir, rundir.EVAL_DIR + (
+                "" if self.test_time_augmentation else "_plain"))
 
 
 def write_train_config(config):
@@ -288,6 +294,11 @@ def check_train_dir(config, spec):
     elif not config.run_id:
         config.run_id = rundir.new_run_id()
     return latest
+
+
+def shell_quote(path):
+    """``path`` as a shell word: quoted only when it needs to be."""
+    return shlex.quote(path)
 
 
 def said(flag_words, make_words):

@@ -1,37 +1,49 @@
 """The polling evaluator: waits for checkpoints and scores their averaged weights.
 
-``run(eval_config, dataset)`` rebuilds the model from the
-trainer's ``config.json`` and loops. Each checkpoint it picks
-(``--eval_policy=latest``: the newest; ``all``: every one still on disk, in
-step order) is first hard-linked into ``EVAL_DIR/.staging``, so the trainer's
-``max_to_keep`` can delete the original at any moment without harm; then
-its moving-average shadow values are restored into the model and it is
-scored on the whole eval set (every example once). A checkpoint that is
-gone, half-written or corrupt is skipped with one warning.
+``run(eval_config, dataset)`` rebuilds the model from the trainer's
+``config.json`` and loops. Each checkpoint it picks (``--eval_policy=latest``:
+the newest; ``all``: every one still on disk, in step order) is first
+hard-linked into ``EVAL_DIR/.staging``, so the trainer's ``max_to_keep`` can
+delete the original at any moment without harm; then its moving-average
+shadow values are restored into the model and it is scored on every example
+of the validation split (when the run holds one out) and of the test split.
 
-Per checkpoint: one line in ``EVAL_DIR/metrics.jsonl`` (with the confusion
-matrix and per-class precision), TensorBoard scalars and a confusion image
-in ``EVAL_DIR``, one log line. A new best precision moves the staged copy to
-``EVAL_DIR/best/`` with ``best.json`` and (``--export_best``, default on)
-exports it as a SavedModel taking raw images in ``EVAL_DIR/best/saved_model``.
-``--early_stopping_evals=K`` writes a stop request into the train dir after
-K evaluations without improvement.
+Validation selects, test reports: the best checkpoint (``EVAL_DIR/best/``,
+its export, ``--early_stopping_evals``) is the one with the highest
+validation precision, and the figure to quote is its test precision. A run
+without a validation split has no best: every checkpoint's test figure is
+reported, the newest is the one ``python -m DATASET.export`` takes.
 
-The evaluator exits after the last checkpoint once the trainer has written
-``DONE``, after ``--timeout_secs`` without a new checkpoint, or after one
-checkpoint with ``--run_once``. ``metrics.jsonl`` and ``best/best.json`` are
-its state: started again, it skips the steps it has scored. Started before
-the trainer, it waits for the trainer's config.json.
+Per checkpoint: one line in ``EVAL_DIR/metrics.jsonl`` (both splits; the
+test split's confusion matrix and per-class figures), TensorBoard scalars in
+the runs ``EVAL_DIR/validation`` and ``EVAL_DIR/test`` (the tags the
+trainer's ``train`` run uses) and the test confusion image, one log line.
+For each new best: pictures of the test split (confusion matrix,
+misclassified images with their confidence, first-layer filters) as PNG
+files and TensorBoard images, and (``--export_best``) a SavedModel in
+``EVAL_DIR/best/saved_model``.
+
+Every checkpoint is accounted for: one not scored (a newer one was waiting
+under ``latest``, it was unreadable, or the trainer deleted it first) gets a
+``skipped`` record and a log line; an evaluator that falls behind says why
+(``trainkit.priority.why_starved``) and how to catch up. It exits after the
+last checkpoint once the trainer has written ``DONE``, after
+``--timeout_secs`` without a new checkpoint, or after one checkpoint with
+``--run_once``; SIGINT or SIGTERM end it after the current batch, and its
+record lets the next start go on. ``metrics.jsonl`` and ``best/best.json``
+are its state.
 
 One evaluator per eval dir: it holds the dir's lock (``trainkit.rundir``)
-for its life. Checkpoints are found by their files. Records carry the run's
-``run_id``: an eval dir holding another run's record has it moved to
-``previous-run-ID/`` first. A failure to write its own outputs (a full
-disk, a read-only dir) is a UserError, never a skipped checkpoint.
+for its life. Records carry the run's ``run_id``: an eval dir holding
+another run's record (or one that chose its best on the test set) has it
+moved to ``previous-run-ID/`` first. A failure to write its own outputs (a
+full disk, a read-only dir) is a UserError, never a skipped checkpoint.
 """
 
+import contextlib
 import json
 import os
+import signal
 import time
 
 import keras
@@ -47,6 +59,7 @@ from trainkit import fs
 from trainkit import loop
 from trainkit import metrics
 from trainkit import pipeline
+from trainkit import priority as priority_lib
 from trainkit import reports
 from trainkit import rundir
 from trainkit import summaries
@@ -55,7 +68,14 @@ METRICS_FILE = "metrics.jsonl"
 BEST_DIR = export.BEST_DIR
 STAGING_DIR = ".staging"
 MISCLASSIFIED_SHOWN = 25
+SELECTED_ON = "validation"  # the split the best checkpoint is chosen on
+REPORTED = "test"  # the split whose figures are reported
+# Below this share of a core while scoring, the evaluator was starved, not slow.
+STARVED_CORES = 0.25
 _COPY_CHUNK = 1 << 22
+# Why a checkpoint was not scored, as the summary words it.
+SKIP_WORDS = {"behind": "passed over for a newer one under --eval_policy=latest",
+              "unreadable": "unreadable", "deleted": "deleted by the trainer before scoring"}
 
 
 class _SourceGone(Exception):
@@ -81,8 +101,15 @@ def _signature(path):
     return tuple(found)
 
 
+def _steps(steps):
+    """Steps for a person: "1,200, 1,800 and 2,400"."""
+    words = [f"{step:,}" for step in sorted(steps)]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def read_records(path):
-    """The evaluation records of ``metrics.jsonl``; UserError for a line of the wrong shape.
+    """The records of ``metrics.jsonl``, scored and skipped; UserError for a line of the
+    wrong shape.
 
     A torn last line (a crash mid-write) is ignored, as the next record is
     appended after it.
@@ -103,19 +130,77 @@ def read_records(path):
                 continue  # torn by a crash mid-write
             record = None
         if not (isinstance(record, dict) and rundir.is_int(record.get("step"))
-                and rundir.is_number(record.get("precision_at_1"))):
+                and (rundir.is_number(record.get("precision_at_1"))
+                     or isinstance(record.get("skipped"), str))):
             raise errors.UserError(
                 f"{path} line {number} is not an evaluation record of this toolkit (a JSON "
-                "object with an integer step and a precision_at_1); move the file away to "
-                "start a fresh record")
+                "object with an integer step and a precision_at_1 or a skipped reason); move "
+                "the file away to start a fresh record")
         records.append(record)
     return records
 
 
-class Evaluator:
-    """Scores checkpoints of one train dir on one eval set."""
+def scored(records):
+    """The records of scored checkpoints (not the skipped ones)."""
+    return [record for record in records if "skipped" not in record]
 
-    def __init__(self, eval_config, dataset, clock=time.monotonic):
+
+class StopSignals:
+    """SIGINT and SIGTERM while the evaluator runs: between polls it stops at once; while
+    it scores, after the current batch (``check``), so that no signal lands in the middle
+    of a library's clean-up and is lost there. A second SIGINT stops at once."""
+
+    def __init__(self):
+        self.received = None
+        self._waiting = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        again = self.received is not None
+        self.received = signum
+        if self._waiting or again:
+            raise KeyboardInterrupt
+        logging.info("Received %s: stopping after this batch (Ctrl-C again stops at once)",
+                     signal.Signals(signum).name)
+
+    def check(self):
+        """Raises KeyboardInterrupt once a stop signal came."""
+        if self.received is not None:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def waiting(self):
+        """A stretch (a sleep) in which a stop signal stops at once."""
+        self.check()
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+        return False
+
+
+class Evaluator:
+    """Scores checkpoints of one train dir on its validation and test splits.
+
+    ``watch``: a ``trainkit.priority.CpuWatch`` told when the evaluator has
+    work, so that it can say when it gets no CPU for it.
+    """
+
+    def __init__(self, eval_config, dataset, watch=None, clock=time.monotonic):
         self.config = eval_config
         if eval_config.eval_policy not in config_lib.EVAL_POLICIES:
             raise errors.UserError(f"--eval_policy={eval_config.eval_policy}: expected "
@@ -126,80 +211,160 @@ class Evaluator:
         # One evaluator per eval dir, for its whole life (see trainkit.rundir).
         self._hold = rundir.hold(eval_config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         try:
-            self._start(eval_config, dataset, clock)
+            self._start(eval_config, dataset, watch, clock)
         except BaseException:
             self._hold.release()
             raise
 
-    def _start(self, eval_config, dataset, clock):
+    def _start(self, eval_config, dataset, watch, clock):
         self.run_id = self.train_config.run_id
+        self.dataset_name = dataset.name
+        self.splits = dataset.spec.eval_splits(self.train_config)
+        self.selects = SELECTED_ON in self.splits
+        if eval_config.early_stopping_evals and not self.selects:
+            raise errors.UserError(
+                f"--early_stopping_evals needs a validation split to judge improvement on, and "
+                f"the run in {eval_config.train_dir} holds none (--"
+                f"{dataset.spec.validation_option or 'validation_size'}=0); drop the flag")
         self.best_dir = fs.join(eval_config.eval_dir, BEST_DIR)
         self.staging_dir = fs.join(eval_config.eval_dir, STAGING_DIR)
-        metrics_path = fs.join(eval_config.eval_dir, METRICS_FILE)
-        records = read_records(metrics_path)
-        others = {r.get("run_id", "") for r in records} - {self.run_id}
-        if others:
-            self._move_previous_run(sorted(others)[0])
-            records = []
-        # (A best of another run left without records is moved aside on its own.)
-        self.best = best_lib.BestRecord(self.best_dir, self.run_id)
-        self.dataset, self.num_examples = pipeline.eval_dataset(
-            dataset, self.train_config, eval_config.eval_data, eval_config.eval_batch_size)
-        if 0 < eval_config.num_examples < self.num_examples:
-            self.num_examples = eval_config.num_examples
-            self.dataset = (self.dataset.unbatch().take(self.num_examples)
-                            .batch(eval_config.eval_batch_size).prefetch(pipeline.PREFETCH))
+        self.records_path = fs.join(eval_config.eval_dir, METRICS_FILE)
+        records = self._own_records(read_records(self.records_path))
+        self.best = best_lib.BestRecord(self.best_dir, self.run_id) if self.selects else None
+        self.data = {}
+        for split in self.splits:
+            batches, count = pipeline.eval_dataset(dataset, self.train_config, split,
+                                                   eval_config.eval_batch_size)
+            if 0 < eval_config.num_examples < count:
+                count = eval_config.num_examples
+                batches = (batches.unbatch().take(count).batch(eval_config.eval_batch_size)
+                           .prefetch(pipeline.PREFETCH))
+            self.data[split] = (batches, count)
         self.class_names = dataset.classes(self.train_config)
         self.model = dataset.build(self.train_config)
         # Exports of the best checkpoint: the model as it is right after scoring it.
         self.classifier = (export.Classifier(self.model, self.train_config, dataset)
-                           if eval_config.export_best else None)
+                           if eval_config.export_best and self.selects else None)
         self.scorer = metrics.Scorer(
             self.model, len(self.class_names),
             metrics.eval_logits_fn(dataset.model(self.train_config), self.train_config)
             if eval_config.test_time_augmentation else None)
         with self._writing():
-            self.writer = summaries.Writer(eval_config.eval_dir, jsonl_name=METRICS_FILE)
+            self.writers = {split: summaries.Writer(fs.join(eval_config.eval_dir, split))
+                            for split in self.splits}
         self._clock = clock
-        self.skipped = {}  # checkpoint path -> its files' signature when it failed
-        self.evaluated = {r["step"] for r in records}
+        self.watch = watch
+        self.signals = StopSignals()
+        self.failed = {}  # checkpoint path -> its files' signature when it could not be read
+        done = scored(records)
+        self.evaluated = {r["step"] for r in done}
+        self.skipped = {r["step"]: r["skipped"] for r in records
+                        if "skipped" in r and r["step"] not in self.evaluated}
+        self.newest = max(done, key=lambda r: r["step"], default=None)
+        self.top_test = max(done, key=lambda r: r["precision_at_1"], default=None)
+        self._pending = set()  # steps seen on disk, not yet scored
+        self.scored_while_training = 0
+        self._behind_said = 0
+        self._last_cores = None  # cores used while scoring the last checkpoint
         # Evaluations since the best one, recounted from the record after a restart.
-        self.evals_since_best = sum(1 for r in records
-                                    if self.best.step is not None and r["step"] > self.best.step)
+        self.evals_since_best = sum(1 for r in done if self.best and self.best.step is not None
+                                    and r["step"] > self.best.step)
         self.stop_requested = False
+
+    def _own_records(self, records):
+        """``records`` if they are this run's and chose their best as this evaluator does;
+        else they (and best/) are moved aside and [] is returned."""
+        others = {r.get("run_id", "") for r in records} - {self.run_id}
+        best = rundir.read_best(fs.join(self.best_dir, rundir.BEST_FILE))
+        on_test = (best is not None and best.get("selected_on") != SELECTED_ON) or (
+            self.selects and any(SELECTED_ON not in r for r in scored(records)))
+        if others:
+            self._move_aside(sorted(others)[0], "the evaluation of another run")
+        elif on_test and best and best.get("run_id", "") == self.run_id:
+            self._move_aside(f"{self.run_id or 'unknown'}-selected-on-test",
+                             "an evaluation that chose its best on the test set")
+        else:
+            return records
+        return []
+
+    def _move_aside(self, label, what):
+        """Moves the eval dir's record out of the way, into a folder of its own."""
+        with self._writing():
+            target = rundir.move_previous_run(self.config.eval_dir, label, keep=(STAGING_DIR,))
+        logging.warning("%s held %s, not one of the run now in %s (%s); moved it to %s and "
+                        "started a fresh record", self.config.eval_dir, what,
+                        self.config.train_dir, self.run_id or "a run without an id", target)
 
     def _writing(self):
         """A context in which failing to write the evaluator's own outputs is a UserError."""
         return _OwnWrites(self.config.eval_dir)
 
-    def _move_previous_run(self, other):
-        """Moves another run's evaluation record out of the way, into a folder of its own."""
-        with self._writing():
-            target = rundir.move_previous_run(self.config.eval_dir, other, keep=(STAGING_DIR,))
-        logging.warning("%s held the evaluation of another run (%s), not of the run now in %s "
-                        "(%s); moved it to %s and started a fresh record", self.config.eval_dir,
-                        other or "a run without an id", self.config.train_dir,
-                        self.run_id or "a run without an id", target)
+    # -- which checkpoints ---------------------------------------------------------
 
     def candidates(self):
-        """Checkpoints to evaluate now, oldest first, per ``--eval_policy``.
+        """Checkpoints to score now, oldest first, per ``--eval_policy``; every checkpoint
+        it will not score gets a ``skipped`` record.
 
         Found by their files (the ``checkpoint`` index may be gone or being
         rewritten). One that failed before is tried again only once its files
         have changed (an index still being written when it was first read).
         """
         steps = rundir.checkpoint_steps(self.config.train_dir)
-        if self.config.eval_policy == "latest":
-            steps = steps[-1:]
-        fresh = []
-        for step in steps:
-            path = rundir.checkpoint_path(self.config.train_dir, step)
-            if step in self.evaluated:
-                continue
-            if path in self.skipped and self.skipped[path] == _signature(path):
-                continue
-            fresh.append(path)
-        return fresh
+        gone = sorted(self._pending - set(steps))
+        if gone:
+            self._skip(gone, "deleted", f"deleted by the trainer (its --max_to_keep) before "
+                       "the evaluator scored it")
+        fresh = [step for step in steps
+                 if step not in self.evaluated and step not in self.skipped]
+        self._pending = set(fresh)
+        fresh = [step for step in fresh if self.failed.get(self._path(step), ()) !=
+                 _signature(self._path(step)) or self._path(step) not in self.failed]
+        self._say_if_behind(fresh)
+        if self.config.eval_policy == "latest" and len(fresh) > 1:
+            self._skip(fresh[:-1], "behind", f"--eval_policy=latest scores only the newest "
+                       f"(step {fresh[-1]:,}); --eval_policy=all scores every one")
+            fresh = fresh[-1:]
+        return [self._path(step) for step in fresh]
+
+    def _path(self, step):
+        return rundir.checkpoint_path(self.config.train_dir, step)
+
+    def _say_if_behind(self, fresh):
+        """One line whenever the evaluator falls (further) behind the trainer: how far, and
+        why (its CPU share, or how long a checkpoint takes)."""
+        behind = len(fresh) - 1
+        if behind <= self._behind_said:
+            if behind <= 0:
+                self._behind_said = 0
+            return
+        self._behind_said = behind
+        if self._last_cores is None:
+            logging.info("%d checkpoints are waiting to be scored (steps %s)", len(fresh),
+                         _steps(fresh))
+            return
+        seconds, cores = self._last_cores
+        if cores < STARVED_CORES:
+            why = priority_lib.why_starved(self.config.priority)
+        else:
+            why = ("scoring one takes longer than the trainer takes to write the next; score "
+                   "fewer examples (--num_examples), save checkpoints less often, or give the "
+                   "evaluator a GPU (--device=gpu:N)")
+        logging.warning("The evaluator is %d checkpoint%s behind the trainer (steps %s "
+                        "waiting; the last took %.1f s using %.2f of a core): %s", behind,
+                        "s" if behind > 1 else "", _steps(fresh), seconds, cores, why)
+
+    def _skip(self, steps, reason, detail):
+        """Records ``steps`` as not scored, for ``reason`` (a ``SKIP_WORDS`` key)."""
+        logging.info("Not scoring step%s %s: %s", "s" if len(steps) > 1 else "", _steps(steps),
+                     detail)
+        with self._writing():
+            for step in steps:
+                fs.append(self.records_path, json.dumps(
+                    {"step": step, "skipped": reason, "detail": detail, "run_id": self.run_id,
+                     "checkpoint": self._path(step), "wall_time": time.time()},
+                    sort_keys=True) + "\n")
+                self.skipped[step] = reason
+                self._pending.discard(step)
 
     def check_same_run(self):
         """UserError if the train dir now holds another run than the one being scored."""
@@ -253,7 +418,7 @@ class Evaluator:
                 writer.write(chunk)
 
     def evaluate_and_record(self, path):
-        """Stages, evaluates, logs and records checkpoint ``path``; None if it was unreadable.
+        """Stages, scores, logs and records checkpoint ``path``; None if it was unreadable.
 
         UserError if the evaluator cannot write its own outputs: that is its
         failure, not the checkpoint's, and must not pass for a skipped one.
@@ -263,11 +428,15 @@ class Evaluator:
         finally:
             fs.rmtree(self.staging_dir)
 
+    def _batches(self, split):
+        """The split's batches, a stop signal honoured between them."""
+        for batch in self.data[split][0]:
+            self.signals.check()
+            yield batch
+
     def _evaluate_and_record(self, path):
         step = checkpoints.step_of(path)
-        start = self._clock()
-        logging.info("Evaluating %s (step %d) on %d %s examples", path, step, self.num_examples,
-                     self.config.eval_data)
+        start, cpu_start = self._clock(), time.process_time()
         signature = _signature(path)
         try:
             staged = self._stage(path)
@@ -275,47 +444,80 @@ class Evaluator:
         except errors.UserError:
             raise
         except Exception as e:  # noqa: BLE001 -- a corrupt file can fail in any reader layer
-            logging.warning("Skipping checkpoint %s: it is gone, incomplete or corrupt (%s: %s)",
-                            path, type(e).__name__, errors.first_line(e))
-            self.skipped[path] = signature
+            self.failed[path] = signature
+            self._skip([step], "unreadable", f"the checkpoint is gone, incomplete or corrupt "
+                       f"({type(e).__name__}: {errors.first_line(e)})")
             return None
-        result = self.scorer.score(self.dataset, MISCLASSIFIED_SHOWN)
-        result["eval_secs"] = round(self._clock() - start, 3)
-        precision, recall = metrics.per_class(result["confusion"])
-        improved = self.best.improves(result["precision_at_1"])
-        record = {
-            "step": step, "checkpoint": path, "run_id": self.run_id,
-            "precision_at_1": result["precision_at_1"],
-            "loss": result["loss"], "num_examples": result["num_examples"],
-            "eval_data": self.config.eval_data, "eval_secs": result["eval_secs"],
-            "wall_time": time.time(), "best": improved,
-            "confusion_matrix": result["confusion"].tolist(),
-            "per_class_precision": dict(zip(self.class_names, precision.round(4).tolist())),
-            "per_class_recall": dict(zip(self.class_names, recall.round(4).tolist())),
-        }
-        logging.info("step %d: precision @ 1 = %.2f%%%s, loss = %.4f over %d %s examples "
-                     "(%.1f s, %s)", step, 100 * record["precision_at_1"],
-                     " *" if improved else "",
-                     record["loss"], record["num_examples"], self.config.eval_data,
-                     record["eval_secs"], path)
+        results = {}
+        if self.selects:
+            results[SELECTED_ON] = self.scorer.score(self._batches(SELECTED_ON))
+        improved = bool(self.best) and self.best.improves(results[SELECTED_ON]["precision_at_1"])
+        pictures = improved or not self.selects or self.config.run_once
+        results[REPORTED] = self.scorer.score(self._batches(REPORTED),
+                                              MISCLASSIFIED_SHOWN if pictures else 0)
+        seconds = self._clock() - start
+        self._last_cores = (seconds, (time.process_time() - cpu_start) / max(seconds, 1e-6))
+        record = self._record(step, path, results, improved, seconds)
+        self._log(record)
+        self.signals.check()
         with self._writing():
             if step not in self.evaluated:
-                self.writer.record(record)
-                self.writer.scalars(step, {"precision_at_1": record["precision_at_1"],
-                                           "loss": record["loss"]})
-                self.writer.images(step, {"confusion_matrix": reports.confusion_image(
-                    result["confusion"], self.class_names, step)})
-                self.writer.flush()
+                fs.append(self.records_path, json.dumps(record, sort_keys=True) + "\n")
+                for split, result in results.items():
+                    self.writers[split].scalars(step, {
+                        "precision_at_1": result["precision_at_1"], "loss": result["loss"]})
+                self.writers[REPORTED].images(step, {"confusion_matrix": reports.confusion_image(
+                    results[REPORTED]["confusion"], self.class_names, step)})
                 self.evaluated.add(step)
+                self._pending.discard(step)
             if improved:
                 self._keep_best(staged, record)
                 self.evals_since_best = 0
-            else:
+            elif self.selects:
                 self.evals_since_best += 1
-            if improved or self.config.run_once:
-                self._write_reports(step, result)
-        result.update(record)
-        return result
+            if pictures:
+                self._write_pictures(step, results[REPORTED])
+            for writer in self.writers.values():
+                writer.flush()
+        if self.newest is None or step >= self.newest["step"]:
+            self.newest = record
+        if self.top_test is None or record["precision_at_1"] > self.top_test["precision_at_1"]:
+            self.top_test = record
+        return dict(results[REPORTED], **record)
+
+    def _record(self, step, path, results, improved, seconds):
+        """The metrics.jsonl line of a scored checkpoint: the test split's figures at the top
+        level (with its confusion matrix), the validation split's under "validation"."""
+        test = results[REPORTED]
+        precision, recall = metrics.per_class(test["confusion"])
+        record = {
+            "step": step, "checkpoint": path, "run_id": self.run_id,
+            "precision_at_1": test["precision_at_1"], "loss": test["loss"],
+            "num_examples": test["num_examples"], "eval_data": REPORTED,
+            "eval_secs": round(seconds, 3), "wall_time": time.time(), "best": improved,
+            "selected_on": SELECTED_ON if self.selects else None,
+            "confusion_matrix": test["confusion"].tolist(),
+            "per_class_precision": dict(zip(self.class_names, precision.round(4).tolist())),
+            "per_class_recall": dict(zip(self.class_names, recall.round(4).tolist())),
+        }
+        if self.selects:
+            validation = results[SELECTED_ON]
+            record[SELECTED_ON] = {key: validation[key]
+                                   for key in ("precision_at_1", "loss", "num_examples")}
+        return record
+
+    def _log(self, record):
+        """One line per scored checkpoint: "step 1,200: validation 98.90% (new best), test
+        99.02% (loss 0.0312); 5,000+10,000 examples in 3.1 s"."""
+        validation, counts = record.get(SELECTED_ON), f"{record['num_examples']:,}"
+        shown = ""
+        if validation:
+            shown = (f"validation {100 * validation['precision_at_1']:.2f}%"
+                     + (" (new best)" if record["best"] else "") + ", ")
+            counts = f"{validation['num_examples']:,}+{counts}"
+        logging.info("step %s: %stest %.2f%% (loss %.4f); %s examples in %.1f s",
+                     f"{record['step']:,}", shown, 100 * record["precision_at_1"],
+                     record["loss"], counts, record["eval_secs"])
 
     def _keep_best(self, staged, record):
         """Moves the staged checkpoint into best/ and records it, then drops the old best."""
@@ -326,10 +528,12 @@ class Evaluator:
             fs.replace(name, fs.join(self.best_dir, os.path.basename(name)))
         prefix = fs.join(self.best_dir, base)
         checkpoints.write_state(self.best_dir, base)
-        self.best.record({"step": record["step"], "precision_at_1": record["precision_at_1"],
+        self.best.record({"step": record["step"],
+                          "precision_at_1": record[SELECTED_ON]["precision_at_1"],
+                          "selected_on": SELECTED_ON,
+                          "test_precision_at_1": record["precision_at_1"],
                           "checkpoint": prefix, "source": record["checkpoint"],
-                          "run_id": self.run_id, "eval_data": record["eval_data"],
-                          "wall_time": record["wall_time"]})
+                          "run_id": self.run_id, "wall_time": record["wall_time"]})
         for name in old:
             if rundir.step_of_file(name) is not None and not name.startswith(base + "."):
                 fs.remove(fs.join(self.best_dir, name))
@@ -338,18 +542,33 @@ class Evaluator:
             export.save(self.classifier, target, export.info_for(
                 prefix, self.train_config, self.classifier))
 
+    def _write_pictures(self, step, result):
+        """The pictures of the checkpoint just scored, as PNG files and TensorBoard images."""
+        convs = [layer for layer in self.model.layers if isinstance(layer, keras.layers.Conv2D)]
+        first_conv = convs[0].kernel.numpy() if convs else None
+        pngs = reports.pictures(step, result["confusion"], self.class_names,
+                                result["misclassified"], first_conv, REPORTED)
+        if not pngs:
+            return
+        paths = reports.write_pngs(self.config.eval_dir, pngs)
+        self.writers[REPORTED].pngs(step, {name[:-len(".png")]: png
+                                           for name, png in pngs.items()})
+        logging.info("Wrote %s (step %s)", ", ".join(os.path.basename(p) for p in paths),
+                     f"{step:,}")
+
     def _maybe_request_stop(self):
         patience = self.config.early_stopping_evals
         if not patience or self.stop_requested or self.evals_since_best < patience:
             return
         path = fs.join(self.config.train_dir, loop.STOP_FILE)
         best = self.best.value
-        reason = (f"{self.evals_since_best} evaluations without improving on precision @ 1 = "
-                  f"{100 * best['precision_at_1']:.2f}% (step {best['step']})")
+        reason = (f"{self.evals_since_best} evaluations without improving on validation "
+                  f"precision @ 1 = {100 * best['precision_at_1']:.2f}% (step {best['step']})")
         try:
             rundir.write_json(path, {"requested_by": "evaluator", "reason": reason,
                                      "best_step": best["step"],
-                                     "best_precision_at_1": best["precision_at_1"]})
+                                     "best_precision_at_1": best["precision_at_1"],
+                                     "selected_on": SELECTED_ON})
         except OSError as e:
             raise errors.UserError(
                 f"cannot write the stop request {path} ({e.strerror or e}): "
@@ -365,27 +584,28 @@ class Evaluator:
             raise errors.UserError(
                 f"no checkpoint in {self.config.train_dir} to evaluate; "
                 "start the trainer there first, or drop --run_once to wait for one")
-        result = self.evaluate_and_record(path)
+        result = self._busy(self.evaluate_and_record, path)
         if result is None:
-            raise errors.UserError(f"checkpoint {path} cannot be read; see the warning above")
+            raise errors.UserError(f"checkpoint {path} cannot be read; see the line above")
         return result
 
-    def _write_reports(self, step, result):
-        """The PNG reports of the checkpoint just scored (for each new best, and --run_once)."""
-        convs = [layer for layer in self.model.layers if isinstance(layer, keras.layers.Conv2D)]
-        first_conv = convs[0].kernel.numpy() if convs else None
-        pngs = reports.write_pngs(self.config.eval_dir, step, result["confusion"],
-                                  self.class_names, result["misclassified"], first_conv)
-        if pngs:
-            logging.info("Wrote %s (step %d)", ", ".join(os.path.basename(p) for p in pngs),
-                         step)
+    def _busy(self, work, *args):
+        """``work(*args)`` with the CPU watch told that the evaluator has work."""
+        if self.watch:
+            self.watch.busy = True
+        try:
+            return work(*args)
+        finally:
+            if self.watch:
+                self.watch.busy = False
 
     def poll(self, sleep=time.sleep):
-        """Evaluates new checkpoints until the trainer is DONE (or the timeout passes)."""
+        """Scores new checkpoints until the trainer is DONE (or the timeout passes)."""
         done_file = fs.join(self.config.train_dir, loop.DONE_FILE)
         last_new = self._clock()
-        waiting_logged = False
+        waiting_said = False
         while True:
+            self.signals.check()
             # Read DONE before the checkpoint list: if DONE was there, the
             # list read next already has the final checkpoint.
             done = fs.exists(done_file)
@@ -393,12 +613,14 @@ class Evaluator:
             pending = self.candidates()
             if pending:
                 for path in pending:
-                    self.evaluate_and_record(path)
+                    if self._busy(self.evaluate_and_record, path) and not fs.exists(done_file):
+                        self.scored_while_training += 1
                     self._maybe_request_stop()
                 last_new = self._clock()
-                waiting_logged = False
+                waiting_said = False
                 continue
             if done:
+                self._check_any_scored()
                 logging.info("The trainer is done and its last checkpoint is evaluated; %s",
                              self.summary())
                 return
@@ -407,27 +629,73 @@ class Evaluator:
                 logging.info("No new checkpoint for %g s (--timeout_secs); %s", timeout,
                              self.summary())
                 return
-            if not waiting_logged:
-                logging.info("Waiting for a new checkpoint in %s (polling every %g s)",
-                             self.config.train_dir, self.config.eval_interval_secs)
-                waiting_logged = True
-            sleep(self.config.eval_interval_secs)
+            if not waiting_said:
+                self._say_waiting()
+                waiting_said = True
+            with self.signals.waiting():
+                sleep(self.config.eval_interval_secs)
+
+    def _say_waiting(self):
+        """What the evaluator waits for: a new checkpoint, or a trainer that has stopped."""
+        train_dir = self.config.train_dir
+        if not rundir.holder_gone(train_dir):
+            logging.info("Waiting for a new checkpoint in %s (polling every %g s)", train_dir,
+                         self.config.eval_interval_secs)
+            return
+        steps = rundir.checkpoint_steps(train_dir)
+        quoted = config_lib.shell_quote(train_dir)
+        logging.info(
+            "The trainer of %s is not running and has not finished (no DONE; newest checkpoint: "
+            "step %s of %s): waiting for it to continue (%s). To score the newest checkpoint once "
+            "and exit instead: %s", train_dir, f"{steps[-1]:,}" if steps else "none",
+            f"{self.train_config.max_steps:,}", config_lib.said(
+                f"python -m {self.dataset_name}.train --train_dir={quoted} --resume",
+                f"make resume TRAIN_DIR={quoted}"), config_lib.said(
+                f"python -m {self.dataset_name}.eval --train_dir={quoted} --run_once",
+                f"make eval TRAIN_DIR={quoted} ARGS=--run_once"))
+
+    def _check_any_scored(self):
+        """UserError when the run ended and none of its checkpoints could be read."""
+        unreadable = [step for step, reason in self.skipped.items() if reason == "unreadable"]
+        if not self.evaluated and unreadable:
+            raise errors.UserError(
+                f"none of the {len(unreadable)} checkpoint(s) in {self.config.train_dir} could "
+                f"be read (steps {_steps(unreadable)}; the lines above say why): nothing was "
+                "scored; check the train dir's files, or resume the run to write new ones")
 
     def summary(self):
-        """The evaluator's last words: how many checkpoints it scored and the best."""
-        line = f"exiting after scoring {len(self.evaluated)} checkpoint(s)"
-        best = self.best.value
+        """The evaluator's last words: what it scored and skipped, and the figure to quote."""
+        skipped = {step: reason for step, reason in self.skipped.items()
+                   if step not in self.evaluated}
+        line = f"scored {len(self.evaluated)} of {len(self.evaluated) + len(skipped)} checkpoints"
+        if skipped:
+            counts = {}
+            for reason in skipped.values():
+                counts[reason] = counts.get(reason, 0) + 1
+            line += f" ({len(skipped)} skipped: " + "; ".join(
+                f"{n} {SKIP_WORDS.get(reason, reason)}" for reason, n in counts.items()) + ")"
+        line += f", {self.scored_while_training} of them while the trainer ran"
+        best = self.best.value if self.best else None
         if best:
-            line += (f"; best: step {best['step']}, precision @ 1 "
-                     f"{100 * best['precision_at_1']:.2f}% ({best['checkpoint']}")
+            line += (f"; best on validation: step {best['step']:,}, validation "
+                     f"{100 * best['precision_at_1']:.2f}%, test "
+                     f"{100 * best['test_precision_at_1']:.2f}% ({best['checkpoint']}")
             if self.classifier:
                 line += f", exported to {fs.join(self.best_dir, export.SAVED_MODEL_DIR)}"
             line += ")"
+        elif not self.selects and self.newest:
+            line += (f"; no validation split, so no best: the newest, step "
+                     f"{self.newest['step']:,}, scored test {100 * self.newest['precision_at_1']:.2f}%")
+            top = self.top_test
+            if top and top["step"] != self.newest["step"]:
+                line += (f" (the highest test figure, {100 * top['precision_at_1']:.2f}% at step "
+                         f"{top['step']:,}, is picked on the test set: not a fair estimate)")
         return line
 
     def close(self):
         try:
-            self.writer.close()
+            for writer in self.writers.values():
+                writer.close()
         finally:
             self._hold.release()
 
@@ -447,14 +715,26 @@ class _OwnWrites:
         return False
 
 
-def run(eval_config, dataset):
-    """The evaluator process: ``run_once`` or poll until the trainer is done."""
+def run(eval_config, dataset, watch=None):
+    """The evaluator process: ``run_once`` or poll until the trainer is done. A stop signal
+    ends it with ``errors.Interrupted``, saying how to continue."""
     if not eval_config.run_once:
         config_lib.wait_for_trainer(eval_config)
-    evaluator = Evaluator(eval_config, dataset)
+    evaluator = Evaluator(eval_config, dataset, watch)
     try:
-        if eval_config.run_once:
-            return evaluator.run_once()
-        return evaluator.poll()
+        with evaluator.signals:
+            try:
+                if eval_config.run_once:
+                    return evaluator.run_once()
+                return evaluator.poll()
+            except KeyboardInterrupt:
+                received = evaluator.signals.received or signal.SIGINT
+                quoted = config_lib.shell_quote(eval_config.train_dir)
+                raise errors.Interrupted(
+                    f"Stopped by {signal.Signals(received).name}; {evaluator.summary()}. The "
+                    f"record is in {evaluator.records_path}: continue with " + config_lib.said(
+                        f"python -m {dataset.name}.eval --train_dir={quoted}",
+                        f"make eval TRAIN_DIR={quoted}"),
+                    exit_code=130 if received == signal.SIGINT else 0) from None
     finally:
         evaluator.close()

@@ -39,7 +39,7 @@ from trainkit import rundir
 
 INFO_FILE = rundir.EXPORT_INFO_FILE
 FORMAT = rundir.EXPORT_FORMAT
-EVAL_DIR = "eval"  # the evaluator's default eval dir, under the train dir
+EVAL_DIR = rundir.EVAL_DIR
 BEST_DIR = "best"  # where the evaluator keeps its best checkpoint, under the eval dir
 SAVED_MODEL_DIR = "saved_model"
 
@@ -85,20 +85,25 @@ class Classifier(tf.Module):
 
 def candidate_checkpoints(train_dir, run_id):
     """The checkpoints a classifier of ``train_dir`` is made from, best first: the
-    evaluator's best (``TRAIN_DIR/eval/best``) if it belongs to this run, then the run's
-    own checkpoints, newest first. UserError if there are none."""
+    evaluator's best (``TRAIN_DIR/eval/best``) if it belongs to this run and was chosen on
+    validation, then the run's own checkpoints, newest first (a run without a validation
+    split has no best: its newest). UserError if there are none."""
     best_dir = fs.join(train_dir, EVAL_DIR, BEST_DIR)
     found = []
     best = rundir.latest_checkpoint(best_dir)
     if best:
         record = rundir.read_best(fs.join(best_dir, rundir.BEST_FILE)) or {}
-        if record.get("run_id", "") == run_id:
-            found.append(best)
-        else:
+        if record.get("run_id", "") != run_id:
             logging.warning("%s holds the best checkpoint of another run (%s), not of this one "
                             "(%s); using this run's own checkpoints", best_dir,
                             record.get("run_id") or "a run without an id",
                             run_id or "a run without an id")
+        elif record.get("selected_on") != "validation":
+            logging.warning("%s holds a best checkpoint chosen on the test set (by an earlier "
+                            "version); using the newest checkpoint instead (start the "
+                            "evaluator again to choose one on validation)", best_dir)
+        else:
+            found.append(best)
     found += [rundir.checkpoint_path(train_dir, step)
               for step in reversed(rundir.checkpoint_steps(train_dir))]
     if not found:

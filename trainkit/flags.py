@@ -31,9 +31,6 @@ from trainkit import quiet
 from trainkit import registry
 from trainkit import rundir
 
-EVAL_BATCH_SIZE = 1000  # the evaluator's default --eval_batch_size
-
-
 def define_train_flags(spec):
     """Defines the trainer's flags for dataset ``spec`` (a ``DatasetSpec``): its
     defaults, models and ``--preset`` presets (flags given on the command line still
@@ -53,11 +50,16 @@ def define_train_flags(spec):
     flags.DEFINE_string("train_dir", d("train_dir") or f"runs/{dataset}",
                         "Directory for checkpoints, config.json, summaries and DONE. "
                         "A directory that already holds checkpoints needs --resume.")
-    flags.DEFINE_string("data_dir", d("data_dir") or f"data/{dataset}",
-                        "Directory holding the dataset files; missing files are downloaded there.")
-    flags.DEFINE_list("data_mirrors", list(d("data_mirrors")) or None,
-                      "Comma-separated base URLs to download the dataset from when --data_dir "
-                      "lacks it (default: the official hosts).")
+    if spec.downloads:
+        flags.DEFINE_string("data_dir", d("data_dir") or f"data/{dataset}",
+                            "Directory holding the dataset files; missing files are downloaded "
+                            "there.")
+        flags.DEFINE_list("data_mirrors", list(d("data_mirrors")) or None,
+                          "Comma-separated base URLs to download the dataset from when "
+                          "--data_dir lacks it (default: the official hosts).")
+    else:
+        flags.DEFINE_string("data_dir", d("data_dir") or f"data/{dataset}",
+                            "Folder holding your data, as the lines above say.")
     flags.DEFINE_enum("model", d("model"), list(spec.models) + list(spec.model_aliases),
                       "Network architecture." + _former_names(spec.model_aliases))
     flags.DEFINE_integer("batch_size", d("batch_size"), "Examples per training step.",
@@ -146,9 +148,11 @@ def define_train_flags(spec):
     flags.DEFINE_boolean("resume", d("resume"),
                          "Continue the run in --train_dir from its latest checkpoint.")
     _define_options(spec)
-    flags.DEFINE_integer("validation_size", d("validation_size"),
-                         "Training examples held out for validation (not trained on).",
-                         lower_bound=0)
+    if not spec.validation_option:
+        flags.DEFINE_integer("validation_size", d("validation_size"),
+                             "Training examples held out as the validation split (not trained "
+                             "on), on which the evaluator selects the best checkpoint; 0 = "
+                             "none: no best is chosen.", lower_bound=0)
     flags.DEFINE_integer("validate_every_steps", d("validate_every_steps"),
                          "Steps between scoring the averaged weights on the validation split; "
                          "a new best is saved in TRAIN_DIR/best_validation. 0 = never.",
@@ -229,11 +233,11 @@ TRAIN_GROUPS = (
                            "cpu_replicas"]),
 )
 EVAL_GROUPS = (
-    ("what to evaluate", ["train_dir", "eval_dir", "data_dir", "eval_data", "num_examples",
+    ("what to evaluate", ["train_dir", "eval_dir", "data_dir", "num_examples",
                           "eval_batch_size", "test_time_augmentation"]),
     ("when", ["eval_interval_secs", "eval_policy", "run_once", "timeout_secs",
               "early_stopping_evals", "export_best"]),
-    ("devices and priority", ["device", "num_threads", "nice", "idle_priority"]),
+    ("devices and priority", ["device", "num_threads", "priority"]),
 )
 EXPORT_GROUPS = (("export", ["train_dir", "checkpoint", "export_dir"]),)
 PREDICT_GROUPS = (("predict", ["train_dir", "checkpoint", "saved_model", "top_k", "json"]),)
@@ -287,7 +291,7 @@ def train_config(spec):
     default. Former model and preset names become their current ones.
     """
     f = flags.FLAGS
-    saved = _resumed_values(f.train_dir) if f.resume else {}
+    saved = _resumed_values(f.train_dir, spec) if f.resume else {}
     preset_name = f.preset if "preset" in f else ""
     if saved and "preset" in f and not f["preset"].present:
         preset_name = saved.get("preset") or preset_name
@@ -322,88 +326,68 @@ def train_config(spec):
 
 
 def define_eval_flags(spec):
-    """Defines the evaluator's flags for dataset ``spec``."""
+    """Defines the evaluator's flags for dataset ``spec``; their defaults are
+    ``config.EvalConfig``'s (the poll interval: the dataset's)."""
+    d = {f.name: f.default for f in dataclasses.fields(config_lib.EvalConfig)}
     flags.DEFINE_string("train_dir", f"runs/{spec.name}",
                         "The trainer's --train_dir: the evaluator reads config.json and "
                         "checkpoints from it.")
     flags.DEFINE_string("eval_dir", None,
-                        "Where metrics.jsonl and eval summaries go (default: TRAIN_DIR/eval, or "
-                        "TRAIN_DIR/eval_validation with --eval_data=validation).")
+                        "Where metrics.jsonl, best/ and the validation/ and test/ summaries go "
+                        "(default: TRAIN_DIR/eval; TRAIN_DIR/eval_plain with "
+                        "--notest_time_augmentation).")
     flags.DEFINE_string("data_dir", None,
                         "Dataset directory (default: the trainer's --data_dir from config.json).")
-    flags.DEFINE_enum("eval_data", "test", list(spec.eval_splits), "Which split to evaluate on.")
-    flags.DEFINE_integer("eval_batch_size", EVAL_BATCH_SIZE,
+    flags.DEFINE_integer("eval_batch_size", d["eval_batch_size"],
                          "Examples per evaluation batch (the last batch may be smaller; "
                          "every example counts once).", lower_bound=1)
     flags.DEFINE_float("eval_interval_secs", spec.eval_interval_secs,
                        "Seconds between polls of the train dir for a new checkpoint.",
                        lower_bound=0.0)
-    flags.DEFINE_integer("num_examples", 0,
-                         "Evaluate only the first N examples of the split; 0 = all of them.",
+    flags.DEFINE_integer("num_examples", d["num_examples"],
+                         "Score only the first N examples of each split; 0 = all of them.",
                          lower_bound=0)
-    flags.DEFINE_boolean("run_once", False,
-                         "Evaluate the latest checkpoint once, write PNG reports, and exit.")
-    flags.DEFINE_enum("eval_policy", "latest", list(config_lib.EVAL_POLICIES),
-                      "latest: the newest checkpoint at each poll, as the tutorial; all: every "
-                      "checkpoint still on disk, in step order, so none is skipped.")
-    flags.DEFINE_float("timeout_secs", 0,
+    flags.DEFINE_boolean("run_once", d["run_once"],
+                         "Score the newest checkpoint once, write the pictures, and exit.")
+    flags.DEFINE_enum("eval_policy", d["eval_policy"], list(config_lib.EVAL_POLICIES),
+                      "latest: the newest checkpoint at each poll, as the tutorial (any older "
+                      "one not yet scored is named as skipped); all: every checkpoint still on "
+                      "disk, in step order.")
+    flags.DEFINE_float("timeout_secs", d["timeout_secs"],
                        "Exit when no new checkpoint has come for this many seconds; 0 = wait "
                        "until the trainer writes DONE.", lower_bound=0.0)
-    flags.DEFINE_integer("early_stopping_evals", 0,
+    flags.DEFINE_integer("early_stopping_evals", d["early_stopping_evals"],
                          "Ask the trainer to stop after this many evaluations without a new "
-                         "best precision; 0 = never.", lower_bound=0)
-    flags.DEFINE_string("device", "cpu",
+                         "best validation precision; 0 = never. Needs a validation split.",
+                         lower_bound=0)
+    flags.DEFINE_string("device", d["device"],
                         "cpu (default: off every GPU), gpu:N (only GPU N, memory grown as "
                         "needed) or auto (TensorFlow's choice).")
-    flags.DEFINE_integer("num_threads", 0,
+    flags.DEFINE_integer("num_threads", d["num_threads"],
                          "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
                          lower_bound=0)
-    flags.DEFINE_boolean("test_time_augmentation", True,
+    flags.DEFINE_enum("priority", d["priority"], list(config_lib.PRIORITIES),
+                      "The evaluator's CPU share beside other work. idle: only cores nothing "
+                      "else wants (Linux SCHED_IDLE and nice 19): a trainer beside keeps its "
+                      "speed, but any busy process starves the evaluator; low: nice 19, a small "
+                      "share that busy processes cannot take away; normal: an equal share. "
+                      "docs/operations.md has what each costs.")
+    flags.DEFINE_boolean("test_time_augmentation", d["test_time_augmentation"],
                          "Score with the model's test-time augmentation where it has one (the "
                          "airbench networks: flips and one-pixel shifts); false scores its "
                          "plain logits, by default into TRAIN_DIR/eval_plain.")
-    flags.DEFINE_boolean("export_best", True,
-                         "Export each new best checkpoint as a SavedModel that takes raw "
-                         "images, in EVAL_DIR/best/saved_model (python -m DATASET.predict "
-                         "--saved_model=... uses it).")
-    flags.DEFINE_boolean("idle_priority", True,
-                         "Run in Linux's SCHED_IDLE class: only on otherwise idle cores, "
-                         "giving way at once when a trainer thread wakes (docs/speed.md has what "
-                         "it does to the trainer's speed).")
-    flags.DEFINE_integer("nice", 19,
-                         "Lower this process's CPU priority by N (Unix nice, 0-19; alone in its "
-                         "terminal, the terminal's too) so that a trainer on the same "
-                         "cores keeps its speed; 0 = unchanged.",
-                         lower_bound=0, upper_bound=19)
+    flags.DEFINE_boolean("export_best", d["export_best"],
+                         "Export each new best checkpoint (by validation precision) as a "
+                         "SavedModel that takes raw images, in EVAL_DIR/best/saved_model.")
     _group(f"{spec.name}.eval", EVAL_GROUPS)
 
 
 def eval_config():
     """The parsed evaluator flags as an ``EvalConfig``."""
     f = flags.FLAGS
-    return config_lib.EvalConfig(
-        train_dir=f.train_dir,
-        # Test and validation results in separate folders, so neither run
-        # mistakes the other's steps for its own.
-        eval_dir=f.eval_dir or fs.join(f.train_dir, "eval" + (
-            "" if f.eval_data == "test" else f"_{f.eval_data}") + (
-            "" if f.test_time_augmentation else "_plain")),
-        data_dir=f.data_dir,
-        eval_data=f.eval_data,
-        eval_batch_size=f.eval_batch_size,
-        eval_interval_secs=f.eval_interval_secs,
-        run_once=f.run_once,
-        device=f.device,
-        num_threads=f.num_threads,
-        num_examples=f.num_examples,
-        eval_policy=f.eval_policy,
-        timeout_secs=f.timeout_secs,
-        early_stopping_evals=f.early_stopping_evals,
-        nice=f.nice,
-        export_best=f.export_best,
-        idle_priority=f.idle_priority,
-        test_time_augmentation=f.test_time_augmentation,
-    )
+    return config_lib.EvalConfig(**{field.name: f[field.name].value
+                                    for field in dataclasses.fields(config_lib.EvalConfig)
+                                    if field.name in f and f[field.name].value is not None})
 
 
 def check_run(train_dir, spec, command):
@@ -423,6 +407,10 @@ def run_trainer(spec):
     def main(argv):
         del argv
         config = train_config(spec).validate()
+        if config.validate_every_steps and not spec.has_validation(config):
+            raise errors.UserError(
+                "--validate_every_steps needs a validation split: set --"
+                f"{spec.validation_option or 'validation_size'} (held out of the training data)")
         if config_lib.cluster_role() == "evaluate":
             return evaluate(spec, cluster_eval_config(config))
         config_lib.check_cluster(config)
@@ -452,37 +440,53 @@ def run_evaluator(spec):
         del argv
         evaluate(spec, eval_config())
 
-    run(main)
+    run(main, on_interrupt=lambda: (
+        "stopped; the scores so far are kept, and the next start goes on after them: "
+        + continue_eval_hint(flags.FLAGS.train_dir, spec.name)))
 
 
 def cluster_eval_config(config):
     """The evaluator's settings for the ``evaluator`` task of a cluster, whose command line
-    is the trainers': their train dir and data dir, and the evaluator's defaults."""
+    is the trainers': their train dir and data dir, the evaluator's defaults, and a normal
+    CPU share (the task has its machine to itself)."""
     return config_lib.EvalConfig(
-        train_dir=config.train_dir, eval_dir=fs.join(config.train_dir, "eval"),
-        data_dir=config.data_dir, eval_data="test", eval_batch_size=EVAL_BATCH_SIZE,
-        eval_interval_secs=registry.spec(config.dataset).eval_interval_secs, run_once=False,
-        device="cpu", num_threads=0, nice=0, idle_priority=False)
+        train_dir=config.train_dir, data_dir=config.data_dir,
+        eval_interval_secs=registry.spec(config.dataset).eval_interval_secs, priority="normal")
 
 
 def evaluate(spec, config):
     """The evaluator of ``config`` (an ``EvalConfig``): checks the run and locks the eval
     dir (before TensorFlow loads when the run is there; while waiting for it, TensorFlow
-    loads meanwhile), pins the device, then polls or runs once."""
+    loads meanwhile), takes its CPU share, pins the device, then polls or runs once."""
     ready = config.run_once or fs.exists(fs.join(config.train_dir, config_lib.CONFIG_FILE))
     if ready:
         check_run(config.train_dir, spec, "eval")
         rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
     load_tensorflow()
     from trainkit import devices, evaluator
+    # The watch speaks when the evaluator gets no CPU; it keeps its own priority to do so.
+    watch = priority.CpuWatch(lambda secs, share: logging.warning(
+        "The evaluator had %.0f%% of a core in the last %.0f s while it had work: %s",
+        100 * share, secs, priority.why_starved(config.priority)))
     # Before any TensorFlow op: the thread pools it then starts inherit the priority.
-    priority.lower_priority(config.nice, config.idle_priority)
-    if not ready:
-        config_lib.wait_for_trainer(config)
-        check_run(config.train_dir, spec, "eval")
-        rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
-    devices.configure(config.device, config.num_threads)
-    evaluator.run(config, registry.load(spec.name))
+    priority.lower_priority(config.priority, exclude={watch.start()})
+    try:
+        if not ready:
+            config_lib.wait_for_trainer(config)
+            check_run(config.train_dir, spec, "eval")
+            rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+        devices.configure(config.device, config.num_threads)
+        evaluator.run(config, registry.load(spec.name), watch)
+    finally:
+        watch.stop()
+
+
+def continue_eval_hint(train_dir, dataset):
+    """How to start the evaluator of ``train_dir`` again, in the words of the command the
+    user ran."""
+    quoted = config_lib.shell_quote(train_dir)
+    return config_lib.said(f"python -m {dataset}.eval --train_dir={quoted}",
+                           f"make eval TRAIN_DIR={quoted}")
 
 
 def define_export_flags(spec):
@@ -559,10 +563,13 @@ def load_tensorflow():
     quiet.load_tensorflow(verbose=flags.FLAGS.verbosity > 0)
 
 
-def run(main, positional=False):
-    """``absl.app.run(main)`` where bad user input ends in one line and exit code 2.
+def run(main, positional=False, on_interrupt=None):
+    """``absl.app.run(main)`` where bad user input (a wrong flag included) ends in one line
+    and exit code 2.
 
     Arguments that are not flags are refused unless ``positional`` (predict's files).
+    ``on_interrupt()``: the line for a Ctrl-C that ends the command at once (default: the
+    trainer's).
     """
 
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
@@ -571,7 +578,10 @@ def run(main, positional=False):
 
     def guarded(argv):
         if flags.FLAGS.verbosity <= 0:  # TensorFlow's own INFO lines only when asked for
-            logging.get_absl_handler().addFilter(quiet.drop_library_info)
+            handler = logging.get_absl_handler()
+            handler.addFilter(quiet.drop_library_info)
+            if not flags.FLAGS.log_dir:  # a terminal's lines; log files keep absl's prefix
+                handler.python_handler.setFormatter(quiet.Short())
         if len(argv) > 1 and not positional:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
@@ -591,11 +601,21 @@ def run(main, positional=False):
             logging.info("%s", e)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
-            sys.stderr.write("aborted at once; every checkpoint already on disk is intact: "
-                             "continue with --resume\n")
+            sys.stderr.write((on_interrupt() if on_interrupt else
+                              "aborted at once; every checkpoint already on disk is intact: "
+                              "continue with --resume") + "\n")
             sys.exit(130)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with a wrong flag or value as one line and exit code 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"error: {e}; --help lists the flags\n")
+        sys.exit(2)
 
 
 def _check_kernel_setting():
@@ -609,9 +629,10 @@ def _check_kernel_setting():
             "TensorFlow's own, or unset it")
 
 
-def _resumed_values(train_dir):
-    """The settings saved in ``train_dir``'s config.json, or {} if there are none."""
+def _resumed_values(train_dir, spec):
+    """The settings saved in ``train_dir``'s config.json (options under their names now),
+    or {} if there are none."""
     try:
-        return dataclasses.asdict(config_lib.read_train_config(train_dir))
+        return dataclasses.asdict(spec.complete(config_lib.read_train_config(train_dir)))
     except errors.UserError:
         return {}

@@ -38,9 +38,14 @@ from trainkit import summaries
 DONE_FILE = "DONE"
 STOP_FILE = "STOP"  # a stop request, written by the evaluator's --early_stopping_evals
 BEST_VALIDATION_DIR = "best_validation"
+# TensorBoard runs of the trainer, under the train dir: the training batches' figures and
+# in-run validation's, with the evaluator's tags (precision_at_1, loss) where they overlap.
+TRAIN_RUN = "train"
+VALIDATION_RUN = "validation"
 VALIDATION_BATCH_SIZE = 1000
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
+CLASSES_SHOWN = 10  # class names named in the data line at the start
 
 
 def learning_rate_fn(config, steps_per_epoch):
@@ -231,6 +236,23 @@ def check_batch_fits(model, config):
             f"--batch_size={int(available // per_example)} or less")
 
 
+def describe_data(dataset, config, train_count):
+    """Reads the splits the evaluator will score (a missing one is refused now, not after
+    training) and says in one line what the run learns from and is scored on."""
+    counts = [f"{train_count:,} training"] + [
+        f"{len(dataset.arrays(config, split)[1]):,} {split}"
+        for split in dataset.spec.eval_splits(config)]
+    names = list(config.class_names)
+    shown = ", ".join(names[:CLASSES_SHOWN]) + (
+        f" and {len(names) - CLASSES_SHOWN} more" if len(names) > CLASSES_SHOWN else "")
+    logging.info("Data in %s: %s and %s images of %d classes (%s)", config.data_dir,
+                 ", ".join(counts[:-1]), counts[-1], len(names), shown)
+    if not dataset.spec.has_validation(config):
+        logging.info("No validation split (--%s=0): the evaluator reports test figures but "
+                     "selects no best checkpoint", dataset.spec.validation_option
+                     or "validation_size")
+
+
 class Validator:
     """In-run validation of the averaged weights, as the classic MNIST tutorials did.
 
@@ -256,17 +278,19 @@ class Validator:
         self.best = best_lib.BestRecord(self.dir, config.run_id)
 
     def validate(self, step):
-        """Scores the averaged weights; returns (precision, improved)."""
+        """Scores the averaged weights; returns (the score: precision_at_1, loss and more;
+        whether it is a new best)."""
         for var, source in self._pairs:
             var.assign(source)
-        precision = self.scorer.score(self.dataset)["precision_at_1"]
+        score = self.scorer.score(self.dataset)
+        precision = score["precision_at_1"]
         improved = self.best.improves(precision)
         if improved:
             path = _write_checkpoint(self.manager, step)
             self.best.record({"step": step, "precision_at_1": precision, "checkpoint": path,
                               "num_examples": self.num_examples,
-                              "run_id": self.config.run_id})
-        return precision, improved
+                              "selected_on": "validation", "run_id": self.config.run_id})
+        return score, improved
 
     def stop_reason(self, step):
         """Why to stop at ``step`` (``early_stopping_steps`` without a new best), or None."""
@@ -303,9 +327,11 @@ class Trainer:
 
     def _build(self, config, dataset, resume):
         strategy = self.distribution.strategy
-        # The data first: nothing is written into the train dir before it is verified.
+        # The data first: nothing is written into the train dir before it is verified,
+        # the splits the evaluator will score included.
         images, labels = dataset.arrays(config, "train")
         config.class_names = tuple(dataset.classes(config))
+        describe_data(dataset, config, len(labels))
         model_spec = dataset.model(config)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -381,7 +407,7 @@ class Trainer:
         self._train_steps = self._make_train_steps()
         # Made at the first run() and kept: a second call (the bench times one) goes on
         # with the next batch and the same summary log, without compiling them again.
-        self._iterator = self._writer = self._summarize = None
+        self._iterator = self._writer = self._validation_writer = self._summarize = None
         self._agree = self._make_agreement() if self.distribution.num_workers > 1 else None
         self.validator = (Validator(config, dataset, self, self.save_dir)
                           if config.validate_every_steps else None)
@@ -544,8 +570,11 @@ class Trainer:
         config, chief = self.config, self.distribution.is_chief
         start, started = int(self.step.numpy()), time.monotonic()
         if chief and self._writer is None:
-            self._writer = summaries.Writer(fs.join(config.train_dir, "train"))
+            self._writer = summaries.Writer(fs.join(config.train_dir, TRAIN_RUN))
             self._summarize = self._make_summarize(self._writer)
+            if self.validator:
+                self._validation_writer = summaries.Writer(
+                    fs.join(config.train_dir, VALIDATION_RUN))
         writer = self._writer
         self.checkpointer = actions.Checkpointer(
             self._save, config.save_checkpoint_steps, config.save_checkpoint_secs, start,
@@ -558,8 +587,8 @@ class Trainer:
                                                        self._summarize))
         if self.validator:
             step_actions.append(actions.Validate(config.validate_every_steps, start,
-                                                 self.validator, writer, progress,
-                                                 self._check_finite))
+                                                 self.validator, self._validation_writer,
+                                                 progress, self._check_finite))
         stop_watch = actions.WatchStopRequest(fs.join(config.train_dir, STOP_FILE), start)
 
         if self._iterator is None:
@@ -579,8 +608,9 @@ class Trainer:
                     stopping = stop_watch.reason()
             # Still inside: a signal during the final save only marks it received.
             self.checkpointer.final(current)
-        if writer:
-            writer.flush()
+        for summary_writer in (writer, self._validation_writer):
+            if summary_writer:
+                summary_writer.flush()
         if interrupted:
             raise errors.Interrupted(
                 f"Stopped by {interrupted} at step {current}; the checkpoint for step "
@@ -595,9 +625,10 @@ class Trainer:
 
     def close(self):
         """Closes the summary log (a Trainer that is not run again)."""
-        if self._writer:
-            self._writer.close()
-            self._writer = self._summarize = None
+        for summary_writer in (self._writer, self._validation_writer):
+            if summary_writer:
+                summary_writer.close()
+        self._writer = self._validation_writer = self._summarize = None
 
     def _summary(self, step, seconds, outputs):
         """The run's last line: where it ended, in how long, its loss and best validation."""

@@ -27,7 +27,8 @@ class Scorer:
             predictions = tf.argmax(logits, axis=1, output_type=labels.dtype)
             confusion = tf.math.confusion_matrix(labels, predictions, num_classes,
                                                  dtype=tf.int64)
-            return tf.reduce_sum(losses), confusion, predictions
+            confidence = tf.reduce_max(tf.nn.softmax(logits), axis=1)
+            return tf.reduce_sum(losses), confusion, predictions, confidence
 
         self._step = step
 
@@ -35,19 +36,20 @@ class Scorer:
         """A dict: precision_at_1, loss, num_examples, confusion (rows: true class).
 
         With ``keep_misclassified=N`` it also returns up to N misclassified
-        examples as ``(image, true label, predicted label)``.
+        examples as ``(image, true label, predicted label, its probability)``.
         """
         confusion = np.zeros([self.num_classes, self.num_classes], np.int64)
         loss_sum = 0.0
         misclassified = []
         for images, labels in dataset:
-            loss, batch_confusion, predictions = self._step(images, labels)
+            loss, batch_confusion, predictions, confidence = self._step(images, labels)
             loss_sum += float(loss)
             confusion += batch_confusion.numpy()
             if len(misclassified) < keep_misclassified:
                 wrong = np.flatnonzero(predictions.numpy() != labels.numpy())
                 for i in wrong[:keep_misclassified - len(misclassified)]:
-                    misclassified.append((images[i].numpy(), int(labels[i]), int(predictions[i])))
+                    misclassified.append((images[i].numpy(), int(labels[i]), int(predictions[i]),
+                                          float(confidence[i])))
         count = int(confusion.sum())
         correct = int(np.trace(confusion))
         return {"precision_at_1": correct / count if count else 0.0,

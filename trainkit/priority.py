@@ -1,9 +1,12 @@
-"""The evaluator's CPU priority: below a trainer on the same cores (no TensorFlow here).
+"""The evaluator's CPU share beside other work, and a watch that says when it gets none
+(no TensorFlow here).
 
 Set before TensorFlow starts its thread pools, which then inherit it.
 """
 
 import os
+import threading
+import time
 
 
 AUTOGROUP = "/proc/self/autogroup"
@@ -38,16 +41,24 @@ def alone_in_terminal():
     return True
 
 
-def lower_priority(nice, idle=False):
-    """Lowers this process's CPU priority by the Unix ``nice`` value (1-19) and, with
-    ``idle``, puts it in Linux's ``SCHED_IDLE`` class.
+NICE = 19  # the lowest Unix priority: what idle and low set
+STARVED_SECS = 30.0  # a busy evaluator that got no CPU for this long says why
+STARVED_SHARE = 0.05  # "no CPU": under this share of one core over that time
+
+
+def lower_priority(priority, exclude=()):
+    """Gives this process the CPU share ``priority`` names (``config.PRIORITIES``):
+    ``idle``: Linux's ``SCHED_IDLE`` class and nice 19; ``low``: nice 19; ``normal``:
+    unchanged. Threads whose native ids are in ``exclude`` keep their priority.
 
     ``SCHED_IDLE`` threads run only when a core has nothing else to do, and
     the kernel switches to a normal thread the moment one wakes up. A nice
     value alone is not enough beside a TensorFlow trainer, whose threads
     block and wake hundreds of times a step: a low-priority thread that got
     the core in such a gap keeps it for up to a scheduler slice (some
-    milliseconds), and the trainer waits each time.
+    milliseconds), and the trainer waits each time. The price of idle: any
+    busy process at normal priority (a compile, a notebook, a test suite)
+    leaves it no CPU at all; nice 19 still gets a small share.
 
     Linux keeps a nice value per thread, so every current thread is lowered
     (threads started later inherit it). Where the kernel shares the CPU
@@ -56,33 +67,117 @@ def lower_priority(nice, idle=False):
     evaluator in its own terminal would still take a whole core from a
     trainer in another one. So, when nothing but its own ancestors runs in
     its terminal, the evaluator also lowers that terminal's share
-    (``/proc/self/autogroup``;
-    docs/speed.md has what each setting took). Where none of this exists,
-    nothing changes.
+    (``/proc/self/autogroup``). Where none of this exists, nothing changes.
     """
+    if priority == "normal":
+        return
     try:
         threads = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
         threads = [0]
-    if idle and hasattr(os, "SCHED_IDLE"):
+    threads = [thread for thread in threads if thread not in exclude]
+    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
         for thread in threads:  # threads started later inherit the class
             try:
                 os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
             except OSError:
                 pass  # a thread that ended meanwhile
-    if nice <= 0 or not hasattr(os, "setpriority"):
+    if not hasattr(os, "setpriority"):
         return
     for thread in threads:
         try:
             os.setpriority(os.PRIO_PROCESS, thread,
-                           max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
+                           max(NICE, os.getpriority(os.PRIO_PROCESS, thread)))
         except OSError:
             pass  # a thread that ended meanwhile
     try:
         with open(AUTOGROUP) as f:  # "/autogroup-3 nice 0"
             current = int(f.read().split()[-1])
-        if current < nice and alone_in_terminal():
+        if current < NICE and alone_in_terminal():
             with open(AUTOGROUP, "w") as f:
-                f.write(str(nice))
+                f.write(str(NICE))
     except (OSError, ValueError, IndexError):
         pass  # no autogroups here
+
+
+def cpu_pressure():
+    """(load average over the last minute, cores this process may use)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return load, cores
+
+
+def why_starved(priority):
+    """Why a process at ``priority`` gets little CPU, and the remedy, in words."""
+    load, cores = cpu_pressure()
+    busy = (f"other processes hold the cores (load average {load:.1f} on {cores} "
+            f"core{'s' if cores > 1 else ''})")
+    if priority == "idle":
+        return (f"{busy}, and --priority=idle runs the evaluator only on cores nothing else "
+                "wants; pass --priority=low (a small share no busy process takes away) or "
+                "--priority=normal, or stop the other work")
+    if priority == "low":
+        return f"{busy}, and --priority=low gives it a small share; pass --priority=normal"
+    return f"{busy}; stop the other work, or score on a GPU of its own (--device=gpu:N)"
+
+
+class CpuWatch:
+    """Says when a busy process gets no CPU: called every few seconds (``check``) while
+    ``busy`` is set, it reports once it has had under ``share`` of a core for ``window``
+    seconds, then again only once the CPU came back and went again. The clocks are
+    injectable, so tests need no sleep."""
+
+    def __init__(self, report, window=STARVED_SECS, share=STARVED_SHARE,
+                 clock=time.monotonic, cpu_time=time.process_time):
+        self._report, self.window, self.share = report, window, share
+        self._clock, self._cpu_time = clock, cpu_time
+        self.busy = False
+        self._since = None  # (wall, cpu) where the current window began
+        self._reported = False
+
+    def check(self):
+        if not self.busy:
+            self._since, self._reported = None, False
+            return
+        now, cpu = self._clock(), self._cpu_time()
+        if self._since is None:
+            self._since = (now, cpu)
+            return
+        elapsed = now - self._since[0]
+        if elapsed < self.window:
+            return
+        used = (cpu - self._since[1]) / elapsed
+        if used < self.share and not self._reported:
+            self._report(elapsed, used)
+            self._reported = True
+        elif used >= self.share:
+            self._reported = False
+        self._since = (now, cpu)
+
+    def start(self, every=5.0):
+        """Runs ``check`` every ``every`` seconds in a daemon thread of its own (made before
+        the process lowers its priority, and left out of it, so that it gets the CPU to
+        speak); returns the thread's native id."""
+        started = threading.Event()
+        ids = []
+
+        def loop():
+            ids.append(threading.get_native_id())
+            started.set()
+            while not self._stop.wait(every):
+                self.check()
+
+        self._stop = threading.Event()
+        threading.Thread(target=loop, name="cpu-watch", daemon=True).start()
+        started.wait()
+        return ids[0]
+
+    def stop(self):
+        if getattr(self, "_stop", None):
+            self._stop.set()

@@ -8,13 +8,18 @@ can see them, so ``load_tensorflow`` points that descriptor at a temporary
 file while it loads TensorFlow and lists the devices, then passes on every
 line that is not such start-up noise. TensorFlow's and Keras's own Python
 INFO lines (SavedModel signatures, fingerprints, checkpoint timings) are
-dropped by ``drop_library_info``, a filter on absl's handler.
+dropped by ``drop_library_info``, a filter on absl's handler. On a terminal
+each line is the time and the message (``Short``), so that a progress line
+fits in 100 columns; absl's full prefix (level, date, thread, file and line)
+comes with ``--verbosity`` raised and in log files.
 """
 
+import logging
 import os
 import re
 import sys
 import tempfile
+import time
 
 # Lines TensorFlow prints as it loads and first lists devices; anything else passes.
 START_UP_NOISE = re.compile(
@@ -53,3 +58,15 @@ def load_tensorflow(verbose=False):
 def drop_library_info(record):
     """A logging filter: False for TensorFlow's and Keras's own INFO records (and below)."""
     return record.levelno > 20 or not any(part in record.pathname for part in _LIBRARIES)
+
+
+class Short(logging.Formatter):
+    """"12:03:04 message"; a warning or an error says so ("12:03:04 warning: ...")."""
+
+    def format(self, record):
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
+        text = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {level}" \
+            + record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text

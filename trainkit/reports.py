@@ -3,9 +3,9 @@
 The confusion matrix colours its diagonal in blue by each class's recall and
 its errors in red on a scale of their own (the largest error the
 strongest), so that the errors show beside a strong diagonal. The evaluator
-writes the PNG files (the plots the classic MNIST tutorials drew) for each
-new best and for ``--run_once``, and the labeled confusion matrix to
-TensorBoard. They use matplotlib, installed by ``make`` through the
+writes them as PNG files (the plots the classic MNIST tutorials drew) and as
+TensorBoard images for each new best and for ``--run_once``, and the labeled
+confusion matrix to TensorBoard for every checkpoint. They use matplotlib, installed by ``make`` through the
 ``report`` extra; without it the PNGs are skipped with one warning and
 TensorBoard gets the bare coloured cells.
 """
@@ -95,59 +95,71 @@ def _show(axis, image):
     axis.set_yticks([])
 
 
-def _save(fig, path):
-    """Writes ``fig`` as a PNG file ``path`` on any filesystem, whole or not at all."""
+def _png(plt, fig):
+    """``fig`` as the bytes of a PNG file; closes it."""
     png = io.BytesIO()
     fig.savefig(png, format="png")
-    fs.write_atomic(path, png.getvalue())
-
-
-def write_pngs(out_dir, step, confusion, class_names, misclassified, first_kernel):
-    """Writes confusion_matrix.png, misclassified.png and conv1_filters.png; returns their paths."""
-    plt = _pyplot()
-    if plt is None:
-        return []
-    fs.makedirs(out_dir)
-    paths = []
-
-    fig = confusion_figure(plt, confusion, class_names, step)
-    paths.append(fs.join(out_dir, "confusion_matrix.png"))
-    _save(fig, paths[-1])
     plt.close(fig)
+    return png.getvalue()
 
+
+def misclassified_figure(plt, misclassified, class_names, step, split):
+    """Up to 25 misclassified images, each titled with its true class and the predicted one
+    with the model's confidence in it."""
     columns = max(1, min(5, len(misclassified)))
     rows = max(1, math.ceil(len(misclassified) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2 * columns + 1, 2.2 * rows + 0.5),
                              squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, (image, true, predicted) in zip(axes.flat, misclassified):
+    for axis, (image, true, predicted, confidence) in zip(axes.flat, misclassified):
         axis.axis("on")
         _show(axis, image)
-        axis.set_title(f"true {class_names[true]}\npredicted {class_names[predicted]}",
-                       fontsize=8)
-    fig.suptitle(f"misclassified test images at step {step}" if misclassified
-                 else f"no misclassified images at step {step}")
+        axis.set_title(f"true {class_names[true]}\npredicted {class_names[predicted]} "
+                       f"{confidence:.2f}", fontsize=8)
+    fig.suptitle(f"misclassified {split} images at step {step}" if misclassified
+                 else f"no misclassified {split} images at step {step}")
     fig.tight_layout()
-    paths.append(fs.join(out_dir, "misclassified.png"))
-    _save(fig, paths[-1])
-    plt.close(fig)
+    return fig
 
+
+def filters_figure(plt, kernel, step):
+    """The first convolution's filters, one small image each."""
+    kernel = np.asarray(kernel)  # [height, width, in, out]
+    count = kernel.shape[-1]
+    columns = min(8, count)
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for k, axis in enumerate(axes.flat[:count]):
+        axis.axis("on")
+        _show(axis, kernel[..., k] if kernel.shape[2] in (1, 3) else kernel[..., :1, k])
+    fig.suptitle(f"first convolution layer's filters at step {step}")
+    return fig
+
+
+def pictures(step, confusion, class_names, misclassified, first_kernel, split="test"):
+    """{file name: PNG bytes}: confusion_matrix.png, misclassified.png and (for a model with
+    a convolution) conv1_filters.png; {} without matplotlib (one warning)."""
+    plt = _pyplot()
+    if plt is None:
+        return {}
+    pngs = {"confusion_matrix.png": _png(plt, confusion_figure(plt, confusion, class_names,
+                                                                step)),
+            "misclassified.png": _png(plt, misclassified_figure(plt, misclassified,
+                                                                class_names, step, split))}
     if first_kernel is not None:
-        kernel = np.asarray(first_kernel)  # [height, width, in, out]
-        count = kernel.shape[-1]
-        columns = min(8, count)
-        rows = math.ceil(count / columns)
-        fig, axes = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.2 * rows),
-                                 squeeze=False)
-        for axis in axes.flat:
-            axis.axis("off")
-        for k, axis in enumerate(axes.flat[:count]):
-            axis.axis("on")
-            image = kernel[..., k] if kernel.shape[2] in (1, 3) else kernel[..., :1, k]
-            _show(axis, image)
-        fig.suptitle(f"first convolution layer's filters at step {step}")
-        paths.append(fs.join(out_dir, "conv1_filters.png"))
-        _save(fig, paths[-1])
-        plt.close(fig)
+        pngs["conv1_filters.png"] = _png(plt, filters_figure(plt, first_kernel, step))
+    return pngs
+
+
+def write_pngs(out_dir, pngs):
+    """Writes ``pngs`` ({file name: bytes}) into ``out_dir``, each whole or not at all, on any
+    filesystem; returns their paths."""
+    fs.makedirs(out_dir)
+    paths = []
+    for name, png in pngs.items():
+        paths.append(fs.join(out_dir, name))
+        fs.write_atomic(paths[-1], png)
     return paths

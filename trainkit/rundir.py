@@ -55,6 +55,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_PREFIX = "ckpt"
 PREVIOUS_RUN_PREFIX = "previous-run-"  # see move_previous_run
 BEST_FILE = "best.json"  # the record of a best checkpoint, beside it
+EVAL_DIR = "eval"  # the evaluator's default eval dir, under the train dir
 INDEX_FILE = "checkpoint"  # the CheckpointManager-format list of checkpoints
 _INDEX_RE = re.compile(r"^ckpt-(\d+)\.index$")
 _FILE_RE = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
@@ -255,6 +256,19 @@ class Lease:
         if current is not None and current.get("token") == self.holder["token"]:
             with contextlib.suppress(OSError):
                 fs.remove(self.path)
+
+
+def holder_gone(directory):
+    """Whether the process that last locked ``directory`` was of this host and has ended
+    (False when it runs, or when that cannot be told: another host, no lock file)."""
+    try:
+        with fs.open(fs.join(directory, LOCK_FILE)) as f:
+            holder = json.load(f)
+        if holder["host"] != socket.gethostname():
+            return False
+        return not _alive(int(holder["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _alive(pid):

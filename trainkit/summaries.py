@@ -1,7 +1,8 @@
 """One place that writes what a run reports: TensorBoard events and JSON lines.
 
-TensorBoard reads the event files under ``TRAIN_DIR/train`` and
-``TRAIN_DIR/eval``; ``metrics.jsonl`` is the same information for scripts
+TensorBoard reads the event files of the runs ``train`` and ``validation``
+(the trainer's, under ``TRAIN_DIR``) and ``eval/validation`` and ``eval/test``
+(the evaluator's), each scalar with its description; ``metrics.jsonl`` is the same information for scripts
 (one JSON object per line, appended, so a crash loses at most the last line).
 Writing events needs only TensorFlow: ``tf.summary.scalar`` and friends live
 in the ``tensorboard`` package, which TensorFlow no longer installs, so the
@@ -11,6 +12,7 @@ metadata TensorBoard's plugins read. Viewing them needs ``tensorboard``
 """
 
 import json
+import struct
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
@@ -20,12 +22,33 @@ from trainkit import fs
 HISTOGRAM_BUCKETS = 30
 
 
-def _metadata(plugin_name):
+# What each scalar means, shown under its chart in TensorBoard. A tag means the same in
+# every run that has it (train, validation, test), so one chart overlays them.
+DESCRIPTIONS = {
+    "loss": "Mean softmax cross-entropy per example: of the last training batch (with label "
+            "smoothing, if any) in the train run; of every example of the split, with the "
+            "averaged weights, in the validation and test runs.",
+    "precision_at_1": "Share of the split's examples whose top class is right, with the "
+                      "averaged weights (and test-time augmentation where the model has it).",
+    "total_loss": "The training loss plus the L2 penalty, of the last training batch.",
+    "loss_average": "The training loss smoothed over recent steps (decay 0.9).",
+    "total_loss_average": "total_loss smoothed over recent steps (decay 0.9).",
+    "learning_rate": "The optimizer's learning rate at this step.",
+    "sparsity/": "Share of zeros in this layer's output on the last training batch.",
+}
+
+
+def describe(name):
+    """The description of scalar ``name`` (by its name, or the prefix before its '/')."""
+    return DESCRIPTIONS.get(name) or DESCRIPTIONS.get(name.split("/")[0] + "/", "")
+
+
+def _metadata(plugin_name, description=""):
     return summary_pb2.SummaryMetadata(
+        summary_description=description,
         plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name))
 
 
-_SCALAR = _metadata("scalars")
 _HISTOGRAM = _metadata("histograms")
 _IMAGE = _metadata("images")
 
@@ -51,7 +74,8 @@ def to_uint8(images):
 
 
 def scalar(name, value, step):
-    tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=_SCALAR)
+    tf.summary.write(name, tf.cast(value, tf.float32), step=step,
+                     metadata=_metadata("scalars", describe(name)))
 
 
 def histogram(name, values, step):
@@ -65,6 +89,13 @@ def image(name, images, step):
     encoded = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
     tensor = tf.concat([tf.constant([str(width), str(height)]), encoded], axis=0)
     tf.summary.write(name, tensor, step=step, metadata=_IMAGE)
+
+
+def png_image(name, png, step):
+    """``png``: the bytes of one PNG file, shown as it is."""
+    width, height = struct.unpack(">II", png[16:24])
+    tf.summary.write(name, tf.constant([str(width), str(height), png]), step=step,
+                     metadata=_IMAGE)
 
 
 class Writer:
@@ -90,6 +121,12 @@ class Writer:
         with self._tb.as_default(step=step):
             for name, value in values.items():
                 image(name, value, step)
+
+    def pngs(self, step, values):
+        """``values``: name -> the bytes of a PNG file."""
+        with self._tb.as_default(step=step):
+            for name, value in values.items():
+                png_image(name, value, step)
 
     def record(self, values):
         """Appends one JSON line and makes it durable before returning."""
