@@ -56,10 +56,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"cifar10": "tutorial", "mnist": "cnn"}
 # The evaluator's flags in the slowdown measurement (its defaults, spelled out).
-EVALUATOR_FLAGS = "--num_threads=1 --nice=19 --idle_priority"
+EVALUATOR_FLAGS = "--num_threads=1 --priority=idle"
 # Lesser priorities, each measured once for comparison.
-EVALUATOR_ALTERNATIVES = ("--num_threads=1 --nice=19 --noidle_priority",
-                          "--num_threads=1 --nice=0 --noidle_priority")
+EVALUATOR_ALTERNATIVES = ("--num_threads=1 --priority=low", "--num_threads=1 --priority=normal")
 # The speed targets the results are checked against (docs/speed.md).
 TARGETS = {"ratio_cifar10": 1.10, "ratio_mnist": 1.10, "fraction_of_peak_cifar10": 0.60,
            "fraction_of_peak_mnist": 0.60, "headroom": 10.0, "evaluator_slowdown": 0.05}
@@ -341,14 +340,15 @@ def run_task(task, **options):
 
 
 def eval_pass_secs(dataset, train_dir):
-    """One evaluator pass (``--run_once``) over the whole test split, as it logs it."""
+    """One evaluator pass (``--run_once``) over the run's validation and test splits, as its
+    record says."""
     env = dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="")
     result = subprocess.run([sys.executable, "-m", f"{dataset}.eval", f"--train_dir={train_dir}",
                              "--run_once"], capture_output=True, text=True, cwd=REPO, env=env)
-    for line in result.stderr.splitlines():
-        if "precision @ 1 =" in line and "test examples (" in line:
-            return float(line.split("test examples (")[1].split(" s")[0])
-    raise RuntimeError(f"evaluator failed:\n{result.stderr[-2000:]}")
+    if result.returncode:
+        raise RuntimeError(f"evaluator failed:\n{result.stderr[-2000:]}")
+    with open(os.path.join(train_dir, "eval", "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f][-1]["eval_secs"]
 
 
 def prepare_data(args, workdir):
@@ -363,11 +363,21 @@ def prepare_data(args, workdir):
 
 
 def machine():
+    """The CPU by its specification: model name, family and model, and whether it multiplies
+    bfloat16 natively (AVX-512 BF16, AMX)."""
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
+                        if ":" in line)
+        info = {key.strip(): value.strip() for key, value in info.items()}
+        flags = set(info.get("flags", "").split())
+        native = [name for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX"))
+                  if flag in flags]
+        cpu = (f"{info.get('model name', cpu)} (family {info.get('cpu family', '?')}, model "
+               f"{info.get('model', '?')}; " + (", ".join(native) if native else
+                                                "no native bfloat16") + ")")
+    except (OSError, ValueError):
         pass
     import tensorflow as tf
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
@@ -548,9 +558,21 @@ def benchmark(args):
                 "trainer_cores_used": result["trainer_cores_used"],
                 "evaluator_cores_used": result.get("evaluator_cores_used"),
                 "slowdown": 1.0 - result["ours_examples_per_sec"] / mean(alone)})
+    if quick:
+        log("the evaluator's priorities: left out of --quick (about 12 minutes)")
+    else:
+        results["evaluator_priority"] = priority_part(data["mnist"], workdir, log)
     results["targets"] = check_targets(results)
     shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+def priority_part(mnist_data, workdir, log):
+    """benchmarks/evaluator_priority.py: each --priority's cost to the trainer and lag."""
+    sys.path.insert(0, REPO)
+    from benchmarks import evaluator_priority
+    return evaluator_priority.benchmark(mnist_data, rounds=2,
+                                        workdir=os.path.join(workdir, "priority"), log=log)
 
 
 def check_targets(results):
@@ -681,6 +703,13 @@ def table(results):
         out += ["", f"With {a['evaluator_flags']} instead: {a['beside_examples_per_sec']:,.0f} "
                 f"examples/s, slowdown {100 * a['slowdown']:.1f}%, "
                 f"{a['evaluations_per_window']} evaluations per window{cores}."]
+    if "evaluator_priority" in results:
+        sys.path.insert(0, REPO)
+        from benchmarks import evaluator_priority
+        p = results["evaluator_priority"]
+        out += ["", f"The evaluator's priorities (benchmarks/evaluator_priority.py): the MNIST "
+                f"quick start ({p['train_flags']}), {p['rounds']} rounds:", "",
+                evaluator_priority.table(p)]
     out += ["", "| target | goal | measured | met |",
             "| --- | --- | --- | --- |"]
     for t in results["targets"]:
@@ -694,6 +723,33 @@ def table(results):
         met += f" ({t['why']})" if "why" in t else ""
         out.append(f"| {t['name']} | {t['op']} {goal} | {shown} | {met} |")
     return "\n".join(out)
+
+
+def only_part(args):
+    """``--only=evaluator_priority``: that part alone, written into ``--out``'s results in place
+    of its earlier measurement (the other parts stay as they were measured)."""
+    from trainkit import registry
+    workdir = tempfile.mkdtemp(prefix="bench-")
+    mnist = args.mnist_data or registry.load("mnist").synthetic(
+        os.path.join(workdir, "mnist"), "full")
+    log = lambda message: sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # noqa
+    part = priority_part(mnist, workdir, log)
+    part.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                machine=machine(), data="synthetic" if workdir in mnist else mnist)
+    shutil.rmtree(workdir, ignore_errors=True)
+    results = {}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            results = json.load(f)
+    results["evaluator_priority"] = part
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    sys.stderr.write(f"wrote the evaluator's priorities into {args.out}\n")
+    sys.path.insert(0, REPO)
+    from benchmarks import evaluator_priority
+    print(evaluator_priority.table(part))
+    return 0
 
 
 def main():
@@ -719,6 +775,8 @@ def main():
     # choice for this CPU, before trainkit sets ours); empty: as our entry points run.
     parser.add_argument("--onednn", default="", help=argparse.SUPPRESS)
     parser.add_argument("--with_evaluator", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["evaluator_priority"],
+                        help="measure only this part and put it into --out's results")
     args = parser.parse_args()
     if args.task:
         # Before anything imports TensorFlow, which reads the setting once.
@@ -737,6 +795,8 @@ def main():
         with open(args.table) as f:
             print(table(json.load(f)))
         return 0
+    if args.only:
+        return only_part(args)
     results = benchmark(args)
     print(table(results))
     if not args.quick:
