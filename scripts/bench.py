@@ -55,7 +55,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"cifar10": "tutorial", "mnist": "cnn"}
-# The evaluator's flags in the slowdown measurement (its defaults, spelled out).
+# The evaluator's flags in the slowdown measurement: the share that leaves a trainer its speed.
 EVALUATOR_FLAGS = "--num_threads=1 --priority=idle"
 # Lesser priorities, each measured once for comparison.
 EVALUATOR_ALTERNATIVES = ("--num_threads=1 --priority=low", "--num_threads=1 --priority=normal")

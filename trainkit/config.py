@@ -200,7 +200,7 @@ class EvalConfig:
     eval_policy: str = "latest"
     timeout_secs: float = 0.0
     early_stopping_evals: int = 0
-    priority: str = "idle"
+    priority: str = "normal"
     export_best: bool = True
     test_time_augmentation: bool = True
 

@@ -367,11 +367,12 @@ def define_eval_flags(spec):
                          "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
                          lower_bound=0)
     flags.DEFINE_enum("priority", d["priority"], list(config_lib.PRIORITIES),
-                      "The evaluator's CPU share beside other work. idle: only cores nothing "
-                      "else wants (Linux SCHED_IDLE and nice 19): a trainer beside keeps its "
-                      "speed, but any busy process starves the evaluator; low: nice 19, a small "
-                      "share that busy processes cannot take away; normal: an equal share. "
-                      "docs/operations.md has what each costs.")
+                      "The evaluator's CPU share beside other work. normal: an equal share, so "
+                      "that it keeps up (a trainer on the same cores gives up a few percent); "
+                      "low: nice 19, a small share; idle: only cores nothing else wants (Linux "
+                      "SCHED_IDLE and nice 19): a trainer beside keeps its speed, but the "
+                      "evaluator falls behind, and any busy process starves it. docs/speed.md "
+                      "has what each costs.")
     flags.DEFINE_boolean("test_time_augmentation", d["test_time_augmentation"],
                          "Score with the model's test-time augmentation where it has one (the "
                          "airbench networks: flips and one-pixel shifts); false scores its "
