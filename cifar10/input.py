@@ -46,7 +46,7 @@ MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 
 
 def _has_batches(folder):
-    return any(fs.exists(fs.join(folder, name)) for name in TRAIN_FILES + TEST_FILES)
+    return any(data_lib.present(fs.join(folder, name)) for name in TRAIN_FILES + TEST_FILES)
 
 
 def _verify_archive(path):
@@ -62,7 +62,7 @@ def maybe_download(data_dir, mirrors=MIRRORS):
         if _has_batches(folder):
             return folder
     archive = fs.join(data_dir, ARCHIVE)
-    if not fs.exists(archive):
+    if not data_lib.present(archive):
         try:
             data_lib.download_verified(ARCHIVE, data_dir, mirrors, _verify_archive)
         except errors.UserError as e:
@@ -89,7 +89,7 @@ def check_files(folder, names):
     expected = RECORDS_PER_FILE * RECORD_BYTES
     for name in names:
         path = fs.join(folder, name)
-        if not fs.exists(path):
+        if not data_lib.present(path):
             raise errors.UserError(
                 f"{path} is missing (expected {expected:,} bytes); put the complete "
                 f"{BATCHES_DIR}/ folder in --data_dir")

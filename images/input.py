@@ -57,16 +57,41 @@ def class_names(config):
     """The run's classes (config.json's), else the training folder's sub-folders."""
     if config.class_names:
         return list(config.class_names)
-    names = _subfolders(_folders(config)[0])
+    folder = _folders(config)[0]
+    names = _subfolders(folder)
     if len(names) < 2:
-        raise errors.UserError(f"{_folders(config)[0]} holds {len(names)} class folder(s); "
+        run_files = [name for name in (config_lib.CONFIG_FILE, "checkpoint")
+                     if fs.exists(fs.join(config.data_dir, name))]
+        if run_files:
+            raise errors.UserError(
+                f"{folder} holds {len(names)} class folder(s), and {config.data_dir} holds a "
+                f"run's files ({', '.join(run_files)}): a run was written into the data dir "
+                "(--train_dir was the data dir); move the run's files out of it")
+        raise errors.UserError(f"{folder} holds {len(names)} class folder(s); "
                                "put the pictures of each class in a folder of its own (two "
                                "or more)")
     return names
 
 
-def _files(folder, classes):
-    """[(path, label)] of the pictures in ``folder``'s class folders, by class and name."""
+def _pictures(folder):
+    """The pictures in ``folder`` and, as Keras's image_dataset_from_directory reads them,
+    in its sub-folders at any depth (hidden ones left out), by path."""
+    found = []
+    for name in sorted(fs.listdir(folder)):
+        path = fs.join(folder, name)
+        if name.startswith("."):
+            continue
+        if fs.isdir(path):
+            found += _pictures(path)
+        elif name.lower().endswith(EXTENSIONS):
+            found.append(path)
+    return found
+
+
+def _files(folder, classes, training):
+    """[(path, label)] of the pictures in ``folder``'s class folders, by class and path.
+    UserError for a class folder the run does not know and, in the training folder, for a
+    class without a picture."""
     unknown = sorted(set(_subfolders(folder)) - set(classes))
     if unknown:
         raise errors.UserError(f"{folder} has class folder(s) {', '.join(unknown)} that the "
@@ -74,9 +99,12 @@ def _files(folder, classes):
     found = []
     for label, name in enumerate(classes):
         path = fs.join(folder, name)
-        if fs.isdir(path):
-            found += [(fs.join(path, f), label) for f in sorted(fs.listdir(path))
-                      if f.lower().endswith(EXTENSIONS)]
+        pictures = _pictures(path) if fs.isdir(path) else []
+        if training and not pictures:
+            raise errors.UserError(
+                f"{path} holds no pictures (PNG, JPEG, GIF or BMP, at any depth): a class "
+                "needs some to learn from; add them or remove the folder")
+        found += [(picture, label) for picture in pictures]
     return found
 
 
@@ -97,7 +125,7 @@ def _split_files(config, split):
     train, test = _folders(config)
     classes = class_names(config)
     if split == "test" and test:
-        return _files(test, classes)
+        return _files(test, classes, training=False)
     test_fraction = config.options["test_split"] if test is None else 0.0
     if test is None and not test_fraction:
         raise errors.UserError(f"{config.data_dir} has no test/ folder: pass --test_split=0.1 "
@@ -107,7 +135,7 @@ def _split_files(config, split):
     if split == "validation" and not validation_fraction:
         raise errors.UserError("--validation_split=0 holds out no validation split; pass "
                                "--validation_split=0.1 (say)")
-    chosen, files = [], _files(train, classes)
+    chosen, files = [], _files(train, classes, training=True)
     for label in range(len(classes)):
         mine, held_for_test = _held_out([item for item in files if item[1] == label],
                                         test_fraction)

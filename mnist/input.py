@@ -105,11 +105,32 @@ def read_idx(path):
 
 
 def _find(data_dir, name):
-    for candidate in (name, name + ".gz"):
-        path = fs.join(data_dir, candidate)
-        if fs.exists(path):
-            return path
-    return None
+    """The file ``name`` in ``data_dir``, raw or ``.gz``; None if neither is there. Both
+    there: the raw one if they hold the same bytes, else UserError (which to use is the
+    user's call, not a silent choice)."""
+    raw, packed = fs.join(data_dir, name), fs.join(data_dir, name + ".gz")
+    found = [path for path in (raw, packed) if data_lib.present(path)]
+    if len(found) == 2 and not _same_contents(raw, packed):
+        raise errors.UserError(
+            f"{data_dir} holds both {name} and {name}.gz, and they differ: remove the one that "
+            "is not the MNIST file (or both, to download it again)")
+    return found[0] if found else None
+
+
+def _same_contents(raw, packed, chunk=1 << 20):
+    """Whether raw file ``raw`` holds the decompressed bytes of ``packed`` (read in chunks;
+    a gzip bomb stops at the raw file's size)."""
+    try:
+        with rundir.open_regular(raw, "rb") as a, rundir.open_regular(packed, "rb") as b, \
+                gzip.GzipFile(fileobj=b) as unpacked:
+            while True:
+                left, right = a.read(chunk), unpacked.read(chunk)
+                if left != right:
+                    return False
+                if not left:
+                    return True
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
 def _verify_download(name):

@@ -43,6 +43,18 @@ def file_digest(path, algorithm="md5", opener=open):
     return digest.hexdigest()
 
 
+def present(path):
+    """Whether data file ``path`` is there; UserError for a symbolic link that leads nowhere
+    (a loop, or a target that is gone), which would otherwise read as a missing file."""
+    if fs.exists(path):
+        return True
+    if not fs.is_remote(path) and os.path.islink(path):
+        raise errors.UserError(
+            f"{path} is a symbolic link that leads nowhere (a loop, or its target is gone); "
+            "point it at the file, or remove it (a missing file is downloaded again)")
+    return False
+
+
 def available_memory():
     """Bytes of memory a new allocation can get (Linux's MemAvailable), or None if unknown."""
     try:
