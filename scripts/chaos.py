@@ -9,14 +9,19 @@ meanwhile try to mix another run into it.
    kills the trainer with SIGKILL --kills times at a random moment
    (checkpoints are saved every few steps, so many kills land in the middle
    of a save), resuming with --resume after each kill. In every round,
-   while the trainer lives, a second trainer (another seed and model, with
-   and without --resume) and a second evaluator are started against the
-   live run, and every other round the ``checkpoint`` index is deleted.
+   while the trainer lives, intruders are started against the live run: a
+   second trainer (another seed and model, with and without --resume), the
+   same dir spelled as a ``file://`` URI, a second evaluator, a trainer with
+   its train dir inside the data dir, and an images trainer whose train dir
+   is its data dir; every other round the ``checkpoint`` index is deleted;
+   every third round the ``.lock`` is deleted and a second trainer resumes
+   the run, which the first must notice and leave to it without writing.
 3. Compares every tensor of the two final checkpoints (weights, optimizer
    slots, moving averages, step, dropout state) for bitwise equality, and
-   checks that nothing was mixed: every intruder refused (exit 2, naming
-   the holder), config.json still the run's, every evaluation record the
-   run's and each step scored once.
+   checks that nothing was mixed or lost: every intruder refused (exit 2,
+   naming the holder or the overlap) with nothing written, every trainer
+   whose lock was deleted stopped saying so, config.json still the run's,
+   every evaluation record the run's and each step scored once.
 
 Prints one JSON summary and exits 0 only if the runs are identical and unmixed.
 """
@@ -71,24 +76,59 @@ def wait_for_lock(directory, pid, timeout=120):
     raise RuntimeError(f"process {pid} did not take {directory}")
 
 
-def intruders(train_dir, args, env):
-    """Starts a second trainer (another seed and model, new and --resume) and a second
-    evaluator against the live run; returns (how many were refused naming the holder,
-    how many were started)."""
+def intruders(train_dir, args, env, pictures):
+    """Starts, against the live run, a second trainer (another seed and model, new and
+    --resume), the same dir as a file:// URI, a second evaluator, a trainer whose train
+    dir is inside the data dir, and an images trainer whose train dir is its data dir
+    ``pictures``; returns (how many were refused as they should be, with nothing written
+    into the data, how many were started)."""
+    python = [sys.executable, "-m"]
+    in_use = "is in use by another"
     attempts = [
-        [sys.executable, "-m", f"{args.dataset}.train", f"--train_dir={train_dir}",
-         f"--data_dir={args.data_dir}", "--model=fc", f"--seed={args.seed + 1}",
-         f"--max_steps={args.max_steps}"],
-        [sys.executable, "-m", f"{args.dataset}.train", f"--train_dir={train_dir}", "--resume",
-         "--model=fc", f"--seed={args.seed + 1}"],
-        [sys.executable, "-m", f"{args.dataset}.eval", f"--train_dir={train_dir}",
-         "--eval_policy=all", "--eval_interval_secs=0.2", "--timeout_secs=5"],
+        (python + [f"{args.dataset}.train", f"--train_dir={train_dir}",
+                   f"--data_dir={args.data_dir}", "--model=fc", f"--seed={args.seed + 1}",
+                   f"--max_steps={args.max_steps}"], in_use),
+        (python + [f"{args.dataset}.train", f"--train_dir={train_dir}", "--resume",
+                   "--model=fc", f"--seed={args.seed + 1}"], in_use),
+        (python + [f"{args.dataset}.train", f"--train_dir=file://{os.path.abspath(train_dir)}",
+                   "--resume"], in_use),
+        (python + [f"{args.dataset}.eval", f"--train_dir={train_dir}", "--eval_policy=all",
+                   "--eval_interval_secs=0.2", "--timeout_secs=5"], in_use),
+        (python + [f"{args.dataset}.train", f"--train_dir={os.path.join(args.data_dir, 'run')}",
+                   f"--data_dir={args.data_dir}"], "is inside the data dir"),
+        (python + ["images.train", f"--train_dir={pictures}", f"--data_dir={pictures}",
+                   "--test_split=0.2"], "is the data dir"),
     ]
+    before = tree(args.data_dir), tree(pictures)
     refused = 0
-    for command in attempts:
+    for command, said in attempts:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-        refused += result.returncode == 2 and "is in use by another" in result.stderr
+        refused += result.returncode == 2 and said in result.stderr
+    refused -= (tree(args.data_dir), tree(pictures)) != before  # data written: not refused
     return refused, len(attempts)
+
+
+def tree(folder):
+    """{relative path: (size, mtime)} of every file under ``folder``."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            stat = os.stat(os.path.join(root, name))
+            found[os.path.relpath(os.path.join(root, name), folder)] = (stat.st_size,
+                                                                        stat.st_mtime_ns)
+    return found
+
+
+def take_over(train_dir, args, env, process):
+    """Deletes the live run's .lock and resumes it in a second trainer: the first must stop
+    without writing (exit 2, naming the deleted lock) and leave the run to the second.
+    Returns (the second trainer, whether the first stopped as it should)."""
+    os.remove(os.path.join(train_dir, ".lock"))
+    second = subprocess.Popen(trainer_args(train_dir, args, resume=True), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.communicate(timeout=300)[0]
+    noticed = process.returncode == 2 and "was deleted or replaced" in output
+    return second, noticed
 
 
 def tensors(path):
@@ -125,8 +165,12 @@ def main():
 
     kills = []
     fallbacks = 0
-    refused = attempted = index_deletions = 0
+    refused = attempted = index_deletions = lock_deletions = lock_noticed = 0
     evaluator = None
+    sys.path.insert(0, REPO)
+    from trainkit import registry
+    pictures = registry.load("images").synthetic(os.path.join(args.workdir, "pictures"),
+                                                "small")
     for round_number in range(args.kills):
         process = subprocess.Popen(trainer_args(chaos, args, resume=has_checkpoint(chaos)),
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -145,9 +189,15 @@ def main():
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             wait_for_lock(os.path.join(chaos, "eval"), evaluator.pid)
         if process.poll() is None:
-            ok, tried = intruders(chaos, args, env)
+            ok, tried = intruders(chaos, args, env, pictures)
             if process.poll() is None:  # else the run ended meanwhile: no live run to guard
                 refused, attempted = refused + ok, attempted + tried
+        if round_number % 3 == 2 and process.poll() is None:
+            process, noticed = take_over(chaos, args, env, process)
+            lock_deletions, lock_noticed = lock_deletions + 1, lock_noticed + noticed
+            for line in process.stdout:  # the second trainer, under way
+                if re.search(r"step [\d,]+/[\d,]+: loss", line):
+                    break
         if round_number % 2 and os.path.exists(os.path.join(chaos, "checkpoint")):
             os.remove(os.path.join(chaos, "checkpoint"))
             index_deletions += 1
@@ -170,13 +220,15 @@ def main():
     records = []
     with open(os.path.join(chaos, "eval", "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f if line.strip()]
-    steps = [r["step"] for r in records]
+    steps = [r["step"] for r in records if "skipped" not in r]
     mixed = (config["model"] != args.model or config["seed"] != args.seed
-             or {k: v for k, v in config.items() if k not in ("train_dir", "run_id", "resume")}
+             or {k: v for k, v in config.items()
+                 if k not in ("train_dir", "run_id", "resume", "history")}
              != {k: v for k, v in reference_config.items()
-                 if k not in ("train_dir", "run_id", "resume")}
+                 if k not in ("train_dir", "run_id", "resume", "history")}
              or any(r.get("run_id") != config["run_id"] for r in records)
-             or len(steps) != len(set(steps)) or refused != attempted)
+             or len(steps) != len(set(steps)) or refused != attempted
+             or lock_noticed != lock_deletions)
     expected = tensors(os.path.join(reference, f"ckpt-{args.max_steps}"))
     got = tensors(os.path.join(chaos, f"ckpt-{args.max_steps}"))
     different = sorted(name for name in expected
@@ -188,6 +240,8 @@ def main():
         "bitwise_equal": final.returncode == 0 and not different and set(got) == set(expected),
         "intruders_refused": refused, "intruders_started": attempted,
         "checkpoint_index_deleted": index_deletions,
+        "lock_deleted_and_run_taken_over": lock_deletions,
+        "first_trainer_stopped_unwritten": lock_noticed,
         "evaluator_exit_code": evaluator.returncode if evaluator else None,
         "evaluator_tracebacks": eval_err.count("Traceback"),
         "steps_evaluated": len(steps), "steps_evaluated_twice": len(steps) - len(set(steps)),

@@ -68,8 +68,9 @@ def test_fast_trainer_with_max_to_keep_1_and_eager_evaluator(tmp_path, mnist_dat
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert best["precision_at_1"] == max(r["validation"]["precision_at_1"] for r in records
                                          if "skipped" not in r)
-    assert checkpoints.latest(os.path.join(train_dir, "eval", "best")) == best["checkpoint"]
-    assert os.path.exists(best["checkpoint"] + ".index")
+    kept = os.path.join(train_dir, best["checkpoint"])  # relative to the train dir
+    assert checkpoints.latest(os.path.join(train_dir, "eval", "best")) == kept
+    assert os.path.exists(kept + ".index")
 
 
 def test_best_is_chosen_on_validation_and_its_test_figure_reported(tmp_path, five_checkpoints):
@@ -317,8 +318,8 @@ def test_evaluator_says_why_it_is_behind_and_names_deleted_checkpoints(tmp_path,
     shutil.copytree(five_checkpoints, train_dir, ignore=shutil.ignore_patterns("eval"))
     # No export: a SavedModel save resets absl's level in a process whose flags are unparsed.
     ev = evaluator.Evaluator(config_lib.EvalConfig(
-        train_dir=str(train_dir), eval_policy="all", eval_interval_secs=0, export_best=False),
-        MNIST)
+        train_dir=str(train_dir), eval_policy="all", eval_interval_secs=0, export_best=False,
+        priority="idle"), MNIST)
     try:
         with _captured_log() as lines:
             assert [checkpoints.step_of(p) for p in ev.candidates()] == [10, 20, 30, 40, 50]

@@ -3,9 +3,9 @@
 ``ram://`` (TensorFlow's in-memory filesystem) stands for an object store:
 trainer, polling evaluator (on a thread: the filesystem lives in one
 process), export and predict run end to end on it, and any plain ``os``
-access to those dirs fails the test. A local folder given as a ``file://``
-URI takes the same path through ``tf.io.gfile`` across real processes,
-and so does the lease that locks a dir where there is no ``flock``.
+access to those dirs fails the test. The lease that locks a dir where there
+is no ``flock`` is tested on its own. A ``file://`` URI is the local folder
+it names: the same lock as its plain path, across real processes.
 """
 
 import io
@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ import pytest
 
 from tests import helpers
 from tests.test_mnist_input import make_config
+from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import evaluator
@@ -215,44 +217,36 @@ def test_a_holder_that_loses_its_lease_is_told(tmp_path):
 # -- file:// across processes -------------------------------------------------------------
 
 
-def test_file_uri_train_dir_across_processes(tmp_path, mnist_data):
+def test_a_file_uri_is_the_local_dir_it_names_and_meets_its_lock(tmp_path, mnist_data):
+    """file:// names the local disk: the same dir as a plain path and as a URI meets one
+    flock, in either order, and a run trains, evaluates, exports and predicts through
+    URIs as through plain paths."""
     run = tmp_path / "runs dir" / "r1"
-    train_dir = f"file://{run}"
     data_dir = f"file://{tmp_path}/data"
-    helpers.make_mnist_dir(data_dir, num_train=300, num_test=100)
-    args = [f"--train_dir={train_dir}", f"--data_dir={data_dir}", "--batch_size=20",
-            "--validation_size=100", "--save_checkpoint_steps=5", "--log_frequency=5",
-            "--data_mirrors=http://127.0.0.1:9/"]
-    evaluator_process = helpers.start_cli("mnist.eval", f"--train_dir={train_dir}",
-                                          "--num_threads=1", "--eval_interval_secs=0.2")
-    trainer = helpers.start_cli("mnist.train", *args, "--max_steps=15")
-    train_out, _ = trainer.communicate(timeout=400)
-    eval_out, _ = evaluator_process.communicate(timeout=400)
-    assert trainer.returncode == 0, train_out[-3000:]
-    assert evaluator_process.returncode == 0, eval_out[-3000:]
-    assert "The trainer is done and its last checkpoint is evaluated" in eval_out
-    records = evaluator.read_records(str(run / "eval" / "metrics.jsonl"))
-    assert records[-1]["step"] == 15
-    assert not (run / ".lock").exists()
-
-    # A second trainer is refused while the first holds the lease. A trainer killed
-    # outright leaves its lease; the next one on this host takes it over at once (its
-    # holder is gone), without waiting for the lease to run out.
-    resumed = helpers.start_cli("mnist.train", *args, "--max_steps=100000", "--resume",
-                                "--save_checkpoint_steps=100000")
-    deadline = time.monotonic() + 240
-    while not (run / ".lock").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    second = helpers.run_cli("mnist.train", *args, "--max_steps=20", "--resume")
-    assert second.returncode == 2 and "is in use by another trainer" in second.stderr, (
-        second.stderr[-2000:])
-    assert resumed.poll() is None
-    resumed.send_signal(signal.SIGKILL)
-    resumed.communicate(timeout=60)
-    assert (run / ".lock").exists()
-    done = helpers.run_cli("mnist.train", *args, "--max_steps=20", "--resume", timeout=400)
+    helpers.make_mnist_dir(data_dir[len("file://"):], num_train=300, num_test=100)
+    common = [f"--data_dir={data_dir}", "--batch_size=20", "--validation_size=100",
+              "--log_frequency=5", "--data_mirrors=http://127.0.0.1:9/"]
+    for first_name, second_name in ((str(run), f"file://{run}"), (f"file://{run}", str(run))):
+        first = helpers.start_cli("mnist.train", f"--train_dir={first_name}", *common,
+                                  "--max_steps=1000000", "--save_checkpoint_steps=10",
+                                  *(["--resume"] if run.exists() else []))
+        try:
+            deadline = time.monotonic() + 240
+            while not checkpoints.latest(str(run)) or not _locked_by(run, first.pid):
+                assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+                time.sleep(0.1)
+            second = helpers.run_cli("mnist.train", f"--train_dir={second_name}", "--resume")
+            helpers.assert_one_clear_line(second, "is in use by another trainer",
+                                          f"pid {first.pid}")
+        finally:
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=120)
+    train_dir = f"file://{run}"
+    done = helpers.run_cli("mnist.train", f"--train_dir={train_dir}", "--resume",
+                           f"--max_steps={checkpoints.step_of(checkpoints.latest(str(run))) + 5}")
     assert done.returncode == 0, done.stderr[-3000:]
-
+    evaluated = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--run_once")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     exported = helpers.run_cli("mnist.export", f"--train_dir={train_dir}")
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert rundir.is_export(str(run / "export"))
@@ -262,6 +256,56 @@ def test_file_uri_train_dir_across_processes(tmp_path, mnist_data):
                                 "--json", str(image))
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert json.loads(predicted.stdout.splitlines()[-1])["file"] == str(image)
+
+
+def _locked_by(run, pid):
+    try:
+        return json.loads((run / ".lock").read_text())["pid"] == pid
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def test_a_lease_taker_never_takes_over_a_live_flock_holder(tmp_path):
+    """A flock holder's record in the lock file (pid, host, no renewal): the lease taker
+    refuses while that process lives, and takes the dir once it is gone."""
+    path = f"file://{tmp_path}/.lock"
+    holder = {"role": "trainer", "pid": os.getpid(), "host": socket.gethostname(),
+              "since": "2026-12-06T10:00:00+00:00"}
+    fs.write_atomic(path, json.dumps(holder))
+    taker = _lease(path, lease_secs=0.6)
+    with pytest.raises(rundir.LeaseTaken):
+        taker.acquire()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    fs.write_atomic(path, json.dumps(dict(holder, pid=int(gone))))
+    taker.acquire()
+    taker.release()
+
+
+def test_a_lease_renewed_by_a_clock_ahead_says_how_to_release_it(tmp_path):
+    """A lease whose last renewal is ahead of this host's clock never runs out here: the
+    refusal says so and names the command that releases it; releasing works."""
+    directory = f"ram://skew{uuid.uuid4().hex[:6]}/run"
+    fs.makedirs(directory)
+    ahead = {"role": "trainer", "pid": 1, "host": "elsewhere", "since": "x", "token": "t",
+             "renewed": time.time() + 3600, "lease_secs": 60}
+    fs.write_atomic(fs.join(directory, ".lock"), json.dumps(ahead))
+    with pytest.raises(errors.UserError, match=r"ahead of this host's clock .* 'python -m "
+                                               r"trainkit.rundir release "):
+        rundir.hold(directory, "trainer")
+    assert "pid 1 on elsewhere" in rundir.release(directory)
+    rundir.hold(directory, "trainer").release()
+    # The command, on a local dir: refused while a live process holds its flock.
+    run = tmp_path / "run"
+    held = rundir.hold(str(run), "trainer")
+    command = [sys.executable, "-m", "trainkit.rundir", "release", str(run)]
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=helpers.REPO,
+                             env=helpers.cli_env())
+    assert refused.returncode == 2 and "stop it instead" in refused.stderr
+    held.release()
+    released = subprocess.run(command, capture_output=True, text=True, cwd=helpers.REPO,
+                              env=helpers.cli_env())
+    assert released.returncode == 0 and not (run / ".lock").exists(), released.stderr
 
 
 def _write_png(path):

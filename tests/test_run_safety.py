@@ -85,11 +85,15 @@ def test_export_never_replaces_a_train_dir_a_data_dir_or_foreign_files(
         assert result.returncode == 0, result.stderr
         info = json.load(open(os.path.join(export_dir, "classifier.json")))
         assert info["step"] == 20 and info["format"] == "trainkit-classifier/1"
-    # ... but not once someone put a file of their own into it.
-    (tmp_path / "export [v1]" / "README.txt").write_text("my notes")
-    result = helpers.run_cli("mnist.export", f"--train_dir={run}", f"--export_dir={export_dir}")
-    helpers.assert_one_clear_line(result, "not an export of this toolkit", "README.txt")
-    assert (tmp_path / "export [v1]" / "README.txt").read_text() == "my notes"
+    # ... but not once someone put a file of their own into it, at any depth.
+    for mine in ("README.txt", os.path.join("variables", "notes.txt")):
+        (tmp_path / "export [v1]" / mine).write_text("my notes")
+        result = helpers.run_cli("mnist.export", f"--train_dir={run}",
+                                 f"--export_dir={export_dir}")
+        helpers.assert_one_clear_line(result, "an earlier export holding files an export does "
+                                      "not write", mine, "move them out first")
+        assert (tmp_path / "export [v1]" / mine).read_text() == "my notes"
+        os.remove(tmp_path / "export [v1]" / mine)
     assert [p for p in os.listdir(tmp_path) if ".tmp-" in p or ".old-" in p] == []
 
 

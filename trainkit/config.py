@@ -97,6 +97,9 @@ class TrainConfig:
     # The run's identity (rundir.new_run_id), kept across --resume; "" for runs that
     # predate it. Whatever reads the train dir checks its records belong to this run.
     run_id: str = ""
+    # Each --resume that changed settings: {"resumed_at_step", "time", "changed": {name:
+    # [before, after]}}, oldest first.
+    history: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         # JSON and absl give lists; a tuple keeps the config hashable-looking and comparable.
@@ -162,7 +165,8 @@ def default_of(name):
 _DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
              for f in dataclasses.fields(TrainConfig)}
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               tuple: "a list of strings", dict: "an object of settings"}
+               tuple: "a list of strings", dict: "an object of settings",
+               list: "a list of objects"}
 
 
 def _has_type(value, kind):
@@ -177,6 +181,8 @@ def _has_type(value, kind):
     if kind is dict:
         return isinstance(value, dict) and all(
             isinstance(v, (int, float, str, bool)) for v in value.values())
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
     return isinstance(value, kind)
 
 
@@ -261,6 +267,7 @@ def check_train_dir(config, spec):
     train_dir = config.train_dir
     spec.complete(config)
     rundir.check_path(train_dir, "--train_dir")
+    rundir.check_apart(train_dir, config.data_dir)
     if fs.exists(train_dir) and not fs.isdir(train_dir):
         raise errors.UserError(f"cannot write to train dir {train_dir}: it is a file, not a "
                                "folder; choose a writable --train_dir")
@@ -357,15 +364,27 @@ def cluster_task():
         raise errors.UserError(
             "--strategy=multi_worker needs the TF_CONFIG environment variable (the cluster and "
             "this process's task); scripts/multi_worker.py sets it for local workers")
+    shape = ('expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": '
+             '"worker", "index": N}}')
     try:
         tf_config = json.loads(text)
         cluster, task = tf_config["cluster"], tf_config["task"]
         task_type, task_id = task["type"], int(task["index"])
         num_workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise errors.UserError(f"TF_CONFIG is not a valid cluster description ({e!r}); expected "
-                               '{"cluster": {"worker": ["host:port", ...]}, '
-                               '"task": {"type": "worker", "index": N}}') from None
+        raise errors.UserError(f"TF_CONFIG is not a valid cluster description ({e!r}); "
+                               f"{shape}") from None
+    if not all(isinstance(hosts, list) and hosts for hosts in cluster.values()) or not cluster:
+        raise errors.UserError(f"TF_CONFIG's cluster is empty or names a task type without "
+                               f"hosts ({json.dumps(cluster)}); {shape}")
+    if task_type in TRAINING_TASKS and task_type not in cluster:
+        raise errors.UserError(f"TF_CONFIG makes this process a {task_type!r} task, which its "
+                               f"cluster does not list ({', '.join(cluster)}); {shape}")
+    if task_type in TRAINING_TASKS and not 0 <= task_id < len(cluster[task_type]):
+        raise errors.UserError(
+            f"TF_CONFIG makes this process {task_type} {task_id}, but its cluster has "
+            f"{len(cluster[task_type])} {task_type} task(s) (indices 0 to "
+            f"{len(cluster[task_type]) - 1}); give each process its own index")
     if cluster.get("ps"):
         raise errors.UserError(
             "TF_CONFIG's cluster has ps (parameter server) tasks; training here is synchronous "

@@ -208,6 +208,7 @@ class Evaluator:
         self.train_config = config_lib.check_run(eval_config.train_dir, dataset.spec, "eval")
         if eval_config.data_dir:
             self.train_config.data_dir = eval_config.data_dir
+        rundir.check_apart(eval_config.eval_dir, self.train_config.data_dir, "--eval_dir")
         # One evaluator per eval dir, for its whole life (see trainkit.rundir).
         self._hold = rundir.hold(eval_config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         try:
@@ -296,7 +297,9 @@ class Evaluator:
                         self.config.train_dir, self.run_id or "a run without an id", target)
 
     def _writing(self):
-        """A context in which failing to write the evaluator's own outputs is a UserError."""
+        """A context in which failing to write the evaluator's own outputs is a UserError,
+        entered only while the eval dir's lock is still this evaluator's."""
+        self._hold.check()
         return _OwnWrites(self.config.eval_dir)
 
     # -- which checkpoints ---------------------------------------------------------
@@ -532,7 +535,10 @@ class Evaluator:
                           "precision_at_1": record[SELECTED_ON]["precision_at_1"],
                           "selected_on": SELECTED_ON,
                           "test_precision_at_1": record["precision_at_1"],
-                          "checkpoint": prefix, "source": record["checkpoint"],
+                          # Relative to the train dir: true of a copied or moved run too.
+                          "checkpoint": rundir.relative_to(prefix, self.config.train_dir),
+                          "source": rundir.relative_to(record["checkpoint"],
+                                                       self.config.train_dir),
                           "run_id": self.run_id, "wall_time": record["wall_time"]})
         for name in old:
             if rundir.step_of_file(name) is not None and not name.startswith(base + "."):
@@ -679,7 +685,8 @@ class Evaluator:
         if best:
             line += (f"; best on validation: step {best['step']:,}, validation "
                      f"{100 * best['precision_at_1']:.2f}%, test "
-                     f"{100 * best['test_precision_at_1']:.2f}% ({best['checkpoint']}")
+                     f"{100 * best['test_precision_at_1']:.2f}% "
+                     f"({fs.join(self.config.train_dir, best['checkpoint'])}")
             if self.classifier:
                 line += f", exported to {fs.join(self.best_dir, export.SAVED_MODEL_DIR)}"
             line += ")"

@@ -15,6 +15,7 @@ the dataset (``trainkit.registry.load``) only once those checks pass.
 """
 
 import dataclasses
+import datetime
 import os
 import sys
 import textwrap
@@ -322,7 +323,44 @@ def train_config(spec):
             options[name] = f[name].value
     values.update(preset=preset_name, dataset=spec.name, resume=f.resume, options=options,
                   model=spec.canonical_model(values["model"]))
+    if saved:
+        values["history"] = _resume_history(f.train_dir, saved, values)
     return config_lib.TrainConfig(**values)
+
+
+# What a resume may differ in without it being a change of the run's settings.
+NOT_SETTINGS = ("resume", "history", "run_id", "class_names")
+
+
+def _resume_history(train_dir, saved, values):
+    """The run's history of resumes (config.json's ``history``) with this one appended when
+    it changes settings; each change said in one line."""
+    def differ(a, b):
+        plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+        return plain(a) != plain(b)
+
+    changed = {name: [saved[name], value] for name, value in values.items()
+               if name in saved and name not in NOT_SETTINGS and name != "options"
+               and differ(value, saved[name])}
+    old_options = saved.get("options", {})
+    changed.update({name: [old_options.get(name), value]
+                    for name, value in values["options"].items()
+                    if name in old_options and differ(value, old_options[name])})
+    history = list(saved.get("history") or [])
+    if not changed:
+        return history
+    steps = rundir.checkpoint_steps(train_dir)
+    for name, (old, new) in sorted(changed.items()):
+        logging.info("Resuming with --%s=%s (the run had %s)", name, _flag_value(new),
+                     _flag_value(old))
+    return history + [{"resumed_at_step": steps[-1] if steps else 0,
+                       "time": datetime.datetime.now().astimezone().isoformat(
+                           timespec="seconds"),
+                       "changed": changed}]
+
+
+def _flag_value(value):
+    return ",".join(value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def define_eval_flags(spec):
@@ -415,6 +453,7 @@ def run_trainer(spec):
         if config_lib.cluster_role() == "evaluate":
             return evaluate(spec, cluster_eval_config(config))
         config_lib.check_cluster(config)
+        rundir.check_apart(config.train_dir, config.data_dir)  # before a .lock is written
         chief = config_lib.is_chief(config)
         # A live run's trainer is named first; a new dir is made only once all is checked.
         held = chief and rundir.hold(config.train_dir, "trainer", create=False)
@@ -461,7 +500,9 @@ def evaluate(spec, config):
     loads meanwhile), takes its CPU share, pins the device, then polls or runs once."""
     ready = config.run_once or fs.exists(fs.join(config.train_dir, config_lib.CONFIG_FILE))
     if ready:
-        check_run(config.train_dir, spec, "eval")
+        run_config = check_run(config.train_dir, spec, "eval")
+        rundir.check_apart(config.eval_dir, config.data_dir or run_config.data_dir,
+                           "--eval_dir")
         rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
     load_tensorflow()
     from trainkit import devices, evaluator
@@ -610,11 +651,20 @@ def run(main, positional=False, on_interrupt=None):
     app.run(guarded, flags_parser=_parse_flags)
 
 
+# Flags that name a file or folder: a file:// URI in them is taken as the local path.
+PATH_FLAGS = ("train_dir", "data_dir", "eval_dir", "export_dir", "saved_model", "checkpoint")
+
+
 def _parse_flags(argv):
-    """absl's flag parsing, with a wrong flag or value as one line and exit code 2."""
+    """absl's flag parsing, with a wrong flag or value as one line and exit code 2; a
+    ``file://`` path becomes the local path it names (``fs.local``)."""
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
+        rest = flags.FLAGS(argv)
+        for name in PATH_FLAGS:
+            if name in flags.FLAGS and isinstance(flags.FLAGS[name].value, str):
+                setattr(flags.FLAGS, name, fs.local(flags.FLAGS[name].value))
+        return rest
+    except (flags.Error, ValueError) as e:
         sys.stderr.write(f"error: {e}; --help lists the flags\n")
         sys.exit(2)
 

@@ -33,6 +33,19 @@ def is_remote(path):
     return "://" in str(path)
 
 
+def local(path):
+    """A ``file://`` URI as the local path it names, any other path as it is: the local disk
+    has one spelling, so that one lock, one set of checks and ``flock`` meet every name of
+    a dir. ValueError for a ``file://`` URI of another host."""
+    if not isinstance(path, str) or not path.startswith("file://"):
+        return path
+    host, _, rest = path[len("file://"):].partition("/")
+    if host not in ("", "localhost"):
+        raise ValueError(f"{path} names a file on host {host!r}; a file:// path must be on "
+                         "this machine (file:///PATH)")
+    return "/" + rest
+
+
 _plugins = []  # whether the filesystem plugins were looked for
 
 

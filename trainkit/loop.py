@@ -287,7 +287,8 @@ class Validator:
         improved = self.best.improves(precision)
         if improved:
             path = _write_checkpoint(self.manager, step)
-            self.best.record({"step": step, "precision_at_1": precision, "checkpoint": path,
+            self.best.record({"step": step, "precision_at_1": precision,
+                              "checkpoint": rundir.relative_to(path, self.config.train_dir),
                               "num_examples": self.num_examples,
                               "selected_on": "validation", "run_id": self.config.run_id})
         return score, improved
@@ -533,17 +534,38 @@ class Trainer:
 
     def _check_finite(self):
         bad = int(self.nonfinite_step.numpy())
-        if bad:
-            raise errors.UserError(
-                f"the loss became NaN or infinite at step {bad}; stopped without saving it "
-                f"(the newest checkpoint, step {self.checkpointer.last_saved or 'none'}, holds "
-                "finite values): lower --learning_rate and --resume, or start again")
+        if not bad:
+            return
+        saved = self.checkpointer.last_saved
+        if saved is None:
+            fix = ("no checkpoint was saved before it: start again (a new --train_dir, or this "
+                   "one emptied) with a lower --learning_rate")
+        else:
+            fix = (f"the newest checkpoint, step {saved}, holds finite values: --resume "
+                   "--learning_rate=LOWER continues from it")
+        raise errors.UserError(f"the loss became NaN or infinite at step {bad}; stopped "
+                               f"without saving it; {fix}")
+
+    def _check_writes(self):
+        """UserError if this trainer no longer holds its train dir's lock (see
+        ``rundir.Hold.check``): nothing may be written then."""
+        if self._hold:
+            self._hold.check()
+
+    def _check_before_write(self):
+        self._check_finite()
+        self._check_writes()
 
     def _save(self, step):
-        """Saves a checkpoint at ``step`` unless the loss went non-finite."""
-        self._check_finite()
+        """Saves a checkpoint at ``step`` unless the loss went non-finite or the dir's lock
+        is no longer this trainer's."""
+        self._check_before_write()
         path = _write_checkpoint(self.manager, step)
         logging.info("Saved checkpoint %s", path)
+
+    def _write_summaries(self, step, *outputs):
+        self._check_writes()
+        self._summarize(step, *outputs)
 
     def run(self):
         """Trains until ``max_steps``, saves, writes DONE; returns the final step.
@@ -584,11 +606,11 @@ class Trainer:
         step_actions = [progress]
         if chief:
             step_actions.append(actions.WriteSummaries(config.save_summaries_steps, start,
-                                                       self._summarize))
+                                                       self._write_summaries))
         if self.validator:
             step_actions.append(actions.Validate(config.validate_every_steps, start,
                                                  self.validator, self._validation_writer,
-                                                 progress, self._check_finite))
+                                                 progress, self._check_before_write))
         stop_watch = actions.WatchStopRequest(fs.join(config.train_dir, STOP_FILE), start)
 
         if self._iterator is None:
@@ -619,6 +641,7 @@ class Trainer:
         if stopping:
             logging.info("Stopping early at step %d: %s", current, stopping)
         if chief:
+            self._check_writes()
             fs.write_atomic(fs.join(config.train_dir, DONE_FILE), f"{current}\n")
         logging.info("%s", self._summary(current, time.monotonic() - started, outputs))
         return current
@@ -638,7 +661,8 @@ class Trainer:
         best = self.validator.best.value if self.validator else None
         if best:
             line += (f"; best validation precision @ 1 {100 * best['precision_at_1']:.2f}% at "
-                     f"step {best['step']} ({best['checkpoint']})")
+                     f"step {best['step']} "
+                     f"({fs.join(self.config.train_dir, best['checkpoint'])})")
         if self.distribution.is_chief:
             return line + f"; wrote {fs.join(self.config.train_dir, DONE_FILE)}"
         return line + f" ({self.distribution.task})"

@@ -65,11 +65,12 @@ EXPORT_INFO_FILE = "classifier.json"  # beside an export's saved_model.pb
 EXPORT_FORMAT = "trainkit-classifier/1"  # in classifier.json: what wrote the folder
 # What tf.saved_model.save writes, and classifier.json: all an export folder may hold.
 EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", EXPORT_INFO_FILE}
+EXPORT_ASSET = "class_names.txt"  # the one file of an export's assets/
 
 # A lease (see Lease) lasts this long unless renewed; it is renewed every third of it.
 LEASE_SECS = float(os.environ.get("TRAINKIT_LEASE_SECS", "60"))
 
-_held = {}  # realpath of a locked dir -> [file descriptor or Lease, holds]
+_held = {}  # realpath of a locked dir -> its _Lock
 
 
 # -- one writer per dir ------------------------------------------------------------
@@ -104,8 +105,10 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
 
     Raises UserError naming the holder if another process holds it, or if
     the directory cannot be made. Holding the same dir again in this process
-    only counts (``release`` the same number of times).
+    only counts (``release`` the same number of times). A ``file://`` URI is
+    the local dir it names (``fs.local``): every spelling meets one ``flock``.
     """
+    directory = fs.local(directory)
     check_path(directory, what)
     try:
         if not create and not fs.isdir(directory):
@@ -118,51 +121,110 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
                                f"choose a writable {what}") from None
     key = fs.realpath(directory)
     if key in _held:
-        _held[key][1] += 1
+        _held[key].count += 1
         return Hold(key)
     path = fs.join(directory, LOCK_FILE)
+    lock = _Lock(path, directory, role, noun)
     if fs.is_remote(directory):
-        lease = Lease(path, _holder(role))
+        lock.lease = Lease(path, _holder(role))
         try:
-            lease.acquire()
+            lock.lease.acquire()
         except LeaseTaken as e:
-            raise errors.UserError(
-                f"{noun} {directory} is in use by {_describe(e.holder)}; wait for it to end "
-                f"(a stopped holder's lease runs out {LEASE_SECS:.0f} s after its last "
-                f"renewal) or stop it, or choose another {what}") from None
+            raise errors.UserError(f"{noun} {directory} is in use by {_describe(e.holder)}; "
+                                   + _lease_hint(e.holder, directory, what)) from None
         except fs.Unreachable:
             raise
         except OSError as e:
             raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
                                    f"choose a writable {what}") from None
-        _held[key] = [lease, 1]
-        return Hold(key)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
-                               f"choose a writable {what}") from None
-    if fcntl is not None:
+    else:
+        lock.fd = _flock(path, directory, role, noun, what)
+    _held[key] = lock
+    return Hold(key)
+
+
+def _flock(path, directory, role, noun, what):
+    """An open descriptor of ``path`` holding its exclusive ``flock``, with the holder written
+    in it. The file is locked only once it is the one the path names (a ``.lock`` deleted
+    or replaced in between is opened again)."""
+    while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise errors.UserError(
-                f"{noun} {directory} is in use by {_holder_text(path)}; wait for it to end "
-                f"or stop it, or choose another {what}") from None
-        except OSError as e:  # a file system without flock
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            print(f"warning: {directory} cannot be locked here ({e.strerror}); make sure no "
-                  f"other {role} uses it", file=sys.stderr)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
+                                   f"choose a writable {what}") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise errors.UserError(
+                    f"{noun} {directory} is in use by {_holder_text(path)}; wait for it to end "
+                    f"or stop it, or choose another {what}") from None
+            except OSError as e:  # a file system without flock
+                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                print(f"warning: {directory} cannot be locked here ({e.strerror}); make sure "
+                      f"no other {role} uses it", file=sys.stderr)
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # locked a file that was just deleted or replaced: lock the new one
     holder = json.dumps(_holder(role)) + "\n"
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
     except OSError:
         pass  # the lock holds without its description
-    _held[key] = [fd, 1]
-    return Hold(key)
+    return fd
+
+
+def _same_file(fd, path):
+    """Whether open descriptor ``fd`` is the file ``path`` names now."""
+    try:
+        now, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _lease_hint(holder, directory, what):
+    """What to do about a lease another process holds: wait, or, for one renewed by a clock
+    ahead of ours (which would never run out here), check that its holder is gone and
+    release it."""
+    try:
+        ahead = float(holder["renewed"]) - time.time()
+    except (KeyError, TypeError, ValueError):
+        ahead = 0.0
+    if ahead > LEASE_SECS:
+        return (f"its last renewal is {ahead:.0f} s ahead of this host's clock (the hosts' "
+                "clocks differ), so it will not run out here: if that holder is gone, release "
+                f"the dir with 'python -m trainkit.rundir release {directory}' and start again")
+    return (f"wait for it to end (a stopped holder's lease runs out {LEASE_SECS:.0f} s after "
+            f"its last renewal) or stop it, or choose another {what}")
+
+
+class _Lock:
+    """What ``hold`` keeps of a dir it locked: its ``flock``'s descriptor or its lease, and
+    how many holds this process has on it."""
+
+    def __init__(self, path, directory, role, noun):
+        self.path, self.directory, self.role, self.noun = path, directory, role, noun
+        self.fd = self.lease = None
+        self.count = 1
+
+    def still_held(self):
+        """Whether the dir's lock is still this one: the same file for a ``flock`` (not
+        deleted, not replaced), the same token for a lease."""
+        if self.lease is not None:
+            current = self.lease.read()
+            return current is not None and current.get("token") == self.lease.holder["token"]
+        return _same_file(self.fd, self.path)
+
+    def close(self):
+        if self.lease is not None:
+            self.lease.release()
+        else:
+            os.close(self.fd)  # closing the descriptor unlocks
 
 
 class LeaseTaken(Exception):
@@ -207,6 +269,14 @@ class Lease:
 
     def expired(self, current, now=None):
         now = time.time() if now is None else now
+        if "renewed" not in current and "pid" in current:
+            # A flock holder's record (the dir reached through a scheme here and as a
+            # local path by its holder): taken over only if that process is gone.
+            try:
+                return (current["host"] == socket.gethostname()
+                        and not _alive(int(current["pid"])))
+            except (KeyError, TypeError, ValueError):
+                return False
         try:
             if now > float(current["renewed"]) + float(current["lease_secs"]):
                 return True
@@ -297,24 +367,39 @@ def check_path(path, what):
 
 
 class Hold:
-    """A lock taken by ``hold``; ``release()`` gives it back (the last release unlocks)."""
+    """A lock taken by ``hold``; ``check()`` before each write that the dir is still this
+    process's; ``release()`` gives it back (the last release unlocks)."""
 
     def __init__(self, key):
         self._key = key
         self._released = False
 
+    def check(self):
+        """UserError when the dir's lock was deleted or replaced since it was taken (a
+        ``.lock`` removed by hand, a lease taken over): another process may write there
+        now, so the holder must stop before it writes anything."""
+        lock = _held.get(self._key)
+        if self._released or lock is None or lock.still_held():
+            return
+        now = _holder_text(lock.path)
+        raise errors.UserError(
+            f"the lock of {lock.noun} {lock.directory} ({lock.path}) was deleted or replaced "
+            f"while this {lock.role} held it" + (
+                f" (it now names {now})" if "details are not written" not in now else "")
+            + f": another process may write there now, so this {lock.role} stopped without "
+            "writing; once no other process uses the dir, start again"
+            + (" with --resume (the steps since the last checkpoint are lost)"
+               if lock.role == "trainer" else ""))
+
     def release(self):
         if self._released or self._key not in _held:
             return
         self._released = True
-        entry = _held[self._key]
-        entry[1] -= 1
-        if entry[1] == 0:
+        lock = _held[self._key]
+        lock.count -= 1
+        if lock.count == 0:
             del _held[self._key]
-            if isinstance(entry[0], Lease):
-                entry[0].release()
-            else:
-                os.close(entry[0])  # closing the descriptor unlocks
+            lock.close()
 
 
 # -- checkpoints found by their files -------------------------------------------------
@@ -424,6 +509,16 @@ def read_json(path, fix):
             f"cannot read {path} ({getattr(e, 'strerror', None) or e}); {fix}") from None
 
 
+def relative_to(path, root):
+    """``path`` relative to folder ``root`` (``ckpt-50``, ``eval/best/ckpt-50``), so that a
+    record naming it stays true when the run is copied or moved; as it is when it cannot
+    be made relative (another filesystem)."""
+    if fs.is_remote(path) or fs.is_remote(root):
+        prefix = fs.normpath(root).rstrip("/") + "/"
+        return path[len(prefix):] if fs.normpath(path).startswith(prefix) else path
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+
+
 def read_best(path):
     """A ``best.json`` (the record of a best checkpoint) or None if there is none;
     UserError if it is not one this toolkit wrote."""
@@ -476,8 +571,8 @@ def dataset_of(train_dir):
 
 def is_export(directory):
     """Whether ``directory`` is a SavedModel folder written by ``trainkit.export.save``:
-    classifier.json of this toolkit beside saved_model.pb, and nothing an export does
-    not hold."""
+    classifier.json of this toolkit beside saved_model.pb, and, at any depth, nothing an
+    export does not write (``export_strays``)."""
     try:
         names = set(fs.listdir(directory))
         with open_regular(fs.join(directory, EXPORT_INFO_FILE)) as f:
@@ -487,7 +582,59 @@ def is_export(directory):
     # Exports made before EXPORT_FORMAT was written carry these fields.
     ours = isinstance(info, dict) and (info.get("format") == EXPORT_FORMAT or {
         "class_names", "input", "checkpoint", "step"} <= set(info))
-    return ours and "saved_model.pb" in names and names <= EXPORT_ENTRIES
+    return ours and "saved_model.pb" in names and not export_strays(directory)
+
+
+_EXPORT_VARIABLES_RE = re.compile(r"^variables\.(index|data-\d+-of-\d+)$")
+
+
+def export_strays(directory):
+    """The files and folders in ``directory`` (relative paths, at any depth) that an export
+    does not write: what replacing it would delete."""
+    strays = []
+    for name in sorted(fs.listdir(directory)):
+        path = fs.join(directory, name)
+        if name not in EXPORT_ENTRIES:
+            strays.append(name)
+        elif name in ("variables", "assets"):
+            if not fs.isdir(path):
+                strays.append(name)
+                continue
+            for inner in sorted(fs.listdir(path)):
+                expected = (_EXPORT_VARIABLES_RE.match(inner) if name == "variables"
+                            else inner == EXPORT_ASSET)
+                if not expected or fs.isdir(fs.join(path, inner)):
+                    strays.append(f"{name}/{inner}")
+        elif fs.isdir(path):
+            strays.append(name)
+    return strays
+
+
+def within(path, folder):
+    """Whether ``path`` is ``folder`` or inside it, by resolved paths (symbolic links and
+    relative spellings followed; a path with a scheme by its normalized form)."""
+    if fs.is_remote(path) != fs.is_remote(folder):
+        return False
+    path, folder = fs.realpath(path).rstrip("/"), fs.realpath(folder).rstrip("/")
+    return path == folder or path.startswith(folder + "/")
+
+
+def check_apart(train_dir, data_dir, what="--train_dir"):
+    """UserError when a run's dir and its data dir overlap: one equal to, inside, or holding
+    the other. The run's files (checkpoints, train/, eval/) would mix with the data, and a
+    dataset that reads folders (images' class folders, train/ and test/) would take them
+    for data."""
+    if not data_dir:
+        return
+    if within(train_dir, data_dir):
+        how = "is" if fs.realpath(train_dir) == fs.realpath(data_dir) else "is inside"
+    elif within(data_dir, train_dir):
+        how = "holds"
+    else:
+        return
+    raise errors.UserError(
+        f"{what}={train_dir} {how} the data dir {data_dir}: the run's files would mix with "
+        f"the data; choose a {what} outside the data dir")
 
 
 def check_export_dir(export_dir, train_dir, data_dir):
@@ -501,6 +648,11 @@ def check_export_dir(export_dir, train_dir, data_dir):
             raise errors.UserError(
                 f"--export_dir={export_dir} {where}; an export there would replace it: choose "
                 "a new folder (the default is TRAIN_DIR/export)")
+    if data_dir and within(export_dir, data_dir):
+        raise errors.UserError(
+            f"--export_dir={export_dir} is inside the run's data dir {data_dir}; an export "
+            "there would mix with the data: choose a folder outside it (the default is "
+            "TRAIN_DIR/export)")
     check_path(export_dir, "--export_dir")
     if not fs.exists(export_dir):
         return
@@ -509,8 +661,14 @@ def check_export_dir(export_dir, train_dir, data_dir):
     names = sorted(fs.listdir(export_dir))
     if not names or is_export(export_dir):
         return
+    strays = export_strays(export_dir)
     if CONFIG_FILE in names or checkpoint_steps(export_dir):
         what = "a train dir (config.json, checkpoints)"
+    elif EXPORT_INFO_FILE in names and "saved_model.pb" in names:
+        what = ("an earlier export holding files an export does not write (" + ", ".join(
+            strays[:3]) + (", ..." if len(strays) > 3 else "") + "), which replacing it "
+                "would delete; move them out first, or")
+        raise errors.UserError(f"--export_dir={export_dir} is {what} choose another folder")
     else:
         what = "not an export of this toolkit (it holds " + ", ".join(names[:3]) + (
             ", ..." if len(names) > 3 else "") + ")"
@@ -588,14 +746,42 @@ def move_previous_run(directory, other, keep=()):
     return target
 
 
+def release(directory):
+    """Removes ``directory``'s lock file, for a holder that is gone but whose lease cannot
+    run out here (its host's clock is ahead). A local dir whose ``flock`` a live process
+    holds is refused. Returns what the lock file said."""
+    directory = fs.local(directory)
+    path = fs.join(directory, LOCK_FILE)
+    if not fs.exists(path):
+        raise errors.UserError(f"{directory} has no lock file ({LOCK_FILE}): nothing to release")
+    said = _holder_text(path)
+    if not fs.is_remote(directory) and fcntl is not None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise errors.UserError(f"{directory} is in use by {said}: it holds its lock; "
+                                   "stop it instead") from None
+        finally:
+            os.close(fd)
+    fs.remove(path)
+    return said
+
+
 def main(argv):
     """``python -m trainkit.rundir dataset DIR``: prints the dataset of the run in DIR
-    (nothing if there is none); the Makefile's way to find it without TensorFlow."""
-    if len(argv) != 3 or argv[1] != "dataset":
-        sys.stderr.write("usage: python -m trainkit.rundir dataset TRAIN_DIR\n")
+    (nothing if there is none); the Makefile's way to find it without TensorFlow.
+    ``python -m trainkit.rundir release DIR``: removes the lock of a dir whose holder is
+    gone (check that first) but whose lease cannot run out here."""
+    if len(argv) != 3 or argv[1] not in ("dataset", "release"):
+        sys.stderr.write("usage: python -m trainkit.rundir dataset TRAIN_DIR\n"
+                         "       python -m trainkit.rundir release DIR\n")
         return 2
     try:
-        print(dataset_of(argv[2]) or "")
+        if argv[1] == "release":
+            print(f"released {argv[2]}: its lock named {release(argv[2])}")
+        else:
+            print(dataset_of(argv[2]) or "")
     except errors.UserError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
