@@ -258,17 +258,6 @@ def test_step_ab_ratios_are_per_round_and_within_noise_only_when_the_quartiles_h
     assert rows[2]["within_noise"]
 
 
-def test_step_ab_says_in_one_line_which_setting_is_wrong(mnist_data):
-    result = subprocess.run(
-        [sys.executable, os.path.join(helpers.REPO, "scripts", "step_ab.py"), "--dataset=mnist",
-         f"--data_dir={mnist_data}", "--rounds=1", "--setting=--validation_size=100",
-         "--setting=--validation_size=100 --batch_sise=8"],
-        capture_output=True, text=True, timeout=300, env=helpers.cli_env(), cwd=helpers.REPO)
-    assert result.returncode == 2
-    lines = helpers.error_lines(result.stderr)
-    assert len(lines) == 1 and "batch_sise" in lines[0], result.stderr[-2000:]
-
-
 def test_step_parts_times_each_part_of_the_real_step(mnist_data):
     result = subprocess.run(
         [sys.executable, os.path.join(helpers.REPO, "scripts", "step_parts.py"),
@@ -324,11 +313,14 @@ def test_step_parts_shares_and_ceiling():
     assert abs(report["ours_over_keras"]["median"] - 1.1) < 1e-12
 
 
-def test_step_parts_says_in_one_line_which_flag_is_wrong(mnist_data):
+@pytest.mark.parametrize("script, flags", [
+    ("step_ab.py", ["--setting=--validation_size=100",
+                    "--setting=--validation_size=100 --batch_sise=8"]),
+    ("step_parts.py", ["--flags=--validation_size=100 --batch_sise=8"])])
+def test_the_step_rigs_say_in_one_line_which_flag_is_wrong(mnist_data, script, flags):
     result = subprocess.run(
-        [sys.executable, os.path.join(helpers.REPO, "scripts", "step_parts.py"),
-         "--dataset=mnist", f"--data_dir={mnist_data}", "--rounds=1",
-         "--flags=--validation_size=100 --batch_sise=8"],
+        [sys.executable, os.path.join(helpers.REPO, "scripts", script), "--dataset=mnist",
+         f"--data_dir={mnist_data}", "--rounds=1", *flags],
         capture_output=True, text=True, timeout=300, env=helpers.cli_env(), cwd=helpers.REPO)
     assert result.returncode == 2
     lines = helpers.error_lines(result.stderr)

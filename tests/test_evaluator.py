@@ -37,6 +37,27 @@ def steps_in(eval_dir):
             if "skipped" not in r]
 
 
+def eval_all(train_dir, *extra):
+    """The evaluator over every checkpoint of ``train_dir`` (a finished run), exit 0."""
+    result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--eval_policy=all",
+                             "--eval_interval_secs=0", *extra)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def evaluator_scoring(train_dir, eval_dir, batch_size, scored):
+    """An evaluator of every checkpoint of ``train_dir``, started and left running once it
+    has scored ``scored`` of them; returns it and its arguments."""
+    args = [f"--train_dir={train_dir}", f"--eval_dir={eval_dir}", "--eval_policy=all",
+            "--eval_interval_secs=0", f"--eval_batch_size={batch_size}"]
+    process = helpers.start_cli("mnist.eval", *args)
+    deadline = time.monotonic() + 120
+    while len(steps_in(eval_dir)) < scored:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    return process, args
+
+
 def skipped_in(eval_dir):
     return {r["step"]: r["skipped"]
             for r in summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
@@ -77,10 +98,7 @@ def test_best_is_chosen_on_validation_and_its_test_figure_reported(tmp_path, fiv
     """Validation selects, test reports: best/, its export and the summary follow the highest
     validation precision; every record carries both splits."""
     eval_dir = str(tmp_path / "eval")
-    result = helpers.run_cli("mnist.eval", f"--train_dir={five_checkpoints}",
-                             f"--eval_dir={eval_dir}", "--eval_policy=all",
-                             "--eval_interval_secs=0")
-    assert result.returncode == 0, result.stderr
+    result = eval_all(five_checkpoints, f"--eval_dir={eval_dir}")
     records = summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
     assert [r["step"] for r in records] == [10, 20, 30, 40, 50]
     for record in records:
@@ -111,9 +129,7 @@ def test_a_run_without_validation_has_no_best(tmp_path, mnist_data):
     train_dir = str(tmp_path / "run")
     train(train_dir, mnist_data, "--max_steps=30", "--save_checkpoint_steps=10",
           "--validation_size=0")
-    result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--eval_policy=all",
-                             "--eval_interval_secs=0")
-    assert result.returncode == 0, result.stderr
+    result = eval_all(train_dir)
     records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10, 20, 30]
     assert all("validation" not in r and r["selected_on"] is None for r in records)
@@ -151,13 +167,7 @@ def test_every_checkpoint_is_scored_or_named_as_skipped(tmp_path, five_checkpoin
 
 def test_one_ctrl_c_while_scoring_ends_the_evaluator_cleanly(tmp_path, five_checkpoints):
     eval_dir = str(tmp_path / "eval")
-    args = [f"--train_dir={five_checkpoints}", f"--eval_dir={eval_dir}", "--eval_policy=all",
-            "--eval_interval_secs=0", "--eval_batch_size=1"]
-    process = helpers.start_cli("mnist.eval", *args)
-    deadline = time.monotonic() + 120
-    while not steps_in(eval_dir):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.05)
+    process, args = evaluator_scoring(five_checkpoints, eval_dir, batch_size=1, scored=1)
     process.send_signal(signal.SIGINT)  # during the second checkpoint's 350 batches
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 130, out
@@ -196,9 +206,7 @@ def test_eval_policy_all_scores_every_retained_checkpoint(tmp_path, mnist_data):
     train_dir = str(tmp_path / "run")
     train(train_dir, mnist_data, "--max_steps=50", "--save_checkpoint_steps=10",
           "--max_to_keep=3")
-    result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}", "--eval_policy=all",
-                             "--eval_interval_secs=0")
-    assert result.returncode == 0, result.stderr
+    eval_all(train_dir)
     assert steps_in(os.path.join(train_dir, "eval")) == [30, 40, 50]
     # latest (the default) takes only the newest
     result = helpers.run_cli("mnist.eval", f"--train_dir={train_dir}",
@@ -208,13 +216,7 @@ def test_eval_policy_all_scores_every_retained_checkpoint(tmp_path, mnist_data):
 
 def test_killed_evaluator_restarts_without_repeating(tmp_path, five_checkpoints):
     eval_dir = str(tmp_path / "eval")
-    args = [f"--train_dir={five_checkpoints}", f"--eval_dir={eval_dir}", "--eval_policy=all",
-            "--eval_interval_secs=0", "--eval_batch_size=10"]
-    first = helpers.start_cli("mnist.eval", *args)
-    deadline = time.monotonic() + 90
-    while len(steps_in(eval_dir)) < 2:
-        assert time.monotonic() < deadline and first.poll() is None
-        time.sleep(0.05)
+    first, args = evaluator_scoring(five_checkpoints, eval_dir, batch_size=10, scored=2)
     first.send_signal(signal.SIGKILL)
     first.communicate()
     done_before = steps_in(eval_dir)

@@ -192,7 +192,7 @@ class Checkpointer:
         self._clock_periodic.start(start_step)
         self._save, self._agree = save, agree
         self.last_saved = start_step if resumed else None
-        self.signals = _StopSignals()
+        self.signals = StopSignals()
 
     def after_step(self, step, stop_requested):
         """Saves if due; returns (the interruption, by name, or None; the stop request as
@@ -221,8 +221,9 @@ class Checkpointer:
             self.save(step)
 
 
-class _StopSignals:
-    """While active, SIGTERM/SIGINT only set ``received``; a second SIGINT aborts at once."""
+class StopSignals:
+    """While active (``with``, in the main thread), SIGTERM/SIGINT only set ``received``;
+    a second SIGINT aborts at once. The evaluator's own kind overrides ``_handle``."""
 
     def __init__(self):
         self.received = None

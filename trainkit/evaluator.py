@@ -50,6 +50,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from trainkit import actions
 from trainkit import best as best_lib
 from trainkit import checkpoints
 from trainkit import config as config_lib
@@ -145,15 +146,14 @@ def scored(records):
     return [record for record in records if "skipped" not in record]
 
 
-class StopSignals:
+class StopSignals(actions.StopSignals):
     """SIGINT and SIGTERM while the evaluator runs: between polls it stops at once; while
     it scores, after the current batch (``check``), so that no signal lands in the middle
     of a library's clean-up and is lost there. A second SIGINT stops at once."""
 
     def __init__(self):
-        self.received = None
+        super().__init__()
         self._waiting = False
-        self._previous = {}
 
     def _handle(self, signum, frame):
         del frame
@@ -178,19 +178,6 @@ class StopSignals:
             yield
         finally:
             self._waiting = False
-
-    def __enter__(self):
-        import threading
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-        return False
 
 
 class Evaluator:
@@ -557,8 +544,8 @@ class Evaluator:
         if not pngs:
             return
         paths = reports.write_pngs(self.config.eval_dir, pngs)
-        self.writers[REPORTED].pngs(step, {name[:-len(".png")]: png
-                                           for name, png in pngs.items()})
+        self.writers[REPORTED].images(step, {name[:-len(".png")]: png
+                                             for name, png in pngs.items()})
         logging.info("Wrote %s (step %s)", ", ".join(os.path.basename(p) for p in paths),
                      f"{step:,}")
 

@@ -118,15 +118,10 @@ class Writer:
                 histogram(name, value, step)
 
     def images(self, step, values):
+        """``values``: name -> uint8 images [N, H, W, C], or the bytes of one PNG file."""
         with self._tb.as_default(step=step):
             for name, value in values.items():
-                image(name, value, step)
-
-    def pngs(self, step, values):
-        """``values``: name -> the bytes of a PNG file."""
-        with self._tb.as_default(step=step):
-            for name, value in values.items():
-                png_image(name, value, step)
+                (png_image if isinstance(value, bytes) else image)(name, value, step)
 
     def record(self, values):
         """Appends one JSON line and makes it durable before returning."""
