@@ -16,7 +16,8 @@ ARGS ?=
 # Paths reach the commands through the environment, quoted: spaces, [ ] * ? stay literal.
 export TRAIN_DIR DATA_DIR
 # The preset `make train` runs: CIFAR-10's short one, 40 epochs (docs/results.md has how
-# long it takes); PRESET=tutorial is the tutorial's full 1,000,000 steps.
+# long it takes), as the quick start must finish on a CPU; `python -m cifar10.train` keeps
+# the tutorial's default, as the tutorial's command did. PRESET=tutorial is its 1,000,000 steps.
 PRESET ?= $(if $(filter cifar10,$(DATASET)),short)
 PRESET_FLAG = $(if $(PRESET),--preset=$(PRESET))
 # The commands word their hints as make commands ("make resume ...", not "--resume").

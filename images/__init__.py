@@ -11,18 +11,18 @@ count. ``SPEC`` is what the command line needs (no TensorFlow); the data is
 ``images.input.DATASET`` (see ``trainkit.dataset``).
 """
 
+import cifar10
 import trainkit  # noqa: F401  (sets up TensorFlow logging before it loads)
 from trainkit import dataset
 
 SPEC = dataset.DatasetSpec(
     name="images",
     models=("tutorial", "airbench94", "airbench95"),
-    # CIFAR-10's "short" preset: momentum and a cosine decay, for a CPU; set --max_steps
-    # for your data (an epoch is the training images / --batch_size steps).
-    defaults=dict(model="tutorial", batch_size=128, max_steps=10000, optimizer="momentum",
-                  momentum=0.9, learning_rate=0.02, lr_schedule="cosine",
-                  l2_regularization=0.004, moving_average_decay=0.9999,
-                  save_checkpoint_steps=0, save_checkpoint_secs=300),
+    # CIFAR-10's defaults under its "short" preset (momentum and a cosine decay, for a CPU);
+    # set --max_steps for your data (an epoch is the training images / --batch_size steps).
+    # The validation split is --validation_split's, not a count.
+    defaults={**cifar10.SPEC.defaults, **cifar10.SPEC.presets["short"], "max_steps": 10000,
+              "validation_size": 0},
     eval_interval_secs=60.0,
     options={
         **dataset.NETWORK_OPTIONS,

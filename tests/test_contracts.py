@@ -259,3 +259,20 @@ def test_images_reports_a_picture_it_cannot_read_by_name(tmp_path):
         f"{os.path.join(data_dir, 'train', 'green', 'broken.jpg')}: not a PNG, JPEG",
         "fix or remove them")
     assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
+def test_a_settings_declared_bounds_and_choices_hold_for_configs_not_from_flags(tmp_path):
+    """config.json and code build configs without flags: validate() applies each setting's
+    one declaration (its bounds and choices) to them too."""
+    from trainkit import config as config_lib
+    from trainkit import errors
+    base = dict(dataset="mnist", train_dir=str(tmp_path), data_dir=str(tmp_path), model="cnn")
+    config_lib.TrainConfig(**base).validate()
+    for change, words in [(dict(batch_size=0), "--batch_size must be at least 1, got 0"),
+                          (dict(label_smoothing=1.5), "--label_smoothing must be between"),
+                          (dict(optimizer="adagrad"), "--optimizer=adagrad is not one of"),
+                          (dict(learning_rate=0.0), "--learning_rate must be positive")]:
+        with pytest.raises(errors.UserError, match=words):
+            config_lib.TrainConfig(**base, **change).validate()
+    assert all(f.metadata["help"] and f.metadata["group"]
+               for f in config_lib.settings(config_lib.TrainConfig))

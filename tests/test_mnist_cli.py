@@ -176,15 +176,20 @@ def test_help_lists_every_flag_by_group_with_its_default(command):
     result = helpers.run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    groups = {"train": tk_flags.TRAIN_GROUPS, "eval": tk_flags.EVAL_GROUPS,
-              "export": tk_flags.EXPORT_GROUPS, "predict": tk_flags.PREDICT_GROUPS}
+    from trainkit import config as config_lib
     from trainkit import registry
+    kind = command.split(".")[1]
     spec = registry.spec(command.split(".")[0])
-    if command.endswith(".train"):
-        groups["train"] = tk_flags.train_groups(spec)
+    groups = {"export": dict(tk_flags.EXPORT_GROUPS), "predict": dict(tk_flags.PREDICT_GROUPS),
+              "train": {}, "eval": {}}
+    for kind_, cls in (("train", config_lib.TrainConfig), ("eval", config_lib.EvalConfig)):
+        for field in config_lib.settings(cls):  # each setting's flag, in its declared group
+            groups[kind_].setdefault(field.metadata["group"], []).append(field.name)
+    if kind == "train":
+        groups["train"][config_lib.DATA] += list(spec.options)
         assert (("--translate: " in out) == ("translate" in spec.options)
                 and "--image_size: " not in out)  # only a dataset's own options
-    for heading, names in groups[command.split(".")[1]]:
+    for heading, names in groups[kind].items():
         assert f"\n{command}: {heading}:\n" in out
         for name in names:
             assert f"  --{name}: " in out or f"  --[no]{name}: " in out, name

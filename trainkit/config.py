@@ -35,59 +35,148 @@ RENAMED = {"schedule": "preset"}
 FORMER_TOP_LEVEL_OPTIONS = ("translate", "cutout")
 
 
+# The --help groups of the trainer's settings, in the order --help lists them.
+RUN, DATA, MODEL, SAVING, SPEED = ("the run", "data", "model and optimization",
+                                   "checkpoints, logs and validation", "speed and devices")
+
+
+def setting(default, help, group, lower=None, upper=None, choices=()):
+    """A setting's one declaration: its default, and its flag's help, ``--help`` group,
+    inclusive bounds and choices. The flags, ``--help`` and ``validate`` derive from it."""
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, group=group, lower=lower, upper=upper, choices=tuple(choices)))
+
+
+def settings(cls):
+    """The fields of ``cls`` that are settings (a flag each), in declaration order."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything the trainer needs; each field is a flag of the same name.
+    """Everything the trainer needs; each setting is a flag of the same name.
 
     The defaults here are every setting's default; a dataset overrides some
-    in its ``DatasetSpec.defaults`` (``trainkit.dataset``).
+    in its ``DatasetSpec.defaults`` and presets (``trainkit.dataset``).
     """
 
     dataset: str = ""
-    train_dir: str = ""
-    data_dir: str = ""
-    model: str = ""
-    batch_size: int = 128
-    max_steps: int = 10000
-    optimizer: str = "sgd"
-    learning_rate: float = 0.1
-    learning_rate_decay: float = 1.0
-    num_epochs_per_decay: float = 1.0
-    staircase: bool = True
-    momentum: float = 0.9
-    l2_regularization: float = 0.0
-    moving_average_decay: float = 0.999
-    log_frequency: int = 10
-    save_summaries_steps: int = 100
-    save_checkpoint_steps: int = 1000
-    save_checkpoint_secs: float = 0.0
-    max_to_keep: int = 5
-    seed: int = 0
-    resume: bool = False
-    validation_size: int = 0
-    data_mirrors: tuple = ()
-    lr_schedule: str = "exponential"
-    preset: str = ""
-    validate_every_steps: int = 0
-    early_stopping_steps: int = 0
-    deterministic: bool = False
-    warmup_steps: int = 0
-    warmup_from: float = 0.0
-    decay_to: float = 0.0
-    strategy: str = "default"
-    num_gpus: int = 0
-    cpu_replicas: int = 0
-    jit_compile: bool = False
-    steps_per_call: int = 10
-    label_smoothing: float = 0.0
-    moving_average_every_steps: int = 10
-    muon_learning_rate: float = 0.24
-    muon_momentum: float = 0.6
-    lookahead_every_steps: int = 0
-    lookahead_decay: float = 0.95
-    lookahead_start_steps: int = 0
-    lookahead_sync_steps: int = 0
-    precision: str = "float32"
+    preset: str = setting("", "Named set of training settings (flags given explicitly "
+                          "override it).", RUN)
+    train_dir: str = setting("", "Directory for checkpoints, config.json, summaries and DONE. "
+                             "A directory that already holds checkpoints needs --resume.", RUN)
+    resume: bool = setting(False, "Continue the run in --train_dir from its latest checkpoint.",
+                           RUN)
+    seed: int = setting(0, "Random seed for weights and data order.", RUN)
+    deterministic: bool = setting(
+        False, "TensorFlow op determinism and fixed seeds: a run stopped and resumed ends "
+        "bitwise equal to an uninterrupted one (slower on some ops).", RUN)
+    data_dir: str = setting("", "Directory holding the dataset files; missing files are "
+                            "downloaded there.", DATA)
+    data_mirrors: tuple = setting((), "Comma-separated base URLs to download the dataset from "
+                                  "when --data_dir lacks it (default: the official hosts).",
+                                  DATA)
+    validation_size: int = setting(
+        0, "Training examples held out as the validation split (not trained on), on which the "
+        "evaluator selects the best checkpoint; 0 = none: no best is chosen.", DATA, 0)
+    model: str = setting("", "Network architecture.", MODEL)
+    batch_size: int = setting(128, "Examples per training step.", MODEL, 1)
+    max_steps: int = setting(10000, "Global step (batches) at which training ends.", MODEL, 1)
+    optimizer: str = setting(
+        "sgd", "Optimizer: plain SGD, SGD with --momentum (heavy ball or Nesterov's), Adam, or "
+        "Muon (convolution kernels orthogonalized, see --muon_learning_rate; every other "
+        "weight by Nesterov's SGD).", MODEL, choices=OPTIMIZERS)
+    learning_rate: float = setting(0.1, "Initial learning rate.", MODEL, 0.0)
+    lr_schedule: str = setting(
+        "exponential", "exponential: x--learning_rate_decay every --num_epochs_per_decay "
+        "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps; linear: "
+        "straight down to --decay_to at --max_steps (with --warmup_steps, the one-cycle "
+        "triangle).", MODEL, choices=LR_SCHEDULES)
+    warmup_steps: int = setting(0, "Steps over which the learning rate ramps up linearly from "
+                                "--warmup_from; 0 = no warm-up.", MODEL, 0)
+    warmup_from: float = setting(
+        0.0, "The warm-up's learning rate at step 0, as a fraction of the schedule's; 0 = "
+        "from 1/--warmup_steps of it at the first step.", MODEL, 0.0, 1.0)
+    decay_to: float = setting(0.0, "--lr_schedule=linear: the learning rate at --max_steps, as "
+                              "a fraction of --learning_rate.", MODEL, 0.0, 1.0)
+    learning_rate_decay: float = setting(
+        1.0, "Factor the learning rate is multiplied by every --num_epochs_per_decay epochs "
+        "(1.0 = constant).", MODEL, 0.0)
+    num_epochs_per_decay: float = setting(1.0, "Epochs between learning-rate decays.", MODEL,
+                                          0.0)
+    staircase: bool = setting(True, "Decay the learning rate in steps (true) or continuously "
+                              "(false).", MODEL)
+    momentum: float = setting(0.9, "Momentum for --optimizer=momentum, nesterov and muon.",
+                              MODEL, 0.0)
+    muon_learning_rate: float = setting(
+        0.24, "--optimizer=muon: the convolution kernels' learning rate, on the same schedule "
+        "as --learning_rate (which the other weights take).", MODEL, 0.0)
+    muon_momentum: float = setting(0.6, "--optimizer=muon: the convolution kernels' Nesterov "
+                                   "momentum (the other weights take --momentum).", MODEL, 0.0,
+                                   1.0)
+    l2_regularization: float = setting(
+        0.0, "Weight of the L2 penalty (sum of squares / 2) on the model's regularized "
+        "weights, added to the loss; 0 turns it off.", MODEL, 0.0)
+    label_smoothing: float = setting(0.0, "Train on targets (1 - e) * one_hot + e / classes; "
+                                     "0 = plain labels.", MODEL, 0.0, 1.0)
+    moving_average_decay: float = setting(0.999, "Decay of the weights' exponential moving "
+                                          "average that the evaluator scores.", MODEL, 0.0, 1.0)
+    moving_average_every_steps: int = setting(
+        10, "Steps between moving-average updates, each with the decay raised to this power "
+        "(the same time constant, less memory traffic); 1 = every step, the tutorial's rule.",
+        MODEL, 1)
+    lookahead_every_steps: int = setting(
+        0, "Lookahead (airbench94's): every N steps the weights are pulled to a slow copy "
+        "that keeps --lookahead_decay**N x (step / --max_steps)**3 of itself; the run ends on "
+        "the slow weights. 0 = off.", MODEL, 0)
+    lookahead_decay: float = setting(0.95, "Per-step decay of the Lookahead pull at the end of "
+                                     "the run (see --lookahead_every_steps).", MODEL, 0.0, 1.0)
+    lookahead_start_steps: int = setting(0, "Lookahead pulls only after this step (airbench94: "
+                                         "3 epochs).", MODEL, 0)
+    lookahead_sync_steps: int = setting(
+        0, "Every N steps the weights are also set to Lookahead's slow copy (airbench94: at "
+        "each epoch's end); 0 = only at --max_steps.", MODEL, 0)
+    save_checkpoint_steps: int = setting(1000, "Steps between checkpoints; 0 = by time only.",
+                                         SAVING, 0)
+    save_checkpoint_secs: float = setting(0.0, "Seconds between checkpoints; 0 = by steps "
+                                          "only. The last step is always saved.", SAVING, 0.0)
+    max_to_keep: int = setting(5, "Checkpoints to keep; older ones are deleted.", SAVING, 1)
+    log_frequency: int = setting(10, "Steps between log lines (step, loss, examples/sec).",
+                                 SAVING, 1)
+    save_summaries_steps: int = setting(100, "Steps between TensorBoard summaries; 0 = never.",
+                                        SAVING, 0)
+    validate_every_steps: int = setting(
+        0, "Steps between scoring the averaged weights on the validation split; a new best is "
+        "saved in TRAIN_DIR/best_validation. 0 = never.", SAVING, 0)
+    early_stopping_steps: int = setting(
+        0, "Stop when validation precision has not improved for this many steps (the classic "
+        "tutorials' require_improvement); 0 = never.", SAVING, 0)
+    precision: str = setting(
+        "float32", "Arithmetic of the training step: float32; bfloat16 (convolutions and "
+        "matmuls on bfloat16, weights, slots, averages and checkpoints float32; fast only on "
+        "hardware with native bfloat16: AVX-512 BF16 or AMX CPUs, GPUs of compute capability "
+        "8.0+); auto: bfloat16 exactly there. The evaluator always scores in float32.", SPEED,
+        choices=PRECISIONS)
+    steps_per_call: int = setting(
+        10, "Training steps per call of the compiled step function (saves the per-call "
+        "dispatch; log lines, summaries, validation and step-based saves still land on their "
+        "exact steps). Signals and timed saves are handled between calls.", SPEED, 1)
+    jit_compile: bool = setting(False, "Compile the training step with XLA (tf.function("
+                                "jit_compile=True)). docs/speed.md has what it does on a CPU.",
+                                SPEED)
+    strategy: str = setting(
+        "default", "default: one device; mirrored: tf.distribute.MirroredStrategy over the "
+        "visible GPUs (or --cpu_replicas logical CPUs); multi_worker: "
+        "MultiWorkerMirroredStrategy across the processes named in TF_CONFIG (see "
+        "scripts/multi_worker.py). --batch_size stays the global batch.", SPEED,
+        choices=STRATEGIES)
+    num_gpus: int = setting(0, "The tutorial's multi-GPU switch: N > 0 means "
+                            "--strategy=mirrored over the first N GPUs; 0 = all visible GPUs "
+                            "with --strategy=mirrored.", SPEED, 0)
+    cpu_replicas: int = setting(
+        0, "With --strategy=mirrored on a machine without GPUs: split the CPU into N logical "
+        "devices, one replica each (for trying and testing multi-device training anywhere); "
+        "0 = no split.", SPEED, 0)
     # The settings only some datasets take, by name (``DatasetSpec.options``: the
     # airbench networks' translate and cutout, the images dataset's image_size...).
     options: dict = dataclasses.field(default_factory=dict)
@@ -107,27 +196,20 @@ class TrainConfig:
         self.class_names = tuple(self.class_names or ())
 
     def validate(self):
-        """Raises UserError for settings that no flag bound can express."""
-        if self.batch_size <= 0:
-            raise errors.UserError(f"--batch_size must be positive, got {self.batch_size}")
-        if self.max_steps <= 0:
-            raise errors.UserError(f"--max_steps must be positive, got {self.max_steps}")
+        """Raises UserError for a setting out of its declared bounds or choices, or for
+        settings that contradict each other."""
+        _check_bounds(self)
         if self.learning_rate <= 0:
             raise errors.UserError(f"--learning_rate must be positive, got {self.learning_rate}")
-        if not 0.0 <= self.moving_average_decay < 1.0:
+        if self.moving_average_decay >= 1.0:
             raise errors.UserError(
                 f"--moving_average_decay must be in [0, 1), got {self.moving_average_decay}")
-        if not 0.0 <= self.lookahead_decay <= 1.0:
-            raise errors.UserError(
-                f"--lookahead_decay must be in [0, 1], got {self.lookahead_decay}")
         if self.decay_to and self.lr_schedule != "linear":
             raise errors.UserError(f"--decay_to={self.decay_to:g} needs --lr_schedule=linear "
                                    f"(got {self.lr_schedule}); drop it or change the schedule")
         if self.warmup_from and not self.warmup_steps:
             raise errors.UserError(f"--warmup_from={self.warmup_from:g} needs --warmup_steps; "
                                    "set the warm-up's length or drop --warmup_from")
-        if self.max_to_keep < 1:
-            raise errors.UserError(f"--max_to_keep must be at least 1, got {self.max_to_keep}")
         return self
 
     def to_json(self):
@@ -186,29 +268,71 @@ def _has_type(value, kind):
     return isinstance(value, kind)
 
 
+def _check_bounds(config):
+    """UserError naming the first setting of ``config`` outside its declared bounds or
+    choices (a flag checks its own; config.json and code-built configs meet this)."""
+    for field in settings(type(config)):
+        value, meta = getattr(config, field.name), field.metadata
+        lower, upper = meta["lower"], meta["upper"]
+        if meta["choices"] and value not in meta["choices"]:
+            raise errors.UserError(f"--{field.name}={value} is not one of "
+                                   f"{', '.join(meta['choices'])}")
+        if (lower is not None and value < lower) or (upper is not None and value > upper):
+            span = (f"at least {lower}" if upper is None else
+                    f"at most {upper}" if lower is None else f"between {lower} and {upper}")
+            raise errors.UserError(f"--{field.name} must be {span}, got {value}")
+
+
+# The --help groups of the evaluator's settings.
+WHAT, WHEN, DEVICES = "what to evaluate", "when", "devices and priority"
+
+
 @dataclasses.dataclass
 class EvalConfig:
-    """Everything the evaluator needs beyond the trainer's config.json.
+    """Everything the evaluator needs beyond the trainer's config.json; each setting is a
+    flag of the same name (``eval_interval_secs``'s default is the dataset's)."""
 
-    ``eval_dir`` "" means ``TRAIN_DIR/eval`` (``eval_plain`` without test-time
-    augmentation); ``eval_interval_secs`` 0 polls without pausing.
-    """
-
-    train_dir: str
-    eval_dir: str = ""
-    data_dir: str = ""
-    eval_batch_size: int = 1000
-    eval_interval_secs: float = 300.0
-    run_once: bool = False
-    device: str = "cpu"
-    num_threads: int = 0
-    num_examples: int = 0
-    eval_policy: str = "latest"
-    timeout_secs: float = 0.0
-    early_stopping_evals: int = 0
-    priority: str = "normal"
-    export_best: bool = True
-    test_time_augmentation: bool = True
+    train_dir: str = setting("", "The trainer's --train_dir: the evaluator reads config.json "
+                             "and checkpoints from it.", WHAT)
+    eval_dir: str = setting("", "Where metrics.jsonl, best/ and the validation/ and test/ "
+                            "summaries go (default: TRAIN_DIR/eval; TRAIN_DIR/eval_plain with "
+                            "--notest_time_augmentation).", WHAT)
+    data_dir: str = setting("", "Dataset directory (default: the trainer's --data_dir from "
+                            "config.json).", WHAT)
+    num_examples: int = setting(0, "Score only the first N examples of each split; 0 = all of "
+                                "them.", WHAT, 0)
+    eval_batch_size: int = setting(1000, "Examples per evaluation batch (the last batch may be "
+                                   "smaller; every example counts once).", WHAT, 1)
+    test_time_augmentation: bool = setting(
+        True, "Score with the model's test-time augmentation where it has one (the airbench "
+        "networks: flips and one-pixel shifts); false scores its plain logits, by default into "
+        "TRAIN_DIR/eval_plain.", WHAT)
+    eval_interval_secs: float = setting(300.0, "Seconds between polls of the train dir for a "
+                                        "new checkpoint; 0 = without pausing.", WHEN, 0.0)
+    eval_policy: str = setting(
+        "latest", "latest: the newest checkpoint at each poll, as the tutorial (any older one "
+        "not yet scored is named as skipped); all: every checkpoint still on disk, in step "
+        "order.", WHEN, choices=EVAL_POLICIES)
+    run_once: bool = setting(False, "Score the newest checkpoint once, write the pictures, and "
+                             "exit.", WHEN)
+    timeout_secs: float = setting(0.0, "Exit when no new checkpoint has come for this many "
+                                  "seconds; 0 = wait until the trainer writes DONE.", WHEN, 0.0)
+    early_stopping_evals: int = setting(
+        0, "Ask the trainer to stop after this many evaluations without a new best validation "
+        "precision; 0 = never. Needs a validation split.", WHEN, 0)
+    export_best: bool = setting(True, "Export each new best checkpoint (by validation "
+                                "precision) as a SavedModel that takes raw images, in "
+                                "EVAL_DIR/best/saved_model.", WHEN)
+    device: str = setting("cpu", "cpu (default: off every GPU), gpu:N (only GPU N, memory "
+                          "grown as needed) or auto (TensorFlow's choice).", DEVICES)
+    num_threads: int = setting(0, "Cap on TensorFlow's intra/inter-op threads; 0 = "
+                               "TensorFlow's default.", DEVICES, 0)
+    priority: str = setting(
+        "normal", "The evaluator's CPU share beside other work. normal: an equal share, so "
+        "that it keeps up (a trainer on the same cores gives up a few percent); low: nice 19, a "
+        "small share; idle: only cores nothing else wants (Linux SCHED_IDLE and nice 19): a "
+        "trainer beside keeps its speed, but the evaluator falls behind, and any busy process "
+        "starves it. docs/speed.md has what each costs.", DEVICES, choices=PRIORITIES)
 
     def __post_init__(self):
         if not self.eval_dir:

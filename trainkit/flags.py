@@ -33,163 +33,67 @@ from trainkit import registry
 from trainkit import rundir
 
 def define_train_flags(spec):
-    """Defines the trainer's flags for dataset ``spec`` (a ``DatasetSpec``): its
-    defaults, models and ``--preset`` presets (flags given on the command line still
-    win over a preset); its options (``config.DATASET_OPTIONS``) only if it takes them."""
-    d = spec.default
-    dataset = spec.name
+    """Defines the trainer's flags for dataset ``spec`` (a ``DatasetSpec``), one per
+    setting of ``config.TrainConfig`` with the dataset's defaults, models and presets
+    (flags given on the command line still win over a preset), then one per option
+    the dataset takes (``spec.options``)."""
+    names = {
+        "preset": dict(default=next(iter(spec.presets), ""),
+                       choices=list(spec.presets) + list(spec.preset_aliases),
+                       help="Named set of training settings: " + "; ".join(
+                           f"{name}: " + (", ".join(f"--{k}={v}" for k, v in values.items())
+                                          or "the defaults")
+                           for name, values in spec.presets.items())
+                       + ". Flags given explicitly override it."
+                       + _former_names(spec.preset_aliases)) if spec.presets else None,
+        "train_dir": dict(default=spec.default("train_dir") or f"runs/{spec.name}"),
+        "data_dir": dict(default=spec.default("data_dir") or f"data/{spec.name}", **(
+            {} if spec.downloads else dict(help="Folder holding your data, as the lines "
+                                           "above say."))),
+        "data_mirrors": {} if spec.downloads else None,
+        "validation_size": None if spec.validation_option else {},
+        "model": dict(choices=list(spec.models) + list(spec.model_aliases),
+                      help="Network architecture." + _former_names(spec.model_aliases)),
+    }
+    groups = _define(config_lib.TrainConfig, spec.default, names)
     if spec.presets:
-        flags.DEFINE_enum("preset", next(iter(spec.presets)),
-                          list(spec.presets) + list(spec.preset_aliases),
-                          "Named set of training settings: "
-                          + "; ".join(f"{name}: " + (", ".join(
-                              f"--{k}={v}" for k, v in values.items()) or "the defaults")
-                              for name, values in spec.presets.items())
-                          + ". Flags given explicitly override it."
-                          + _former_names(spec.preset_aliases))
         flags.DEFINE_alias("schedule", "preset")  # its former name (FORMER_NAMES)
-    flags.DEFINE_string("train_dir", d("train_dir") or f"runs/{dataset}",
-                        "Directory for checkpoints, config.json, summaries and DONE. "
-                        "A directory that already holds checkpoints needs --resume.")
-    if spec.downloads:
-        flags.DEFINE_string("data_dir", d("data_dir") or f"data/{dataset}",
-                            "Directory holding the dataset files; missing files are downloaded "
-                            "there.")
-        flags.DEFINE_list("data_mirrors", list(d("data_mirrors")) or None,
-                          "Comma-separated base URLs to download the dataset from when "
-                          "--data_dir lacks it (default: the official hosts).")
+    for name, option in spec.options.items():
+        _define_one(name, type(option.default), option.default, option.help, option.lower,
+                    option.upper)
+    groups[config_lib.DATA] += list(spec.options)
+    _group(f"{spec.name}.train", groups.items())
+
+
+def _define(cls, default, changes):
+    """A flag for each setting of config class ``cls``, its default ``default(name)``;
+    ``changes[name]`` replaces parts of its declaration (default, help, choices), or is
+    None to leave it out. Returns {group: names} in declaration order."""
+    groups = {}
+    for field in config_lib.settings(cls):
+        declared = dict(field.metadata, default=default(field.name))
+        if field.name in changes and changes[field.name] is None:
+            continue
+        declared.update(changes.get(field.name, {}))
+        _define_one(field.name, field.type, declared["default"], declared["help"],
+                    declared["lower"], declared["upper"], declared["choices"])
+        groups.setdefault(declared["group"], []).append(field.name)
+    return groups
+
+
+def _define_one(name, kind, default, help, lower=None, upper=None, choices=()):
+    """One absl flag for a setting of type ``kind`` (bool, int, float, str or tuple)."""
+    if choices:
+        flags.DEFINE_enum(name, default, list(choices), help)
+    elif kind is bool:
+        flags.DEFINE_boolean(name, default, help)
+    elif kind is tuple:
+        flags.DEFINE_list(name, list(default) or None, help)
+    elif kind is str:
+        flags.DEFINE_string(name, default or None, help)
     else:
-        flags.DEFINE_string("data_dir", d("data_dir") or f"data/{dataset}",
-                            "Folder holding your data, as the lines above say.")
-    flags.DEFINE_enum("model", d("model"), list(spec.models) + list(spec.model_aliases),
-                      "Network architecture." + _former_names(spec.model_aliases))
-    flags.DEFINE_integer("batch_size", d("batch_size"), "Examples per training step.",
-                         lower_bound=1)
-    flags.DEFINE_integer("max_steps", d("max_steps"),
-                         "Global step (batches) at which training ends.", lower_bound=1)
-    flags.DEFINE_enum("optimizer", d("optimizer"), list(config_lib.OPTIMIZERS),
-                      "Optimizer: plain SGD, SGD with --momentum (heavy ball or Nesterov's), "
-                      "Adam, or Muon (convolution kernels orthogonalized, see "
-                      "--muon_learning_rate; every other weight by Nesterov's SGD).")
-    flags.DEFINE_float("learning_rate", d("learning_rate"), "Initial learning rate.",
-                       lower_bound=0.0)
-    flags.DEFINE_float("learning_rate_decay", d("learning_rate_decay"),
-                       "Factor the learning rate is multiplied by every "
-                       "--num_epochs_per_decay epochs (1.0 = constant).", lower_bound=0.0)
-    flags.DEFINE_float("num_epochs_per_decay", d("num_epochs_per_decay"),
-                       "Epochs between learning-rate decays.", lower_bound=0.0)
-    flags.DEFINE_enum("lr_schedule", d("lr_schedule"), list(config_lib.LR_SCHEDULES),
-                      "exponential: x--learning_rate_decay every --num_epochs_per_decay "
-                      "epochs; cosine: half a cosine from --learning_rate to 0 at --max_steps; "
-                      "linear: straight down to --decay_to at --max_steps (with "
-                      "--warmup_steps, the one-cycle triangle).")
-    flags.DEFINE_float("label_smoothing", d("label_smoothing"),
-                       "Train on targets (1 - e) * one_hot + e / classes; 0 = plain labels.",
-                       lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("warmup_steps", d("warmup_steps"),
-                         "Steps over which the learning rate ramps up linearly from "
-                         "--warmup_from; 0 = no warm-up.", lower_bound=0)
-    flags.DEFINE_float("warmup_from", d("warmup_from"),
-                       "The warm-up's learning rate at step 0, as a fraction of the "
-                       "schedule's; 0 = from 1/--warmup_steps of it at the first step.",
-                       lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_float("decay_to", d("decay_to"),
-                       "--lr_schedule=linear: the learning rate at --max_steps, as a fraction "
-                       "of --learning_rate.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_boolean("staircase", d("staircase"),
-                         "Decay the learning rate in steps (true) or continuously (false).")
-    flags.DEFINE_float("momentum", d("momentum"),
-                       "Momentum for --optimizer=momentum, nesterov and muon.", lower_bound=0.0)
-    flags.DEFINE_float("muon_learning_rate", d("muon_learning_rate"),
-                       "--optimizer=muon: the convolution kernels' learning rate, on the same "
-                       "schedule as --learning_rate (which the other weights take).",
-                       lower_bound=0.0)
-    flags.DEFINE_float("muon_momentum", d("muon_momentum"),
-                       "--optimizer=muon: the convolution kernels' Nesterov momentum (the "
-                       "other weights take --momentum).", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_float("l2_regularization", d("l2_regularization"),
-                       "Weight of the L2 penalty (sum of squares / 2) on the model's "
-                       "regularized weights, added to the loss; 0 turns it off.", lower_bound=0.0)
-    flags.DEFINE_float("moving_average_decay", d("moving_average_decay"),
-                       "Decay of the weights' exponential moving average that the "
-                       "evaluator scores.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("moving_average_every_steps", d("moving_average_every_steps"),
-                         "Steps between moving-average updates, each with the decay raised "
-                         "to this power (the same time constant, less memory traffic); "
-                         "1 = every step, the tutorial's rule.", lower_bound=1)
-    flags.DEFINE_integer("lookahead_every_steps", d("lookahead_every_steps"),
-                         "Lookahead (airbench94's): every N steps the weights are pulled to a "
-                         "slow copy that keeps --lookahead_decay**N x (step / --max_steps)**3 "
-                         "of itself; the run ends on the slow weights. 0 = off.", lower_bound=0)
-    flags.DEFINE_float("lookahead_decay", d("lookahead_decay"),
-                       "Per-step decay of the Lookahead pull at the end of the run (see "
-                       "--lookahead_every_steps).", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_integer("lookahead_start_steps", d("lookahead_start_steps"),
-                         "Lookahead pulls only after this step (airbench94: 3 epochs).",
-                         lower_bound=0)
-    flags.DEFINE_integer("lookahead_sync_steps", d("lookahead_sync_steps"),
-                         "Every N steps the weights are also set to Lookahead's slow copy "
-                         "(airbench94: at each epoch's end); 0 = only at --max_steps.",
-                         lower_bound=0)
-    flags.DEFINE_integer("log_frequency", d("log_frequency"),
-                         "Steps between log lines (step, loss, examples/sec).", lower_bound=1)
-    flags.DEFINE_integer("save_summaries_steps", d("save_summaries_steps"),
-                         "Steps between TensorBoard summaries; 0 = never.", lower_bound=0)
-    flags.DEFINE_integer("save_checkpoint_steps", d("save_checkpoint_steps"),
-                         "Steps between checkpoints; 0 = by time only.", lower_bound=0)
-    flags.DEFINE_float("save_checkpoint_secs", d("save_checkpoint_secs"),
-                       "Seconds between checkpoints; 0 = by steps only. The last step is "
-                       "always saved.", lower_bound=0.0)
-    flags.DEFINE_integer("max_to_keep", d("max_to_keep"),
-                         "Checkpoints to keep; older ones are deleted.", lower_bound=1)
-    flags.DEFINE_integer("seed", d("seed"), "Random seed for weights and data order.")
-    flags.DEFINE_boolean("deterministic", d("deterministic"),
-                         "TensorFlow op determinism and fixed seeds: a run stopped and resumed "
-                         "ends bitwise equal to an uninterrupted one (slower on some ops).")
-    flags.DEFINE_boolean("resume", d("resume"),
-                         "Continue the run in --train_dir from its latest checkpoint.")
-    _define_options(spec)
-    if not spec.validation_option:
-        flags.DEFINE_integer("validation_size", d("validation_size"),
-                             "Training examples held out as the validation split (not trained "
-                             "on), on which the evaluator selects the best checkpoint; 0 = "
-                             "none: no best is chosen.", lower_bound=0)
-    flags.DEFINE_integer("validate_every_steps", d("validate_every_steps"),
-                         "Steps between scoring the averaged weights on the validation split; "
-                         "a new best is saved in TRAIN_DIR/best_validation. 0 = never.",
-                         lower_bound=0)
-    flags.DEFINE_integer("early_stopping_steps", d("early_stopping_steps"),
-                         "Stop when validation precision has not improved for this many steps "
-                         "(the classic tutorials' require_improvement); 0 = never.",
-                         lower_bound=0)
-    flags.DEFINE_boolean("jit_compile", d("jit_compile"),
-                         "Compile the training step with XLA (tf.function(jit_compile=True)). "
-                         "docs/speed.md has what it does on a CPU.")
-    flags.DEFINE_integer("steps_per_call", d("steps_per_call"),
-                         "Training steps per call of the compiled step function (saves the "
-                         "per-call dispatch; log lines, summaries, validation and step-based "
-                         "saves still land on their exact steps). Signals and timed saves are "
-                         "handled between calls.", lower_bound=1)
-    flags.DEFINE_enum("precision", d("precision"), list(config_lib.PRECISIONS),
-                      "Arithmetic of the training step: float32; bfloat16 (convolutions and "
-                      "matmuls on bfloat16, weights, slots, averages and checkpoints float32; "
-                      "fast only on hardware with native bfloat16: AVX-512 BF16 or AMX CPUs, "
-                      "GPUs of compute capability 8.0+); auto: bfloat16 exactly there. The "
-                      "evaluator always scores in float32.")
-    flags.DEFINE_enum("strategy", d("strategy"), list(config_lib.STRATEGIES),
-                      "default: one device; mirrored: tf.distribute.MirroredStrategy over the "
-                      "visible GPUs (or --cpu_replicas logical CPUs); multi_worker: "
-                      "MultiWorkerMirroredStrategy across the processes named in TF_CONFIG "
-                      "(see scripts/multi_worker.py). --batch_size stays the global batch.")
-    flags.DEFINE_integer("num_gpus", d("num_gpus"),
-                         "The tutorial's multi-GPU switch: N > 0 means --strategy=mirrored over "
-                         "the first N GPUs; 0 = all visible GPUs with --strategy=mirrored.",
-                         lower_bound=0)
-    flags.DEFINE_integer("cpu_replicas", d("cpu_replicas"),
-                         "With --strategy=mirrored on a machine without GPUs: split the CPU into "
-                         "N logical devices, one replica each (for trying and testing "
-                         "multi-device training anywhere); 0 = no split.", lower_bound=0)
-    _group(f"{dataset}.train", train_groups(spec))
+        define = flags.DEFINE_integer if kind is int else flags.DEFINE_float
+        define(name, default, help, lower_bound=lower, upper_bound=upper)
 
 
 def _former_names(aliases):
@@ -199,47 +103,7 @@ def _former_names(aliases):
         f"{old} (now {new})" for old, new in aliases.items()) + "."
 
 
-def _define_options(spec):
-    """A flag for each setting only this dataset takes (``spec.options``)."""
-    define = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
-              float: flags.DEFINE_float, str: flags.DEFINE_string}
-    for name, option in spec.options.items():
-        bounds = {} if type(option.default) in (bool, str) else dict(
-            lower_bound=option.lower, upper_bound=option.upper)
-        define[type(option.default)](name, option.default, option.help, **bounds)
-
-
-def train_groups(spec):
-    """``TRAIN_GROUPS`` with ``spec``'s own options among the data flags."""
-    return tuple((heading, names + list(spec.options) if heading == "data" else names)
-                 for heading, names in TRAIN_GROUPS)
-
-
 FORMER_NAMES = ("schedule",)  # flags kept as aliases of renamed ones, not listed in --help
-TRAIN_GROUPS = (
-    ("the run", ["preset", "train_dir", "resume", "seed", "deterministic"]),
-    ("data", ["data_dir", "data_mirrors", "validation_size"]),
-    ("model and optimization", [
-        "model", "batch_size", "max_steps", "optimizer", "learning_rate", "lr_schedule",
-        "warmup_steps", "warmup_from", "decay_to", "learning_rate_decay",
-        "num_epochs_per_decay", "staircase", "momentum",
-        "muon_learning_rate", "muon_momentum", "l2_regularization", "label_smoothing",
-        "moving_average_decay",
-        "moving_average_every_steps", "lookahead_every_steps", "lookahead_decay",
-        "lookahead_start_steps", "lookahead_sync_steps"]),
-    ("checkpoints, logs and validation", [
-        "save_checkpoint_steps", "save_checkpoint_secs", "max_to_keep", "log_frequency",
-        "save_summaries_steps", "validate_every_steps", "early_stopping_steps"]),
-    ("speed and devices", ["precision", "steps_per_call", "jit_compile", "strategy", "num_gpus",
-                           "cpu_replicas"]),
-)
-EVAL_GROUPS = (
-    ("what to evaluate", ["train_dir", "eval_dir", "data_dir", "num_examples",
-                          "eval_batch_size", "test_time_augmentation"]),
-    ("when", ["eval_interval_secs", "eval_policy", "run_once", "timeout_secs",
-              "early_stopping_evals", "export_best"]),
-    ("devices and priority", ["device", "num_threads", "priority"]),
-)
 EXPORT_GROUPS = (("export", ["train_dir", "checkpoint", "export_dir"]),)
 PREDICT_GROUPS = (("predict", ["train_dir", "checkpoint", "saved_model", "top_k", "json"]),)
 _groups = []  # (heading, flag names) of the command being run, for --help
@@ -251,11 +115,11 @@ def _group(command, groups):
     remembers the groups for --help."""
     by_module = flags.FLAGS.flags_by_module_dict()
     ours = [flag for flag in by_module.pop(__name__, []) if flag.name not in FORMER_NAMES]
+    groups = [(heading, list(names)) for heading, names in groups]
     grouped = {name for _, names in groups for name in names}
     for heading, names in groups:
         for name in names:
-            if name in flags.FLAGS:
-                flags.FLAGS.register_flag_by_module(f"{command}: {heading}", flags.FLAGS[name])
+            flags.FLAGS.register_flag_by_module(f"{command}: {heading}", flags.FLAGS[name])
     rest = [flag for flag in ours if flag.name not in grouped]
     for flag in rest:
         flags.FLAGS.register_flag_by_module(f"{command}: other", flag)
@@ -278,7 +142,7 @@ def _print_help(stream=sys.stdout):
             prefix = f"--[no]{name}" if isinstance(flag, flags.BooleanFlag) else f"--{name}"
             lines += textwrap.wrap(f"{prefix}: {flag.help}", 88, initial_indent="  ",
                                    subsequent_indent="    ")
-            if flag.default is not None:
+            if flag.default not in (None, ""):
                 lines.append(f"    (default: {flag.default_as_str})")
     stream.write("\n".join(lines) + "\n")
 
@@ -364,61 +228,12 @@ def _flag_value(value):
 
 
 def define_eval_flags(spec):
-    """Defines the evaluator's flags for dataset ``spec``; their defaults are
-    ``config.EvalConfig``'s (the poll interval: the dataset's)."""
-    d = {f.name: f.default for f in dataclasses.fields(config_lib.EvalConfig)}
-    flags.DEFINE_string("train_dir", f"runs/{spec.name}",
-                        "The trainer's --train_dir: the evaluator reads config.json and "
-                        "checkpoints from it.")
-    flags.DEFINE_string("eval_dir", None,
-                        "Where metrics.jsonl, best/ and the validation/ and test/ summaries go "
-                        "(default: TRAIN_DIR/eval; TRAIN_DIR/eval_plain with "
-                        "--notest_time_augmentation).")
-    flags.DEFINE_string("data_dir", None,
-                        "Dataset directory (default: the trainer's --data_dir from config.json).")
-    flags.DEFINE_integer("eval_batch_size", d["eval_batch_size"],
-                         "Examples per evaluation batch (the last batch may be smaller; "
-                         "every example counts once).", lower_bound=1)
-    flags.DEFINE_float("eval_interval_secs", spec.eval_interval_secs,
-                       "Seconds between polls of the train dir for a new checkpoint.",
-                       lower_bound=0.0)
-    flags.DEFINE_integer("num_examples", d["num_examples"],
-                         "Score only the first N examples of each split; 0 = all of them.",
-                         lower_bound=0)
-    flags.DEFINE_boolean("run_once", d["run_once"],
-                         "Score the newest checkpoint once, write the pictures, and exit.")
-    flags.DEFINE_enum("eval_policy", d["eval_policy"], list(config_lib.EVAL_POLICIES),
-                      "latest: the newest checkpoint at each poll, as the tutorial (any older "
-                      "one not yet scored is named as skipped); all: every checkpoint still on "
-                      "disk, in step order.")
-    flags.DEFINE_float("timeout_secs", d["timeout_secs"],
-                       "Exit when no new checkpoint has come for this many seconds; 0 = wait "
-                       "until the trainer writes DONE.", lower_bound=0.0)
-    flags.DEFINE_integer("early_stopping_evals", d["early_stopping_evals"],
-                         "Ask the trainer to stop after this many evaluations without a new "
-                         "best validation precision; 0 = never. Needs a validation split.",
-                         lower_bound=0)
-    flags.DEFINE_string("device", d["device"],
-                        "cpu (default: off every GPU), gpu:N (only GPU N, memory grown as "
-                        "needed) or auto (TensorFlow's choice).")
-    flags.DEFINE_integer("num_threads", d["num_threads"],
-                         "Cap on TensorFlow's intra/inter-op threads; 0 = TensorFlow's default.",
-                         lower_bound=0)
-    flags.DEFINE_enum("priority", d["priority"], list(config_lib.PRIORITIES),
-                      "The evaluator's CPU share beside other work. normal: an equal share, so "
-                      "that it keeps up (a trainer on the same cores gives up a few percent); "
-                      "low: nice 19, a small share; idle: only cores nothing else wants (Linux "
-                      "SCHED_IDLE and nice 19): a trainer beside keeps its speed, but the "
-                      "evaluator falls behind, and any busy process starves it. docs/speed.md "
-                      "has what each costs.")
-    flags.DEFINE_boolean("test_time_augmentation", d["test_time_augmentation"],
-                         "Score with the model's test-time augmentation where it has one (the "
-                         "airbench networks: flips and one-pixel shifts); false scores its "
-                         "plain logits, by default into TRAIN_DIR/eval_plain.")
-    flags.DEFINE_boolean("export_best", d["export_best"],
-                         "Export each new best checkpoint (by validation precision) as a "
-                         "SavedModel that takes raw images, in EVAL_DIR/best/saved_model.")
-    _group(f"{spec.name}.eval", EVAL_GROUPS)
+    """Defines the evaluator's flags for dataset ``spec``: one per setting of
+    ``config.EvalConfig``, with its defaults (the poll interval: the dataset's)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config_lib.EvalConfig)}
+    defaults.update(train_dir=f"runs/{spec.name}", eval_interval_secs=spec.eval_interval_secs)
+    groups = _define(config_lib.EvalConfig, defaults.get, {})
+    _group(f"{spec.name}.eval", groups.items())
 
 
 def eval_config():
@@ -487,11 +302,10 @@ def run_evaluator(spec):
 
 def cluster_eval_config(config):
     """The evaluator's settings for the ``evaluator`` task of a cluster, whose command line
-    is the trainers': their train dir and data dir, the evaluator's defaults, and a normal
-    CPU share (the task has its machine to itself)."""
+    is the trainers': their train dir and data dir, the rest the evaluator's defaults."""
     return config_lib.EvalConfig(
         train_dir=config.train_dir, data_dir=config.data_dir,
-        eval_interval_secs=registry.spec(config.dataset).eval_interval_secs, priority="normal")
+        eval_interval_secs=registry.spec(config.dataset).eval_interval_secs)
 
 
 def evaluate(spec, config):
