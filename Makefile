@@ -84,7 +84,7 @@ tensorboard: $(VENV)/.installed
 # ARGS="--quick" for a smoke check (under 3 minutes, nothing written); ARGS="--cifar10_data=...
 # --mnist_data=..." to use real data instead of synthetic files of the same size.
 bench: $(VENV)/.installed
-	$(PY) scripts/bench.py $(ARGS)
+	$(PY) benchmarks/bench.py $(ARGS)
 
 # Build outputs only; train dirs (runs/) and downloaded data are never touched.
 clean:

@@ -19,7 +19,7 @@ run's files:
 
 An evaluator still working ``--grace`` seconds after the trainer's ``DONE`` is
 stopped (SIGTERM) and its checkpoints not scored by then count as unscored.
-``scripts/bench.py`` runs this as one of its parts; ``--table`` prints
+``benchmarks/bench.py`` runs this as one of its parts; ``--table`` prints
 docs/speed.md's table from a results file.
 """
 

@@ -201,11 +201,12 @@ def test_the_pipelines_run_without_autotune(mnist_data):
         assert dataset.options().autotune.enabled is False
 
 
+@pytest.mark.bench
 def test_the_exit_delay_script_never_deletes_an_existing_dir(tmp_path):
     existing = tmp_path / "a run [1]"
     existing.mkdir()
     (existing / "ckpt-5.index").write_text("a run's")
-    result = subprocess.run([sys.executable, os.path.join(helpers.REPO, "scripts",
+    result = subprocess.run([sys.executable, os.path.join(helpers.REPO, "benchmarks",
                                                           "exit_delay.py"),
                              f"--train_dir={existing}", "--data_dir=unused"],
                             capture_output=True, text=True, timeout=120, cwd=helpers.REPO)

@@ -376,7 +376,7 @@ class Trainer:
             # The first step whose loss was NaN or infinite (0: none yet), set inside the
             # step and read only when something is about to be saved or logged.
             self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._decayed = optimizers.penalized(config, model_spec.decayed_weights(self.model))
+        self.decayed_weights = optimizers.penalized(config, model_spec.decayed_weights(self.model))
         self.checkpoint = checkpoints.training_checkpoint(
             self.step, self.model, self.optimizer, self.averages.shadows,
             self.lookahead.slow if self.lookahead else None)
@@ -405,7 +405,7 @@ class Trainer:
         self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
         self._activations = keras.Model(
             self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
-        self._train_steps = self._make_train_steps()
+        self.train_steps = self._make_train_steps()
         # Made at the first run() and kept: a second call (the bench times one) goes on
         # with the next batch and the same summary log, without compiling them again.
         self._iterator = self._writer = self._validation_writer = self._summarize = None
@@ -425,7 +425,7 @@ class Trainer:
         model, optimizer, config = self.model, self.optimizer, self.config
         strategy = self.distribution.strategy
         trainable = model.trainable_variables
-        decayed = self._decayed
+        decayed = self.decayed_weights
 
         def replica_step(images, labels):
             """On each replica, its slice of the global batch."""
@@ -620,7 +620,7 @@ class Trainer:
         with self.checkpointer.signals:
             while current < config.max_steps and not stopping and not interrupted:
                 n = self._steps_to_run(current, step_actions + [self.checkpointer])
-                outputs = self._train_steps(iterator, tf.constant(n, tf.int64))
+                outputs = self.train_steps(iterator, tf.constant(n, tf.int64))
                 current += n
                 for action in step_actions:
                     stopping = action(current, outputs) or stopping

@@ -176,7 +176,7 @@ _TORCH_DEFAULT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "unifor
 # oneDNN's bfloat16 weight gradient of a 3x3 convolution is slow on small feature
 # maps, where nine matmuls over shifted inputs compute it several times faster; on
 # larger maps, and in float32, the kernel is as fast. The matmuls stand in only up to
-# this side (scripts/conv_grad_bench.py measures both; docs/speed.md).
+# this side (benchmarks/conv_grad_bench.py measures both; docs/speed.md).
 SHIFTED_GRAD_MAX_SIDE = 8
 
 

@@ -1,8 +1,8 @@
 """The benchmark: our trainer against keras.Model.fit, in one run, on this machine.
 
-    python scripts/bench.py                      # full: writes bench/results.json (~70 min)
-    python scripts/bench.py --quick              # smoke check, under 3 minutes, nothing written
-    python scripts/bench.py --table bench/results.json   # docs/speed.md's table from a results file
+    python benchmarks/bench.py                      # full: writes bench/results.json (~70 min)
+    python benchmarks/bench.py --quick              # smoke check, under 3 minutes, nothing written
+    python benchmarks/bench.py --table bench/results.json   # docs/speed.md's table from a results file
 
 For the CIFAR-10 tutorial model and the MNIST cnn it measures, each in a
 fresh process so that no run inherits another's threads or compiled code:
@@ -103,7 +103,7 @@ def verdict(low, high, target):
 
 # ---------------------------------------------------------------- in a worker process
 
-def _train_config(dataset, train_dir, data_dir, extra=()):
+def train_config(dataset, train_dir, data_dir, extra=()):
     """The dataset's real trainer defaults (its flags module), with ``extra`` flags."""
     import importlib
 
@@ -117,7 +117,7 @@ def _train_config(dataset, train_dir, data_dir, extra=()):
     return tk_flags.train_config(registry.spec(dataset))
 
 
-def _dataset(name):
+def load_dataset(name):
     from trainkit import registry
     return registry.load(name)
 
@@ -171,8 +171,8 @@ def _cpu_secs(pid):
 def task_pipeline(args):
     """The training input pipeline alone, in a process of its own: examples/sec."""
     from trainkit import pipeline
-    data = _dataset(args.dataset)
-    config = _train_config(args.dataset, os.path.join(args.workdir, "pipeline"), args.data_dir,
+    data = load_dataset(args.dataset)
+    config = train_config(args.dataset, os.path.join(args.workdir, "pipeline"), args.data_dir,
                            [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
     dataset = pipeline.train_dataset(data, config, *data.arrays(config, "train"))
     iterator = iter(dataset)
@@ -198,10 +198,10 @@ def task_train(args):
     extra = [f"--model={MODELS[args.dataset]}", "--validate_every_steps=0",
              f"--save_checkpoint_secs={args.save_secs}", "--save_checkpoint_steps=0",
              f"--jit_compile={bool(args.jit)}", *args.train_flags.split()]
-    config = _train_config(args.dataset, train_dir, args.data_dir, extra)
+    config = train_config(args.dataset, train_dir, args.data_dir, extra)
     result = {}
     config.max_steps = args.warmup_steps
-    trainer = loop.Trainer(config, _dataset(args.dataset))
+    trainer = loop.Trainer(config, load_dataset(args.dataset))
     trainer.run()  # compiles the step, fills the pipeline
     if not args.steps:
         # No pace known yet (the first window on a machine): a few untimed steps measure
@@ -278,7 +278,7 @@ def keras_peer(dataset_name, config, steps_per_execution=1, jit_compile=False):
 
     from trainkit import loop
     from trainkit import pipeline
-    data = _dataset(dataset_name)
+    data = load_dataset(dataset_name)
     images, labels = data.arrays(config, "train")
     dataset, num_examples = pipeline.train_dataset(data, config, images, labels), len(labels)
     model = data.build(config)
@@ -303,7 +303,7 @@ def task_keras(args):
     """keras.Model.fit with Keras's defaults on the same model, optimizer, loss and pipeline."""
     import keras
 
-    config = _train_config(args.dataset, os.path.join(args.workdir, "keras"), args.data_dir,
+    config = train_config(args.dataset, os.path.join(args.workdir, "keras"), args.data_dir,
                            [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
     model, dataset = keras_peer(args.dataset, config, args.spe or 1, bool(args.jit))
     model.fit(dataset, epochs=1, steps_per_epoch=args.warmup_steps, verbose=0)
@@ -393,7 +393,7 @@ def benchmark(args):
     data = prepare_data(args, workdir)
     log = lambda message: sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # noqa
     results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "mode": "quick" if quick else "full", "machine": machine(),
+               "mode": "quick" if quick else "full", "machine": machine(), "commit": commit(),
                "data": {k: ("synthetic" if workdir in v else v) for k, v in data.items()},
                "window_secs": seconds, "rounds": rounds, "models": {}}
     # The machine's peak: the better of TensorFlow's two matmul kernels (quick: ours only).
@@ -710,18 +710,6 @@ def table(results):
         out += ["", f"The evaluator's priorities (benchmarks/evaluator_priority.py): the MNIST "
                 f"quick start ({p['train_flags']}), {p['rounds']} rounds:", "",
                 evaluator_priority.table(p)]
-    out += ["", "| target | goal | measured | met |",
-            "| --- | --- | --- | --- |"]
-    for t in results["targets"]:
-        value = t["measured"]
-        percent = "slowdown" in t["name"] or "peak" in t["name"]
-        shown = f"{100 * value:.1f}%" if percent else f"{value:.2f}"
-        if "low" in t:
-            shown += f" ({t['low']:.2f}-{t['high']:.2f})"
-        goal = f"{100 * t['target']:.0f}%" if percent else f"{t['target']:.2f}"
-        met = {"met": "yes", "not met": "**no**", "not resolved": "**not resolved**"}[t["met"]]
-        met += f" ({t['why']})" if "why" in t else ""
-        out.append(f"| {t['name']} | {t['op']} {goal} | {shown} | {met} |")
     return "\n".join(out)
 
 
@@ -750,6 +738,15 @@ def only_part(args):
     from benchmarks import evaluator_priority
     print(evaluator_priority.table(part))
     return 0
+
+
+def commit():
+    """The code measured: git's HEAD, with "+changes" if the work tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=REPO).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD")
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def main():

@@ -1,6 +1,6 @@
 """Where a training step's time goes: the input, the model, and what the trainer adds.
 
-    python scripts/step_parts.py --dataset=mnist --data_dir=data/mnist --rounds=20
+    python benchmarks/step_parts.py --dataset=mnist --data_dir=data/mnist --rounds=20
 
 Times five loops of ``--steps`` steps each, alternated for ``--rounds`` rounds in
 one process, with the dataset's default trainer (as ``make bench`` runs it) or
@@ -60,7 +60,7 @@ def part_functions(trainer, peer=None):
     import tensorflow as tf
 
     from trainkit import loop
-    model, config, decayed = trainer.model, trainer.config, trainer._decayed
+    model, config, decayed = trainer.model, trainer.config, trainer.decayed_weights
     variables = model.trainable_variables
 
     def loss_of(images, labels):
@@ -105,7 +105,7 @@ def part_functions(trainer, peer=None):
         return total
 
     def full_step(iterator, n):
-        return trainer._train_steps(iterator, n)[1]
+        return trainer.train_steps(iterator, n)[1]
 
     parts = [input_only, forward, forward_and_gradients, full_step]
     if peer is not None:
@@ -119,7 +119,7 @@ def main():
     command_line.add_argument("--flags", default="",
                               help="the trainer's flags, in one string (default: the dataset's)")
     args = command_line.parse_args()
-    sys.path[:0] = [REPO, os.path.join(REPO, "scripts")]
+    sys.path[:0] = [REPO, os.path.join(REPO, "benchmarks")]
     import trainkit  # noqa: F401  (sets up TensorFlow before it loads)
     import tensorflow as tf
     from absl import flags

@@ -1,6 +1,6 @@
 """Training speed of two commits of this repository, interleaved on one machine.
 
-    python scripts/ab_commits.py --old=95b7b1d --new=HEAD --rounds=5 \\
+    python benchmarks/ab_commits.py --old=95b7b1d --new=HEAD --rounds=5 \\
         --mnist_data=data/mnist --cifar10_data=data/cifar10
 
 Checks both commits out into temporary worktrees and, round after round, runs each

@@ -1,7 +1,7 @@
 """Times a 3x3 convolution's three passes against the kernel gradient as matmuls.
 
-    python scripts/conv_grad_bench.py                    # bfloat16, airbench95's shapes
-    python scripts/conv_grad_bench.py --dtype=float32
+    python benchmarks/conv_grad_bench.py                    # bfloat16, airbench95's shapes
+    python benchmarks/conv_grad_bench.py --dtype=float32
 
 For each layer shape of ``--model=airbench95`` at batch 1,024: the forward
 convolution, TensorFlow's input gradient and kernel gradient (oneDNN's

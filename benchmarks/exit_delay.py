@@ -1,6 +1,6 @@
 """Seconds from each program's last line to its exit: the MNIST two-terminal pair.
 
-    python scripts/exit_delay.py --train_dir=/tmp/exit_delay --data_dir=data/mnist
+    python benchmarks/exit_delay.py --train_dir=/tmp/exit_delay --data_dir=data/mnist
 
 Starts the evaluator, then the trainer (the classic settings) on a new train dir,
 timestamps every line each prints, and reports how long each process took to return

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The images dataset against cifar10 on the same pictures: accuracy and speed in one run.
 
-    python scripts/images_vs_cifar10.py --cifar10_data=DIR --images_data=DIR --workdir=DIR
+    python benchmarks/images_vs_cifar10.py --cifar10_data=DIR --images_data=DIR --workdir=DIR
 
 ``--cifar10_data`` holds CIFAR-10's binary files, ``--images_data`` the same
 pictures as a tree of files (``train/CLASS/*.jpg``, ``test/CLASS/*.jpg``).

@@ -1,6 +1,6 @@
 """Training-step speed of several flag settings, alternated in one process.
 
-    python scripts/step_ab.py --dataset=mnist --data_dir=data/mnist --rounds=30 \\
+    python benchmarks/step_ab.py --dataset=mnist --data_dir=data/mnist --rounds=30 \\
         --setting= --setting=--steps_per_call=50 --setting=--moving_average_every_steps=1
 
 Builds one trainer per ``--setting`` (the first is the reference; an empty one is
@@ -41,9 +41,9 @@ def build(dataset, data_dir, train_dir, setting):
     """A trainer for ``dataset`` with its real defaults and ``setting``'s flags."""
     import bench
     from trainkit import loop
-    config = bench._train_config(dataset, train_dir, data_dir,
+    config = bench.train_config(dataset, train_dir, data_dir,
                                  ["--validate_every_steps=0", *setting.split()])
-    return loop.Trainer(config, bench._dataset(dataset))
+    return loop.Trainer(config, bench.load_dataset(dataset))
 
 
 def compare(times, reference=0):
@@ -65,7 +65,7 @@ def main():
                               help="the trainer's flags, in one string; the first is the "
                               "reference")
     args = command_line.parse_args()
-    sys.path[:0] = [REPO, os.path.join(REPO, "scripts")]
+    sys.path[:0] = [REPO, os.path.join(REPO, "benchmarks")]
     import trainkit  # noqa: F401  (sets up TensorFlow before it loads)
     import tensorflow as tf
     from absl import flags
@@ -89,7 +89,7 @@ def main():
             start = time.perf_counter()
             while steps > 0:
                 n = min(per_call, steps)
-                outputs = trainer._train_steps(iterator, tf.constant(n, tf.int64))
+                outputs = trainer.train_steps(iterator, tf.constant(n, tf.int64))
                 steps -= n
             float(outputs[0])  # the last call's work is done
             return time.perf_counter() - start
