@@ -21,12 +21,12 @@ from absl import logging
 
 import cifar10
 from cifar10 import model as cifar10_model
+from cifar10 import synthetic as cifar10_synthetic
 from trainkit import data as data_lib
 from trainkit import dataset as dataset_lib
 from trainkit import errors
 from trainkit import fs
 from trainkit import rundir
-from trainkit import synthetic
 
 ORIGINAL_SIZE = 32
 RAW_SHAPE = (ORIGINAL_SIZE, ORIGINAL_SIZE, 3)  # a raw image: what export and predict take
@@ -173,4 +173,4 @@ def prepare(data_dir, mirrors=MIRRORS):
 
 DATASET = dataset_lib.Dataset(
     spec=cifar10.SPEC, models=cifar10_model.MODELS, arrays=arrays, class_names=CLASS_NAMES,
-    raw_shape=RAW_SHAPE, prepare=prepare, synthetic=synthetic.cifar10, mirrors=MIRRORS)
+    raw_shape=RAW_SHAPE, prepare=prepare, synthetic=cifar10_synthetic.make, mirrors=MIRRORS)

@@ -19,12 +19,12 @@ import numpy as np
 
 import mnist
 from mnist import model as mnist_model
+from mnist import synthetic as mnist_synthetic
 from trainkit import data as data_lib
 from trainkit import dataset as dataset_lib
 from trainkit import errors
 from trainkit import fs
 from trainkit import rundir
-from trainkit import synthetic
 
 IMAGE_SIZE = 28
 RAW_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # a raw image: what export and predict take
@@ -203,4 +203,5 @@ def prepare(data_dir, mirrors=MIRRORS):
 
 DATASET = dataset_lib.Dataset(
     spec=mnist.SPEC, models=mnist_model.MODELS, arrays=arrays, class_names=CLASS_NAMES,
-    raw_shape=RAW_SHAPE, prepare=prepare, synthetic=synthetic.mnist, mirrors=MIRRORS)
+    raw_shape=RAW_SHAPE, prepare=prepare, synthetic=mnist_synthetic.make, mirrors=MIRRORS,
+    light_on_dark=True)

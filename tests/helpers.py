@@ -7,8 +7,9 @@ import subprocess
 import sys
 import threading
 
-from trainkit.synthetic import (  # noqa: F401 -- re-exported for the tests
-    cifar_records, make_cifar_dir, make_mnist_dir, synthetic_cifar, synthetic_mnist, write_idx)
+from cifar10.synthetic import (  # noqa: F401 -- re-exported for the tests
+    cifar_records, make_cifar_dir, synthetic_cifar)
+from mnist.synthetic import make_mnist_dir, synthetic_mnist, write_idx  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")

@@ -411,7 +411,7 @@ def test_a_transparent_image_is_laid_over_white(tmp_path):
     rgba = np.zeros([20, 20, 4], np.uint8)  # transparent everywhere...
     rgba[5:15, 9:11] = [0, 0, 0, 255]  # ...but a black stroke
     path = write_png(str(tmp_path / "t.png"), rgba)
-    digit = predict.load_image(path, (28, 28, 1))
+    digit = predict.load_image(path, (28, 28, 1), light_on_dark=True)
     assert digit[0, 0, 0] == 0 and digit[14, 14, 0] > 200  # inverted from dark on white
 
 

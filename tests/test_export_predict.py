@@ -128,7 +128,7 @@ def test_predict_reports_bad_files_and_still_predicts_the_rest(tmp_path, mnist_d
     result = helpers.run_cli("mnist.export", f"--train_dir={train_dir}")
     assert result.returncode == 0, result.stderr
     export_dir = os.path.join(train_dir, "export")
-    digit = predict.load_image(good, (28, 28, 1))[None]
+    digit = predict.load_image(good, (28, 28, 1), light_on_dark=True)[None]
     want = dict(zip(predicted["classes"], predicted["probabilities"]))
     for served in (helpers.saved_model_cli_run(export_dir, digit, str(tmp_path)),
                    helpers.tflite_run(export_dir, digit)):
@@ -165,9 +165,11 @@ def test_images_are_center_cropped_resized_and_inverted_for_mnist(tmp_path):
     paper[10:50, 40:50] = 0  # a vertical stroke in the middle
     paper[:, :15] = 0  # outside the central square: cropped away
     path = _write_png(str(tmp_path / "paper.png"), paper)
-    digit = predict.load_image(path, (28, 28, 1))
+    digit = predict.load_image(path, (28, 28, 1), light_on_dark=True)
     assert digit.shape == (28, 28, 1) and digit.dtype == np.uint8
     assert digit[0].max() == 0 and digit[:, 0].max() == 0  # background now black
+    # Only a dataset of light figures on black (MNIST's Dataset.light_on_dark) inverts.
+    assert predict.load_image(path, (28, 28, 1))[0].min() == 255
     assert digit[14, 14, 0] == 255  # the stroke now white
     # CIFAR-10: colour kept, no inversion; a grey image gets three equal channels.
     photo = predict.load_image(path, (32, 32, 3))

@@ -213,6 +213,8 @@ class Dataset:
     ``synthetic(path, scale)``: write learnable fake data in its real file
     format (``scale``: "small" for tests, "full" for the benchmark); returns
     the data dir. ``mirrors``: where downloads come from by default.
+    ``light_on_dark``: its pictures are light figures on black (MNIST's digits),
+    so predict inverts a picture on a light background.
     """
 
     spec: DatasetSpec
@@ -223,6 +225,7 @@ class Dataset:
     prepare: Callable
     synthetic: Callable
     mirrors: tuple = ()
+    light_on_dark: bool = False
 
     def __post_init__(self):
         problems = [f"{name} is not callable" for name in ("arrays", "prepare", "synthetic")

@@ -10,9 +10,9 @@ dataset's raw shape and classified by a ``trainkit.export.Classifier``
   to 32x32 (CIFAR-10) or 28x28 (MNIST) with area averaging, so the
   picture is not stretched;
 * colour or grey to the dataset's channels (RGB for CIFAR-10, grey for MNIST);
-* MNIST only: a picture with a light background (its border brighter than
-  mid-grey on average, as a digit written on paper) is inverted, because
-  MNIST digits are white on black.
+* for a dataset of light figures on black (``Dataset.light_on_dark``: MNIST),
+  a picture with a light background (its border brighter than mid-grey on
+  average, as a digit written on paper) is inverted.
 
 * transparency is laid over white (as on paper) before any of this.
 
@@ -65,8 +65,9 @@ def image_size(data):
     return None
 
 
-def load_image(path, raw_shape):
-    """File ``path`` -> uint8 array of ``raw_shape`` (H, W, C); ValueError says why not."""
+def load_image(path, raw_shape, light_on_dark=False):
+    """File ``path`` -> uint8 array of ``raw_shape`` (H, W, C); ValueError says why not.
+    ``light_on_dark``: a picture with a light border is inverted (see the module)."""
     height, width, channels = raw_shape
     try:
         with rundir.open_regular(path, "rb") as f:
@@ -103,8 +104,8 @@ def load_image(path, raw_shape):
                               channels)
         resized = tf.image.resize(square, [height, width], method="area")
         pixels = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
-    if channels == 1 and _border_mean(pixels) > 127:
-        pixels = 255 - pixels  # dark on light -> MNIST's light on dark
+    if light_on_dark and _border_mean(pixels) > 127:
+        pixels = 255 - pixels  # dark on light -> light on dark
     return pixels
 
 
@@ -126,14 +127,14 @@ def _border_mean(pixels):
                                  pixels[:, 0].ravel(), pixels[:, -1].ravel()]).mean())
 
 
-def predict_files(classifier, raw_shape, paths, top_k):
+def predict_files(classifier, raw_shape, paths, top_k, light_on_dark=False):
     """Yields one result dict per path, in order: file, classes, probabilities (top_k,
     best first), or file and error."""
     names = classifier.class_name_list
     loaded = []
     for path in paths:
         try:
-            loaded.append((path, load_image(path, raw_shape)))
+            loaded.append((path, load_image(path, raw_shape, light_on_dark)))
         except ValueError as e:
             loaded.append((path, str(e)))
     images = [image for _, image in loaded if isinstance(image, np.ndarray)]
@@ -170,7 +171,8 @@ def run(paths, dataset, train_dir=None, saved_model=None, checkpoint=None, top_k
     else:
         classifier, _, _ = export.load_classifier(train_dir, dataset, checkpoint)
     failed = False
-    for result in predict_files(classifier, classifier.raw_shape, paths, top_k):
+    for result in predict_files(classifier, classifier.raw_shape, paths, top_k,
+                                dataset.light_on_dark):
         failed |= "error" in result
         out.write((json.dumps(result) if as_json else format_line(result)) + "\n")
         out.flush()
