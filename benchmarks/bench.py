@@ -194,6 +194,7 @@ def task_train(args):
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     from trainkit import loop
+    from trainkit import rundir
     train_dir = os.path.join(args.workdir, f"{args.dataset}-{args.label}")
     extra = [f"--model={MODELS[args.dataset]}", "--validate_every_steps=0",
              f"--save_checkpoint_secs={args.save_secs}", "--save_checkpoint_steps=0",
@@ -216,7 +217,7 @@ def task_train(args):
     if args.with_evaluator:
         # The warm-up run ended with DONE; left there, it would tell the evaluator the
         # trainer has finished, and it would exit after its first evaluation.
-        done = os.path.join(train_dir, loop.DONE_FILE)
+        done = os.path.join(train_dir, rundir.DONE_FILE)
         if os.path.exists(done):
             os.remove(done)
         evaluator = subprocess.Popen(

@@ -24,6 +24,7 @@ from absl import logging
 import images
 from images import model as images_model
 from trainkit import config as config_lib
+from trainkit import rundir
 from trainkit import dataset as dataset_lib
 from trainkit import errors
 from trainkit import fs
@@ -60,7 +61,7 @@ def class_names(config):
     folder = _folders(config)[0]
     names = _subfolders(folder)
     if len(names) < 2:
-        run_files = [name for name in (config_lib.CONFIG_FILE, "checkpoint")
+        run_files = [name for name in (rundir.CONFIG_FILE, rundir.INDEX_FILE)
                      if fs.exists(fs.join(config.data_dir, name))]
         if run_files:
             raise errors.UserError(

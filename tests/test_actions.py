@@ -5,6 +5,7 @@ import json
 import pytest
 
 from trainkit import actions
+from trainkit import periodic
 
 
 class Clock:
@@ -20,7 +21,7 @@ def test_checkpointer_saves_by_steps_by_seconds_at_the_end_and_never_twice():
     checkpointer = actions.Checkpointer(saved.append, every_steps=10, every_secs=0,
                                         start_step=0, resumed=False)
     for step in range(1, 26):
-        assert checkpointer.after_step(step, stop_requested=False) == (None, False)
+        assert checkpointer(step, None) is None
     checkpointer.final(25)
     checkpointer.final(25)
     assert saved == [10, 20, 25] and checkpointer.last_saved == 25
@@ -30,15 +31,30 @@ def test_checkpointer_saves_by_steps_by_seconds_at_the_end_and_never_twice():
     assert saved == [10, 20, 25]
 
 
-def test_checkpointer_passes_a_stop_request_on_and_saves_on_a_signal():
-    saved = []
-    checkpointer = actions.Checkpointer(saved.append, 0, 0, start_step=0, resumed=False)
-    assert checkpointer.after_step(3, stop_requested=True) == (None, True)
+def test_checkpointer_stops_on_a_stop_request_and_on_a_signal_which_comes_first(tmp_path):
+    saved, stop_file = [], tmp_path / "STOP"
+    checkpointer = actions.Checkpointer(saved.append, 0, 0, start_step=0, resumed=False,
+                                        stop_file=str(stop_file))
+    assert checkpointer(1, None) is None
+    stop_file.write_text(json.dumps({"reason": "no improvement"}))
+    checkpointer._stop_watch.periodic._last_time -= 10.0  # its second to the next look passed
+    request = checkpointer(3, None)
+    assert request == actions.Stop(f"stop requested in {stop_file} (no improvement)")
     checkpointer.signals.received = 15  # SIGTERM, as the handler records it
-    assert checkpointer.after_step(4, stop_requested=False) == ("SIGTERM", False)
+    signalled = checkpointer(4, None)
+    assert signalled.signal == "SIGTERM"
+    assert actions.more_urgent(request, signalled) is signalled
+    assert actions.more_urgent(signalled, request) is signalled
     assert saved == []  # the loop ends, and its final save writes step 4
     checkpointer.final(4)
     assert saved == [4]
+
+
+def test_steps_to_run_ends_a_call_where_an_action_is_due():
+    due_at_7 = type("Action", (), {"periodic": periodic.PeriodicAction(every_steps=7)})
+    assert actions.steps_to_run(0, 10, 100, [due_at_7]) == 7
+    assert actions.steps_to_run(7, 10, 100, [due_at_7]) == 7
+    assert actions.steps_to_run(14, 10, 16, []) == 2
 
 
 def test_log_progress_leaves_excluded_time_out_of_the_speed(caplog):

@@ -221,6 +221,33 @@ def test_evaluator_restores_the_trainers_shadow_values(mnist_data, tmp_path, mod
     assert any(not np.array_equal(shadows[k], weights[k]) for k in shadows)
 
 
+def test_an_action_added_from_outside_sees_its_steps_and_may_stop_the_run(mnist_data,
+                                                                          tmp_path):
+    """The loop's one protocol (trainkit.actions): an action of the caller's own, given to
+    loop.train, is called at its exact steps and ends the run, saved and DONE, like the
+    trainer's early stopping."""
+    from trainkit import actions, periodic
+
+    class StopAtFourteen:
+        def __init__(self):
+            self.periodic = periodic.PeriodicAction(every_steps=7)
+            self.periodic.start(0)
+            self.seen = []
+
+        def __call__(self, step, outputs):
+            if self.periodic.should_fire(step):
+                self.seen.append((step, float(outputs[0])))
+            return actions.Stop("enough for this test") if step == 14 else None
+
+    config = train_config(tmp_path, mnist_data, max_steps=40, steps_per_call=10)
+    action = StopAtFourteen()
+    assert loop.train(config, MNIST, actions=[action]) == 14
+    assert [step for step, _ in action.seen] == [7, 14]
+    assert all(np.isfinite(loss) for _, loss in action.seen)
+    assert checkpoints.step_of(checkpoints.latest(config.train_dir)) == 14
+    assert open(os.path.join(config.train_dir, "DONE")).read() == "14\n"
+
+
 def test_resume_continues_step_weights_optimizer_and_shadows(mnist_data, tmp_path):
     config = train_config(tmp_path, mnist_data, max_steps=20)
     loop.train(config, MNIST)
@@ -287,6 +314,25 @@ def test_evaluator_counts_every_example_once(mnist_data, tmp_path):
     assert [r["step"] for r in records] == [10]
     assert records[0]["num_examples"] == 250  # 64 * 3 + 58: the remainder batch counts
     assert 0.0 <= records[0]["precision_at_1"] <= 1.0
+
+
+def test_an_evaluator_action_added_from_outside_sees_every_scored_checkpoint(mnist_data,
+                                                                             tmp_path):
+    """The evaluator's actions (record, best, pictures, stop request) and one of the
+    caller's, run after each checkpoint is scored, with no change to the evaluator."""
+    config = train_config(tmp_path, mnist_data, max_steps=20, validation_size=100)
+    loop.train(config, MNIST)
+    seen, every = [], eval_config(config.train_dir)
+    every.eval_policy = "all"
+    ev = evaluator.Evaluator(every, MNIST, actions=[seen.append])
+    try:
+        ev.poll(sleep=lambda s: pytest.fail("trainer is DONE; the evaluator must not wait"))
+    finally:
+        ev.close()
+    assert [scored.step for scored in seen] == [10, 20]
+    assert seen[0].improved and set(seen[0].results) == {"validation", "test"}
+    records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
+    assert [scored.record for scored in seen] == records  # the record action ran before
 
 
 def test_evaluator_restarted_does_not_repeat_work(mnist_data, tmp_path):

@@ -112,7 +112,7 @@ def test_train_evaluate_export_predict_on_ram_filesystem(watch_plain_access):
     assert all(r["num_examples"] == 100 for r in records)
     best = rundir.read_best(fs.join(train_dir, "eval", "best", rundir.BEST_FILE))
     assert best["step"] in (4, 8, 12)
-    assert rundir.is_export(fs.join(train_dir, "eval", "best", export.SAVED_MODEL_DIR))
+    assert rundir.is_export(fs.join(train_dir, "eval", "best", rundir.SAVED_MODEL_DIR))
     assert fs.exists(fs.join(train_dir, "best_validation", rundir.BEST_FILE))
 
     # export and predict, from the train dir and from the SavedModel

@@ -1,16 +1,26 @@
 """What the training loop does between calls of the step function, one action each.
 
-Each action is called after every call with the global step and the last
-step's outputs, and owns its work: ``LogProgress`` (the log line with speed
-and ETA), ``WriteSummaries`` (TensorBoard), ``Validate`` (in-run validation
-and early stopping), ``WatchStopRequest`` (the evaluator's STOP file) and
-the ``Checkpointer`` (saves by steps, by seconds, at the end, and on
-SIGTERM/SIGINT, agreed across workers). A step-periodic action exposes its
-``PeriodicAction`` as ``periodic`` so the loop never runs past a step at
-which one is due (``Trainer._steps_to_run``).
+An action is any object with
+
+* ``periodic``: a ``trainkit.periodic.PeriodicAction`` saying when it is next
+  due; its ``every_steps`` also ends a call of the step there, so that the
+  action sees its exact step (``steps_to_run``);
+* ``__call__(step, outputs)``: called after every call of the step with the
+  global step and the last step's outputs (losses, input batch); does its
+  work if due, and returns a ``Stop`` to end the run, else None.
+
+The loop runs the step and calls its actions in order; ``loop.train(...,
+actions=[...])`` adds more without changing the loop. The trainer's own:
+``LogProgress`` (the log line with speed and ETA), ``WriteSummaries``
+(TensorBoard), ``Validate`` (in-run validation and early stopping) and the
+``Checkpointer``, which saves by steps, by seconds and at the end, and
+stops the run, saved, on SIGTERM/SIGINT (``StopSignals``) or a stop request
+(``WatchStopRequest``): those three come from outside the step, so in a
+multi-worker run it acts on them only once every worker agrees.
 """
 
 import collections
+import dataclasses
 import json
 import signal
 import time
@@ -23,6 +33,33 @@ from trainkit import periodic
 
 STOP_CHECK_SECS = 1.0
 ETA_WINDOW_SECS = 300.0  # the pace the ETA is taken from
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """An action's request to end the run, with ``reason`` for the log. ``signal``: the
+    signal that interrupted it (the run then ends saved, but without DONE)."""
+
+    reason: str
+    signal: str = ""
+
+
+def more_urgent(stop, other):
+    """The one of two stop requests (either may be None) the run ends by: a signal first."""
+    if stop is None or (other is not None and other.signal and not stop.signal):
+        return other
+    return stop
+
+
+def steps_to_run(current, steps_per_call, max_steps, actions):
+    """Steps for the next call of the step: up to ``steps_per_call``, ending at the next
+    step where one of ``actions`` is due by its step period, and at ``max_steps``."""
+    n = min(steps_per_call, max_steps - current)
+    for action in actions:
+        every = action.periodic.every_steps
+        if every:
+            n = min(n, every - current % every)
+    return max(n, 1)
 
 
 def duration(seconds):
@@ -149,19 +186,21 @@ class Validate:
             self._writer.scalars(step, {"precision_at_1": score["precision_at_1"],
                                         "loss": score["loss"]})
         self._progress.exclude(time.monotonic() - start)  # validating is not training
-        return self._validator.stop_reason(step)
+        reason = self._validator.stop_reason(step)
+        return Stop(reason) if reason else None
 
 
 class WatchStopRequest:
-    """Once a second (a stat, not one per step): the evaluator's STOP file."""
+    """Once a second (a stat, not one per step): the evaluator's STOP file. The
+    ``Checkpointer`` asks it, since a stop, like a signal, ends in a save."""
 
     def __init__(self, path, start_step):
         self.path = path
-        self._periodic = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS)
-        self._periodic.start(start_step)
+        self.periodic = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS)
+        self.periodic.start(start_step)
 
     def requested(self, step):
-        return self._periodic.should_fire(step) and fs.exists(self.path)
+        return self.periodic.should_fire(step) and fs.exists(self.path)
 
     def reason(self):
         """What the request says, for the log ("stop requested in PATH (why)")."""
@@ -176,40 +215,45 @@ class WatchStopRequest:
 
 
 class Checkpointer:
-    """Every save of a run: every ``every_steps``, every ``every_secs``, the last step,
-    and at once on SIGTERM/SIGINT (then the run stops).
+    """Every save of a run: every ``every_steps``, every ``every_secs``, the last step
+    (``final``), and at once on SIGTERM/SIGINT or a stop request in ``stop_file``, which
+    then end the run.
 
-    ``save(step)`` writes one. Requests from outside the step (a signal, a
-    stop request, a save due by the clock) are acted on after ``agree``
+    ``save(step)`` writes one. The requests from outside the step (a signal,
+    a stop request, a save due by the clock) are acted on after ``agree``
     (multi-worker: an all-reduce, so every worker saves and stops at the same
     step; None: one process).
     """
 
-    def __init__(self, save, every_steps, every_secs, start_step, resumed, agree=None):
+    def __init__(self, save, every_steps, every_secs, start_step, resumed, stop_file=None,
+                 agree=None):
         self.periodic = periodic.PeriodicAction(every_steps=every_steps)
         self.periodic.start(start_step)
         self._clock_periodic = periodic.PeriodicAction(every_secs=every_secs)
         self._clock_periodic.start(start_step)
+        self._stop_watch = WatchStopRequest(stop_file, start_step) if stop_file else None
         self._save, self._agree = save, agree
         self.last_saved = start_step if resumed else None
         self.signals = StopSignals()
 
-    def after_step(self, step, stop_requested):
-        """Saves if due; returns (the interruption, by name, or None; the stop request as
-        agreed)."""
-        requests = [self.signals.received is not None, stop_requested,
+    def __call__(self, step, outputs):
+        """Saves if due; a Stop for a signal or a stop request, as agreed."""
+        del outputs
+        requests = [self.signals.received is not None,
+                    bool(self._stop_watch and self._stop_watch.requested(step)),
                     self._clock_periodic.should_fire(step)]
         if self._agree:
             requests = [n > 0 for n in self._agree(tf.constant(requests, tf.float32))]
         signalled, stop_requested, save_due = requests
-        interrupted = None
-        if signalled:
-            received = self.signals.received
-            interrupted = signal.Signals(received).name if received else (
-                "another worker's stop signal")
         if self.periodic.should_fire(step) or save_due:
             self.save(step)
-        return interrupted, stop_requested
+        if signalled:
+            received = self.signals.received
+            name = signal.Signals(received).name if received else "another worker's stop signal"
+            return Stop(f"stopped by {name}", signal=name)
+        if stop_requested:
+            return Stop(self._stop_watch.reason() if self._stop_watch else "stop requested")
+        return None
 
     def save(self, step):
         self._save(step)

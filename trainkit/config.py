@@ -18,7 +18,6 @@ from trainkit import errors
 from trainkit import fs
 from trainkit import rundir
 
-CONFIG_FILE = rundir.CONFIG_FILE
 # Every choice a flag offers, once, here: the flags (and --help) are defined from
 # these without loading TensorFlow, and the modules that act on them use the same.
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "muon")
@@ -336,18 +335,18 @@ class EvalConfig:
 
     def __post_init__(self):
         if not self.eval_dir:
-            self.eval_dir = fs.join(self.train_dir, rundir.EVAL_DIR + (
-                "" if self.test_time_augmentation else "_plain"))
+            self.eval_dir = fs.join(self.train_dir, rundir.EVAL_DIR if self.test_time_augmentation
+                                    else rundir.EVAL_PLAIN_DIR)
 
 
 def write_train_config(config):
     """Writes config.json atomically (a reader never sees half a file)."""
-    fs.write_atomic(fs.join(config.train_dir, CONFIG_FILE), config.to_json() + "\n")
+    fs.write_atomic(fs.join(config.train_dir, rundir.CONFIG_FILE), config.to_json() + "\n")
 
 
 def read_train_config(train_dir):
     """Reads the trainer's config.json, or raises UserError saying why not."""
-    path = fs.join(train_dir, CONFIG_FILE)
+    path = fs.join(train_dir, rundir.CONFIG_FILE)
     if not fs.isdir(train_dir):
         raise errors.UserError(
             f"train dir {train_dir} does not exist; start the trainer first or check --train_dir")
@@ -374,7 +373,7 @@ def check_run(train_dir, spec, command):
     model = spec.canonical_model(config.model)
     if model not in spec.models:
         raise errors.UserError(
-            f"{fs.join(train_dir, CONFIG_FILE)} names model {config.model!r}, which "
+            f"{fs.join(train_dir, rundir.CONFIG_FILE)} names model {config.model!r}, which "
             f"{spec.name} does not have ({', '.join(spec.models)}): not a config.json this "
             "toolkit wrote")
     return spec.complete(config)
@@ -393,8 +392,7 @@ def check_train_dir(config, spec):
     rundir.check_path(train_dir, "--train_dir")
     rundir.check_apart(train_dir, config.data_dir)
     if fs.exists(train_dir) and not fs.isdir(train_dir):
-        raise errors.UserError(f"cannot write to train dir {train_dir}: it is a file, not a "
-                               "folder; choose a writable --train_dir")
+        raise rundir.unwritable(train_dir, "it is a file, not a folder")
     latest = rundir.latest_checkpoint(train_dir)
     if latest and not config.resume:
         raise errors.UserError(
@@ -527,7 +525,7 @@ def is_chief(config):
 
 def wait_for_trainer(eval_config, sleep=time.sleep, clock=time.monotonic):
     """Waits until the trainer has written config.json, so the evaluator may start first."""
-    path = fs.join(eval_config.train_dir, CONFIG_FILE)
+    path = fs.join(eval_config.train_dir, rundir.CONFIG_FILE)
     if not fs.exists(path):
         logging.info("Waiting for the trainer to write %s", path)
     start = clock()

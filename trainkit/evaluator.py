@@ -41,6 +41,7 @@ full disk, a read-only dir) is a UserError, never a skipped checkpoint.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -57,7 +58,6 @@ from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import export
 from trainkit import fs
-from trainkit import loop
 from trainkit import metrics
 from trainkit import pipeline
 from trainkit import priority as priority_lib
@@ -65,9 +65,6 @@ from trainkit import reports
 from trainkit import rundir
 from trainkit import summaries
 
-METRICS_FILE = "metrics.jsonl"
-BEST_DIR = export.BEST_DIR
-STAGING_DIR = ".staging"
 MISCLASSIFIED_SHOWN = 25
 SELECTED_ON = "validation"  # the split the best checkpoint is chosen on
 REPORTED = "test"  # the split whose figures are reported
@@ -180,14 +177,33 @@ class StopSignals(actions.StopSignals):
             self._waiting = False
 
 
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """A checkpoint just scored, as the evaluator's actions see it: its ``staged`` copy (the
+    files best/ takes), ``results`` by split (``metrics.Scorer``), its metrics.jsonl
+    ``record``, whether it is a new best on validation (``improved``) and whether its
+    pictures are due (``pictures``; its misclassified examples were kept for them)."""
+
+    step: int
+    staged: str
+    results: dict
+    record: dict
+    improved: bool
+    pictures: bool
+
+
 class Evaluator:
     """Scores checkpoints of one train dir on its validation and test splits.
 
+    After each, its actions run in order, each called with the ``Scored``
+    checkpoint: the record (metrics.jsonl, scalars), the best (best/ and its
+    export), the pictures, the stop request; then ``actions``, the caller's.
     ``watch``: a ``trainkit.priority.CpuWatch`` told when the evaluator has
     work, so that it can say when it gets no CPU for it.
     """
 
-    def __init__(self, eval_config, dataset, watch=None, clock=time.monotonic):
+    def __init__(self, eval_config, dataset, watch=None, clock=time.monotonic, actions=(),
+                 hold=None):
         self.config = eval_config
         if eval_config.eval_policy not in config_lib.EVAL_POLICIES:
             raise errors.UserError(f"--eval_policy={eval_config.eval_policy}: expected "
@@ -196,10 +212,14 @@ class Evaluator:
         if eval_config.data_dir:
             self.train_config.data_dir = eval_config.data_dir
         rundir.check_apart(eval_config.eval_dir, self.train_config.data_dir, "--eval_dir")
-        # One evaluator per eval dir, for its whole life (see trainkit.rundir).
-        self._hold = rundir.hold(eval_config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+        # One evaluator per eval dir, for its whole life (see trainkit.rundir): the lock its
+        # entry point took (``hold``), else one taken here.
+        self._hold = hold or rundir.hold(eval_config.eval_dir, "evaluator", "eval dir",
+                                         "--eval_dir")
         try:
             self._start(eval_config, dataset, watch, clock)
+            self.actions = [self._write_record, self._keep_best, self._write_pictures,
+                            self._request_stop, *actions]
         except BaseException:
             self._hold.release()
             raise
@@ -214,9 +234,9 @@ class Evaluator:
                 f"--early_stopping_evals needs a validation split to judge improvement on, and "
                 f"the run in {eval_config.train_dir} holds none (--"
                 f"{dataset.spec.validation_option or 'validation_size'}=0); drop the flag")
-        self.best_dir = fs.join(eval_config.eval_dir, BEST_DIR)
-        self.staging_dir = fs.join(eval_config.eval_dir, STAGING_DIR)
-        self.records_path = fs.join(eval_config.eval_dir, METRICS_FILE)
+        self.best_dir = fs.join(eval_config.eval_dir, rundir.BEST_DIR)
+        self.staging_dir = fs.join(eval_config.eval_dir, rundir.STAGING_DIR)
+        self.records_path = fs.join(eval_config.eval_dir, rundir.METRICS_FILE)
         records = self._own_records(read_records(self.records_path))
         self.best = best_lib.BestRecord(self.best_dir, self.run_id) if self.selects else None
         self.data = {}
@@ -278,7 +298,7 @@ class Evaluator:
     def _move_aside(self, label, what):
         """Moves the eval dir's record out of the way, into a folder of its own."""
         with self._writing():
-            target = rundir.move_previous_run(self.config.eval_dir, label, keep=(STAGING_DIR,))
+            target = rundir.move_previous_run(self.config.eval_dir, label, keep=(rundir.STAGING_DIR,))
         logging.warning("%s held %s, not one of the run now in %s (%s); moved it to %s and "
                         "started a fresh record", self.config.eval_dir, what,
                         self.config.train_dir, self.run_id or "a run without an id", target)
@@ -302,7 +322,7 @@ class Evaluator:
         steps = rundir.checkpoint_steps(self.config.train_dir)
         gone = sorted(self._pending - set(steps))
         if gone:
-            self._skip(gone, "deleted", f"deleted by the trainer (its --max_to_keep) before "
+            self._skip(gone, "deleted", "deleted by the trainer (its --max_to_keep) before "
                        "the evaluator scored it")
         fresh = [step for step in steps
                  if step not in self.evaluated and step not in self.skipped]
@@ -447,33 +467,33 @@ class Evaluator:
                                               MISCLASSIFIED_SHOWN if pictures else 0)
         seconds = self._clock() - start
         self._last_cores = (seconds, (time.process_time() - cpu_start) / max(seconds, 1e-6))
-        record = self._record(step, path, results, improved, seconds)
-        self._log(record)
+        scored = Scored(step, staged, results, self._record(step, path, results, improved,
+                                                            seconds), improved, pictures)
+        self._log(scored.record)
         self.signals.check()
         with self._writing():
-            if step not in self.evaluated:
-                fs.append(self.records_path, json.dumps(record, sort_keys=True) + "\n")
-                for split, result in results.items():
-                    self.writers[split].scalars(step, {
-                        "precision_at_1": result["precision_at_1"], "loss": result["loss"]})
-                self.writers[REPORTED].images(step, {"confusion_matrix": reports.confusion_image(
-                    results[REPORTED]["confusion"], self.class_names, step)})
-                self.evaluated.add(step)
-                self._pending.discard(step)
-            if improved:
-                self._keep_best(staged, record)
-                self.evals_since_best = 0
-            elif self.selects:
-                self.evals_since_best += 1
-            if pictures:
-                self._write_pictures(step, results[REPORTED])
+            for action in self.actions:
+                action(scored)
             for writer in self.writers.values():
                 writer.flush()
+        return dict(results[REPORTED], **scored.record)
+
+    def _write_record(self, scored):
+        """The checkpoint's line in metrics.jsonl, its scalars and confusion matrix (once)."""
+        step, record = scored.step, scored.record
+        if step not in self.evaluated:
+            fs.append(self.records_path, json.dumps(record, sort_keys=True) + "\n")
+            for split, result in scored.results.items():
+                self.writers[split].scalars(step, {
+                    "precision_at_1": result["precision_at_1"], "loss": result["loss"]})
+            self.writers[REPORTED].images(step, {"confusion_matrix": reports.confusion_image(
+                scored.results[REPORTED]["confusion"], self.class_names, step)})
+            self.evaluated.add(step)
+            self._pending.discard(step)
         if self.newest is None or step >= self.newest["step"]:
             self.newest = record
         if self.top_test is None or record["precision_at_1"] > self.top_test["precision_at_1"]:
             self.top_test = record
-        return dict(results[REPORTED], **record)
 
     def _record(self, step, path, results, improved, seconds):
         """The metrics.jsonl line of a scored checkpoint: the test split's figures at the top
@@ -509,8 +529,14 @@ class Evaluator:
                      f"{record['step']:,}", shown, 100 * record["precision_at_1"],
                      record["loss"], counts, record["eval_secs"])
 
-    def _keep_best(self, staged, record):
-        """Moves the staged checkpoint into best/ and records it, then drops the old best."""
+    def _keep_best(self, scored):
+        """A new best on validation: the staged checkpoint moved into best/ and recorded (the
+        old best dropped), and exported; the evaluations since the best counted."""
+        if not scored.improved:
+            self.evals_since_best += 1 if self.selects else 0
+            return
+        self.evals_since_best = 0
+        staged, record = scored.staged, scored.record
         fs.makedirs(self.best_dir)
         old = set(fs.listdir(self.best_dir))
         base = os.path.basename(staged)
@@ -531,12 +557,16 @@ class Evaluator:
             if rundir.step_of_file(name) is not None and not name.startswith(base + "."):
                 fs.remove(fs.join(self.best_dir, name))
         if self.classifier:
-            target = fs.join(self.best_dir, export.SAVED_MODEL_DIR)
+            target = fs.join(self.best_dir, rundir.SAVED_MODEL_DIR)
             export.save(self.classifier, target, export.info_for(
                 prefix, self.train_config, self.classifier))
 
-    def _write_pictures(self, step, result):
-        """The pictures of the checkpoint just scored, as PNG files and TensorBoard images."""
+    def _write_pictures(self, scored):
+        """The pictures of the checkpoint just scored (a new best, or every one when nothing
+        selects), as PNG files and TensorBoard images."""
+        if not scored.pictures:
+            return
+        step, result = scored.step, scored.results[REPORTED]
         convs = [layer for layer in self.model.layers if isinstance(layer, keras.layers.Conv2D)]
         first_conv = convs[0].kernel.numpy() if convs else None
         pngs = reports.pictures(step, result["confusion"], self.class_names,
@@ -549,11 +579,15 @@ class Evaluator:
         logging.info("Wrote %s (step %s)", ", ".join(os.path.basename(p) for p in paths),
                      f"{step:,}")
 
-    def _maybe_request_stop(self):
+    def _request_stop(self, scored):
+        """--early_stopping_evals: asks the trainer to stop (its STOP file) after that many
+        evaluations without a new best."""
+        del scored
         patience = self.config.early_stopping_evals
-        if not patience or self.stop_requested or self.evals_since_best < patience:
+        if (not patience or self.config.run_once or self.stop_requested
+                or self.evals_since_best < patience):
             return
-        path = fs.join(self.config.train_dir, loop.STOP_FILE)
+        path = fs.join(self.config.train_dir, rundir.STOP_FILE)
         best = self.best.value
         reason = (f"{self.evals_since_best} evaluations without improving on validation "
                   f"precision @ 1 = {100 * best['precision_at_1']:.2f}% (step {best['step']})")
@@ -594,7 +628,7 @@ class Evaluator:
 
     def poll(self, sleep=time.sleep):
         """Scores new checkpoints until the trainer is DONE (or the timeout passes)."""
-        done_file = fs.join(self.config.train_dir, loop.DONE_FILE)
+        done_file = fs.join(self.config.train_dir, rundir.DONE_FILE)
         last_new = self._clock()
         waiting_said = False
         while True:
@@ -608,7 +642,6 @@ class Evaluator:
                 for path in pending:
                     if self._busy(self.evaluate_and_record, path) and not fs.exists(done_file):
                         self.scored_while_training += 1
-                    self._maybe_request_stop()
                 last_new = self._clock()
                 waiting_said = False
                 continue
@@ -675,7 +708,7 @@ class Evaluator:
                      f"{100 * best['test_precision_at_1']:.2f}% "
                      f"({fs.join(self.config.train_dir, best['checkpoint'])}")
             if self.classifier:
-                line += f", exported to {fs.join(self.best_dir, export.SAVED_MODEL_DIR)}"
+                line += f", exported to {fs.join(self.best_dir, rundir.SAVED_MODEL_DIR)}"
             line += ")"
         elif not self.selects and self.newest:
             line += (f"; no validation split, so no best: the newest, step "
@@ -709,12 +742,14 @@ class _OwnWrites:
         return False
 
 
-def run(eval_config, dataset, watch=None):
-    """The evaluator process: ``run_once`` or poll until the trainer is done. A stop signal
-    ends it with ``errors.Interrupted``, saying how to continue."""
+def run(eval_config, dataset, watch=None, actions=(), hold=None):
+    """The evaluator process: ``run_once`` or poll until the trainer is done, with
+    ``actions`` after its own (see ``Evaluator``); ``hold``: the eval dir's lock, if the
+    caller took it. A stop signal ends it with ``errors.Interrupted``, saying how to
+    continue."""
     if not eval_config.run_once:
         config_lib.wait_for_trainer(eval_config)
-    evaluator = Evaluator(eval_config, dataset, watch)
+    evaluator = Evaluator(eval_config, dataset, watch, actions=actions, hold=hold)
     try:
         with evaluator.signals:
             try:

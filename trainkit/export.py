@@ -37,11 +37,7 @@ from trainkit import fs
 from trainkit import metrics
 from trainkit import rundir
 
-INFO_FILE = rundir.EXPORT_INFO_FILE
 FORMAT = rundir.EXPORT_FORMAT
-EVAL_DIR = rundir.EVAL_DIR
-BEST_DIR = "best"  # where the evaluator keeps its best checkpoint, under the eval dir
-SAVED_MODEL_DIR = "saved_model"
 
 
 CLASS_NAMES_ASSET = "class_names.txt"
@@ -88,7 +84,7 @@ def candidate_checkpoints(train_dir, run_id):
     evaluator's best (``TRAIN_DIR/eval/best``) if it belongs to this run and was chosen on
     validation, then the run's own checkpoints, newest first (a run without a validation
     split has no best: its newest). UserError if there are none."""
-    best_dir = fs.join(train_dir, EVAL_DIR, BEST_DIR)
+    best_dir = fs.join(train_dir, rundir.EVAL_DIR, rundir.BEST_DIR)
     found = []
     best = rundir.latest_checkpoint(best_dir)
     if best:
@@ -158,7 +154,7 @@ def save(classifier, directory, info):
             classifier.class_names_file = tf.saved_model.Asset(names_file)
             tf.saved_model.save(classifier, fs.join(safe_parent, os.path.basename(tmp)),
                                 signatures={"serving_default": classifier.classify})
-        rundir.write_json(fs.join(tmp, INFO_FILE), dict(info, format=FORMAT))
+        rundir.write_json(fs.join(tmp, rundir.EXPORT_INFO_FILE), dict(info, format=FORMAT))
         if fs.exists(directory):
             fs.move_tree(directory, old)
         fs.move_tree(tmp, directory)
@@ -181,7 +177,7 @@ def info_for(path, train_config, classifier):
 
 def export(train_dir, dataset, checkpoint=None, export_dir=None):
     """``python -m DATASET.export``: the checkpoint's shadow weights as a SavedModel."""
-    export_dir = export_dir or fs.join(train_dir, "export")
+    export_dir = export_dir or fs.join(train_dir, rundir.EXPORT_DIR)
     train_config = config_lib.read_train_config(train_dir)
     rundir.check_export_dir(export_dir, train_dir, train_config.data_dir)
     classifier, path, train_config = load_classifier(train_dir, dataset, checkpoint)

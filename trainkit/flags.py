@@ -276,12 +276,13 @@ def run_trainer(spec):
             check_run(config.train_dir, spec, "train")
         config_lib.check_train_dir(config, spec)
         if chief and not held:
-            rundir.hold(config.train_dir, "trainer")
+            held = rundir.hold(config.train_dir, "trainer")
         load_tensorflow()  # here, after the checks
         from trainkit import distribution, loop
         dataset = registry.load(spec.name)
-        # Devices and the strategy before any other TensorFlow op.
-        loop.train(config, dataset, distribution.configure(config))
+        # Devices and the strategy before any other TensorFlow op; the lock, taken once
+        # here, goes to the engine.
+        loop.train(config, dataset, distribution.configure(config), hold=held or None)
 
     run(main)
 
@@ -312,12 +313,13 @@ def evaluate(spec, config):
     """The evaluator of ``config`` (an ``EvalConfig``): checks the run and locks the eval
     dir (before TensorFlow loads when the run is there; while waiting for it, TensorFlow
     loads meanwhile), takes its CPU share, pins the device, then polls or runs once."""
-    ready = config.run_once or fs.exists(fs.join(config.train_dir, config_lib.CONFIG_FILE))
+    ready = config.run_once or fs.exists(fs.join(config.train_dir, rundir.CONFIG_FILE))
+    hold = None  # the eval dir's lock, taken once here and handed to the evaluator
     if ready:
         run_config = check_run(config.train_dir, spec, "eval")
         rundir.check_apart(config.eval_dir, config.data_dir or run_config.data_dir,
                            "--eval_dir")
-        rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+        hold = rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
     load_tensorflow()
     from trainkit import devices, evaluator
     # The watch speaks when the evaluator gets no CPU; it keeps its own priority to do so.
@@ -330,9 +332,9 @@ def evaluate(spec, config):
         if not ready:
             config_lib.wait_for_trainer(config)
             check_run(config.train_dir, spec, "eval")
-            rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+            hold = rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         devices.configure(config.device, config.num_threads)
-        evaluator.run(config, registry.load(spec.name), watch)
+        evaluator.run(config, registry.load(spec.name), watch, hold=hold)
     finally:
         watch.stop()
 
@@ -384,7 +386,7 @@ def run_export(spec):
         del argv
         f = flags.FLAGS
         run_config = check_run(f.train_dir, spec, "export")
-        export_dir = f.export_dir or fs.join(f.train_dir, "export")
+        export_dir = f.export_dir or fs.join(f.train_dir, rundir.EXPORT_DIR)
         rundir.check_export_dir(export_dir, f.train_dir, run_config.data_dir)
         load_tensorflow()  # here, after the checks
         from trainkit import export as export_lib

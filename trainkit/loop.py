@@ -35,13 +35,8 @@ from trainkit import precision as precision_lib
 from trainkit import rundir
 from trainkit import summaries
 
-DONE_FILE = "DONE"
-STOP_FILE = "STOP"  # a stop request, written by the evaluator's --early_stopping_evals
-BEST_VALIDATION_DIR = "best_validation"
 # TensorBoard runs of the trainer, under the train dir: the training batches' figures and
 # in-run validation's, with the evaluator's tags (precision_at_1, loss) where they overlap.
-TRAIN_RUN = "train"
-VALIDATION_RUN = "validation"
 VALIDATION_BATCH_SIZE = 1000
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
@@ -119,35 +114,34 @@ def cross_entropy(labels, logits, label_smoothing=0.0):
     return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
 
-def prepare_train_dir(config, spec, is_chief=True):
+def prepare_train_dir(config, spec, is_chief=True, hold=None):
     """Checks the train dir against ``--resume`` and, on the chief, locks it.
 
     Never deletes a checkpoint: a train dir with checkpoints is refused unless
     ``--resume`` is given (``config_lib.check_train_dir``). The chief holds
-    the dir for this process's life (``rundir.hold``; the caller releases
-    it) and clears stale DONE and STOP markers at once, so that no evaluator
-    takes the run for finished; config.json waits for ``start_run``. Returns
-    ``(checkpoint to resume or None, the lock or None)``.
+    the dir for this process's life: ``hold``, the lock its entry point took
+    (``rundir.hold``), else one taken here; the caller releases it. It clears
+    stale DONE and STOP markers at once, so that no evaluator takes the run
+    for finished; config.json waits for ``start_run``. Returns ``(checkpoint
+    to resume or None, the lock or None)``.
     """
     if not is_chief:
         return config_lib.check_train_dir(config, spec), None
     # A live run's trainer is named before anything else is said about the dir.
-    hold = rundir.hold(config.train_dir, "trainer", create=False)
+    hold = hold or rundir.hold(config.train_dir, "trainer", create=False)
     try:
         latest = config_lib.check_train_dir(config, spec)
         if hold is None:
             hold = rundir.hold(config.train_dir, "trainer")
             latest = config_lib.check_train_dir(config, spec)  # under the lock this time
-        for marker in (DONE_FILE, STOP_FILE):
+        for marker in (rundir.DONE_FILE, rundir.STOP_FILE):
             path = fs.join(config.train_dir, marker)
             if fs.exists(path):
                 fs.remove(path)
         return latest, hold
     except OSError as e:
         hold.release()
-        raise errors.UserError(
-            f"cannot write to train dir {config.train_dir}: {e.strerror or e}; "
-            "choose a writable --train_dir") from None
+        raise rundir.unwritable(config.train_dir, e) from None
     except BaseException:
         if hold:
             hold.release()
@@ -163,9 +157,7 @@ def start_run(config, resumed):
         if resumed:
             _remove_unfinished_saves(train_dir)
     except OSError as e:
-        raise errors.UserError(
-            f"cannot write to train dir {train_dir}: {e.strerror or e}; "
-            "choose a writable --train_dir") from None
+        raise rundir.unwritable(train_dir, e) from None
 
 
 def _remove_unfinished_saves(train_dir):
@@ -273,7 +265,7 @@ class Validator:
                        for key, var in checkpoints.model_variables(self.model).items()]
         self.scorer = metrics.Scorer(self.model, len(config.class_names),
                                      metrics.eval_logits_fn(dataset.model(config), config))
-        self.dir = fs.join(directory, BEST_VALIDATION_DIR)
+        self.dir = fs.join(directory, rundir.BEST_VALIDATION_DIR)
         self.manager = checkpoints.Manager(trainer.checkpoint, self.dir, max_to_keep=1)
         self.best = best_lib.BestRecord(self.dir, config.run_id)
 
@@ -312,10 +304,11 @@ class Trainer:
     which strategy replicates the step and whether this process writes.
     """
 
-    def __init__(self, config, dataset, distribution=None):
+    def __init__(self, config, dataset, distribution=None, hold=None):
         self.config = config.validate()
         self.distribution = distribution or distribution_lib.default()
-        resume, self._hold = prepare_train_dir(config, dataset.spec, self.distribution.is_chief)
+        resume, self._hold = prepare_train_dir(config, dataset.spec, self.distribution.is_chief,
+                                               hold)
         try:
             self._build(config, dataset, resume)
             if self.distribution.is_chief:
@@ -327,56 +320,71 @@ class Trainer:
             raise
 
     def _build(self, config, dataset, resume):
-        strategy = self.distribution.strategy
         # The data first: nothing is written into the train dir before it is verified,
         # the splits the evaluator will score included.
         images, labels = dataset.arrays(config, "train")
         config.class_names = tuple(dataset.classes(config))
         describe_data(dataset, config, len(labels))
-        model_spec = dataset.model(config)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
-
-        # Everything with state is made in the strategy's scope, so it is
-        # mirrored on every replica.
         self.precision, reason = precision_lib.resolve(config.precision)
         precision_lib.describe(self.precision, reason)
-        with strategy.scope():
-            with precision_lib.policy(self.precision):
-                self.model = dataset.build(config)
-            check_batch_fits(self.model, config)
-            if not resume and model_spec.initialize:
-                # Weights set from the data (before the shadows copy them); a resumed
-                # run has them in its checkpoint.
-                model_spec.initialize(self.model, images, config)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-            # Called by the optimizer at each step; set below, once the data size is known.
-            self.optimizer = optimizers.make_optimizer(config, lambda: self.learning_rate(self.step))
-            # Building the slots now lets a restore fill them at once instead of lazily.
-            self.optimizer.build(self.model.trainable_variables)
-            if model_spec.trained_until:
-                optimizers.train_only_until(self.optimizer, config,
-                                            model_spec.trained_until(self.model, config))
-            self.averages = ema_lib.MovingAverages(
-                checkpoints.model_variables(self.model, trainable_only=True),
-                config.moving_average_decay, self.step, config.moving_average_every_steps)
-            self.lookahead = None
-            if config.lookahead_every_steps and config.lookahead_start_steps >= config.max_steps:
-                logging.warning("Lookahead starts after step %d (--lookahead_start_steps), at or "
-                                "past --max_steps=%d: this run has none and ends on its last "
-                                "weights", config.lookahead_start_steps, config.max_steps)
-            if config.lookahead_every_steps:
-                self.lookahead = lookahead_lib.Lookahead(
-                    checkpoints.model_variables(self.model), config.lookahead_decay,
-                    config.lookahead_every_steps, self.step, config.max_steps,
-                    config.lookahead_start_steps, config.lookahead_sync_steps)
-            # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
-            self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
-            # The first step whose loss was NaN or infinite (0: none yet), set inside the
-            # step and read only when something is about to be saved or logged.
-            self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.decayed_weights = optimizers.penalized(config, model_spec.decayed_weights(self.model))
+        # Everything with state is made in the strategy's scope, so it is mirrored on
+        # every replica.
+        with self.distribution.strategy.scope():
+            self._build_state(config, dataset, images, resume)
+        self._build_checkpoint(config, resume)
+        self._build_input(config, dataset, images, labels)
+        # Made at the first run() and kept: a second call (the bench times one) goes on
+        # with the next batch and the same summary log, without compiling them again.
+        self._iterator = self._writer = self._validation_writer = self._summarize = None
+        self._agree = self._make_agreement() if self.distribution.num_workers > 1 else None
+        self.validator = (Validator(config, dataset, self, self.save_dir)
+                          if config.validate_every_steps else None)
+
+    def _build_state(self, config, dataset, images, resume):
+        """The training state: model, step, optimizer, moving averages, Lookahead."""
+        model_spec = dataset.model(config)
+        with precision_lib.policy(self.precision):
+            self.model = dataset.build(config)
+        check_batch_fits(self.model, config)
+        if not resume and model_spec.initialize:
+            # Weights set from the data (before the shadows copy them); a resumed run has
+            # them in its checkpoint.
+            model_spec.initialize(self.model, images, config)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # Called by the optimizer at each step; set in _build_input, once the data size is
+        # known.
+        self.optimizer = optimizers.make_optimizer(config, lambda: self.learning_rate(self.step))
+        # Building the slots now lets a restore fill them at once instead of lazily.
+        self.optimizer.build(self.model.trainable_variables)
+        if model_spec.trained_until:
+            optimizers.train_only_until(self.optimizer, config,
+                                        model_spec.trained_until(self.model, config))
+        self.averages = ema_lib.MovingAverages(
+            checkpoints.model_variables(self.model, trainable_only=True),
+            config.moving_average_decay, self.step, config.moving_average_every_steps)
+        self.lookahead = None
+        if config.lookahead_every_steps and config.lookahead_start_steps >= config.max_steps:
+            logging.warning("Lookahead starts after step %d (--lookahead_start_steps), at or "
+                            "past --max_steps=%d: this run has none and ends on its last "
+                            "weights", config.lookahead_start_steps, config.max_steps)
+        if config.lookahead_every_steps:
+            self.lookahead = lookahead_lib.Lookahead(
+                checkpoints.model_variables(self.model), config.lookahead_decay,
+                config.lookahead_every_steps, self.step, config.max_steps,
+                config.lookahead_start_steps, config.lookahead_sync_steps)
+        # The tutorial's smoothed losses for TensorBoard: [loss, total_loss].
+        self.loss_averages = tf.Variable([0.0, 0.0], trainable=False, name="loss_averages")
+        # The first step whose loss was NaN or infinite (0: none yet), set inside the step
+        # and read only when something is about to be saved or logged.
+        self.nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.decayed_weights = optimizers.penalized(config,
+                                                    model_spec.decayed_weights(self.model))
+
+    def _build_checkpoint(self, config, resume):
+        """The checkpoint and its manager; with ``resume``, the state restored from it."""
         self.checkpoint = checkpoints.training_checkpoint(
             self.step, self.model, self.optimizer, self.averages.shadows,
             self.lookahead.slow if self.lookahead else None)
@@ -392,26 +400,23 @@ class Trainer:
             logging.info("Starting a new run in %s at step 0", config.train_dir)
         if self.distribution.name != "default":
             logging.info("%s", self.distribution.describe(config.batch_size))
-        # The batches from the restored step on: the data order needs no checkpointing.
-        # Each worker's input pipeline makes its share of every global batch.
+
+    def _build_input(self, config, dataset, images, labels):
+        """The batches from the restored step on (the data order needs no checkpointing;
+        each worker's pipeline makes its share of every global batch), the learning-rate
+        schedule, and the compiled step."""
         start_step = int(self.step.numpy())
 
         def dataset_fn(input_context):
             return pipeline.train_dataset(dataset, config, images, labels, start_step,
                                           pipeline.Part.of(input_context))
 
-        self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
+        self.dataset = self.distribution.strategy.distribute_datasets_from_function(dataset_fn)
         self.steps_per_epoch = len(labels) / config.batch_size
         self.learning_rate = learning_rate_fn(config, self.steps_per_epoch)
         self._activations = keras.Model(
             self.model.inputs, [layer.output for layer in self.model.layers if layer.weights])
         self.train_steps = self._make_train_steps()
-        # Made at the first run() and kept: a second call (the bench times one) goes on
-        # with the next batch and the same summary log, without compiling them again.
-        self._iterator = self._writer = self._validation_writer = self._summarize = None
-        self._agree = self._make_agreement() if self.distribution.num_workers > 1 else None
-        self.validator = (Validator(config, dataset, self, self.save_dir)
-                          if config.validate_every_steps else None)
 
     def _make_train_steps(self):
         """The compiled ``train_steps(iterator, n)``: ``n`` steps in one call.
@@ -420,7 +425,7 @@ class Trainer:
         ``--steps_per_call`` steps in a loop inside the function saves most
         of it (a small model's step is short enough for it to matter). The loop
         never crosses a step at which something periodic is due (see
-        ``_steps_to_run``). Returns the last step's losses and input batch.
+        ``actions.steps_to_run``). Returns the last step's losses and input batch.
         """
         model, optimizer, config = self.model, self.optimizer, self.config
         strategy = self.distribution.strategy
@@ -453,17 +458,7 @@ class Trainer:
                                 for value in per_replica[:2])
             # The first replica's slice, for the summaries' images and activations.
             images = strategy.experimental_local_results(per_replica[2])[0]
-            self.step.assign_add(1)
-            if self.lookahead:
-                self.lookahead.update()  # before the averages, which then see the pulled weights
-            self.averages.update()
-            t = tf.cast(self.step, tf.float32)
-            decay = tf.minimum(LOSS_AVERAGE_DECAY, (1.0 + t) / (10.0 + t))
-            self.loss_averages.assign(decay * self.loss_averages
-                                      + (1.0 - decay) * tf.stack([loss, total_loss]))
-            first_bad = tf.logical_and(tf.logical_not(tf.math.is_finite(total_loss)),
-                                       tf.equal(self.nonfinite_step, 0))
-            self.nonfinite_step.assign(tf.where(first_bad, self.step, self.nonfinite_step))
+            self._after_update(loss, total_loss)
             return loss, total_loss, images
 
         @tf.function
@@ -475,16 +470,20 @@ class Trainer:
 
         return train_steps
 
-    def _steps_to_run(self, current, step_actions):
-        """Steps for the next call: up to ``steps_per_call``, stopping at the next step
-        where one of ``step_actions`` (each with its ``periodic``) is due, and at
-        ``max_steps``."""
-        n = min(self.config.steps_per_call, self.config.max_steps - current)
-        for action in step_actions:
-            every = action.periodic.every_steps
-            if every:
-                n = min(n, every - current % every)
-        return max(n, 1)
+    def _after_update(self, loss, total_loss):
+        """In the compiled step, after the weights moved: the step count, Lookahead, the
+        moving averages, the smoothed losses and the first non-finite step."""
+        self.step.assign_add(1)
+        if self.lookahead:
+            self.lookahead.update()  # before the averages, which then see the pulled weights
+        self.averages.update()
+        t = tf.cast(self.step, tf.float32)
+        decay = tf.minimum(LOSS_AVERAGE_DECAY, (1.0 + t) / (10.0 + t))
+        self.loss_averages.assign(decay * self.loss_averages
+                                  + (1.0 - decay) * tf.stack([loss, total_loss]))
+        first_bad = tf.logical_and(tf.logical_not(tf.math.is_finite(total_loss)),
+                                   tf.equal(self.nonfinite_step, 0))
+        self.nonfinite_step.assign(tf.where(first_bad, self.step, self.nonfinite_step))
 
     def _make_agreement(self):
         """Multi-worker: an all-reduce that makes every worker see any worker's request.
@@ -567,8 +566,12 @@ class Trainer:
         self._check_writes()
         self._summarize(step, *outputs)
 
-    def run(self):
+    def run(self, actions=()):
         """Trains until ``max_steps``, saves, writes DONE; returns the final step.
+
+        ``actions``: more to do between calls of the step, after the trainer's
+        own (``trainkit.actions`` has the protocol); in a multi-worker run, one
+        that stops must decide alike on every worker.
 
         SIGTERM or SIGINT: the current step finishes, a checkpoint is saved,
         and ``errors.Interrupted`` is raised (exit 0 for SIGTERM, 130 for
@@ -577,7 +580,7 @@ class Trainer:
         stops them all at the same step.
         """
         try:
-            return self._run()
+            return self._run(list(actions))
         except tf.errors.ResourceExhaustedError as e:
             raise errors.UserError(
                 f"out of memory at --batch_size={self.config.batch_size} "
@@ -588,62 +591,65 @@ class Trainer:
             if self._hold:
                 self._hold.release()
 
-    def _run(self):
+    def _actions(self, start):
+        """The trainer's own actions for a run from step ``start``, the saves last."""
         config, chief = self.config, self.distribution.is_chief
-        start, started = int(self.step.numpy()), time.monotonic()
         if chief and self._writer is None:
-            self._writer = summaries.Writer(fs.join(config.train_dir, TRAIN_RUN))
+            self._writer = summaries.Writer(fs.join(config.train_dir, rundir.TRAIN_RUN))
             self._summarize = self._make_summarize(self._writer)
             if self.validator:
                 self._validation_writer = summaries.Writer(
-                    fs.join(config.train_dir, VALIDATION_RUN))
-        writer = self._writer
-        self.checkpointer = actions.Checkpointer(
-            self._save, config.save_checkpoint_steps, config.save_checkpoint_secs, start,
-            bool(self.resumed_from), self._agree)
+                    fs.join(config.train_dir, rundir.VALIDATION_RUN))
         progress = actions.LogProgress(config.log_frequency, start, config,
                                        self.steps_per_epoch, self._check_finite)
-        step_actions = [progress]
+        own = [progress]
         if chief:
-            step_actions.append(actions.WriteSummaries(config.save_summaries_steps, start,
-                                                       self._write_summaries))
+            own.append(actions.WriteSummaries(config.save_summaries_steps, start,
+                                              self._write_summaries))
         if self.validator:
-            step_actions.append(actions.Validate(config.validate_every_steps, start,
-                                                 self.validator, self._validation_writer,
-                                                 progress, self._check_before_write))
-        stop_watch = actions.WatchStopRequest(fs.join(config.train_dir, STOP_FILE), start)
+            own.append(actions.Validate(config.validate_every_steps, start, self.validator,
+                                        self._validation_writer, progress,
+                                        self._check_before_write))
+        return own
 
+    def _run(self, extra_actions):
+        config = self.config
+        start, started = int(self.step.numpy()), time.monotonic()
+        self.checkpointer = actions.Checkpointer(
+            self._save, config.save_checkpoint_steps, config.save_checkpoint_secs, start,
+            bool(self.resumed_from), fs.join(config.train_dir, rundir.STOP_FILE), self._agree)
+        run_actions = self._actions(start) + extra_actions + [self.checkpointer]
         if self._iterator is None:
             self._iterator = iter(self.dataset)
-        iterator = self._iterator
-        current, stopping, interrupted, outputs = start, None, None, None
+        current, stop, outputs = start, None, None
         with self.checkpointer.signals:
-            while current < config.max_steps and not stopping and not interrupted:
-                n = self._steps_to_run(current, step_actions + [self.checkpointer])
-                outputs = self.train_steps(iterator, tf.constant(n, tf.int64))
+            while current < config.max_steps and stop is None:
+                n = actions.steps_to_run(current, config.steps_per_call, config.max_steps,
+                                         run_actions)
+                outputs = self.train_steps(self._iterator, tf.constant(n, tf.int64))
                 current += n
-                for action in step_actions:
-                    stopping = action(current, outputs) or stopping
-                interrupted, stop_requested = self.checkpointer.after_step(
-                    current, stop_watch.requested(current))
-                if stop_requested and not stopping:
-                    stopping = stop_watch.reason()
+                for action in run_actions:
+                    stop = actions.more_urgent(stop, action(current, outputs))
             # Still inside: a signal during the final save only marks it received.
             self.checkpointer.final(current)
-        for summary_writer in (writer, self._validation_writer):
+        return self._end(current, stop, time.monotonic() - started, outputs)
+
+    def _end(self, current, stop, seconds, outputs):
+        """The run's end at step ``current``: Interrupted for a signal, else DONE."""
+        for summary_writer in (self._writer, self._validation_writer):
             if summary_writer:
                 summary_writer.flush()
-        if interrupted:
+        if stop and stop.signal:
             raise errors.Interrupted(
-                f"Stopped by {interrupted} at step {current}; the checkpoint for step "
-                f"{current} is saved in {config.train_dir}: continue with --resume",
-                exit_code=130 if interrupted == "SIGINT" else 0)
-        if stopping:
-            logging.info("Stopping early at step %d: %s", current, stopping)
-        if chief:
+                f"Stopped by {stop.signal} at step {current}; the checkpoint for step "
+                f"{current} is saved in {self.config.train_dir}: continue with --resume",
+                exit_code=130 if stop.signal == "SIGINT" else 0)
+        if stop:
+            logging.info("Stopping early at step %d: %s", current, stop.reason)
+        if self.distribution.is_chief:
             self._check_writes()
-            fs.write_atomic(fs.join(config.train_dir, DONE_FILE), f"{current}\n")
-        logging.info("%s", self._summary(current, time.monotonic() - started, outputs))
+            fs.write_atomic(fs.join(self.config.train_dir, rundir.DONE_FILE), f"{current}\n")
+        logging.info("%s", self._summary(current, seconds, outputs))
         return current
 
     def close(self):
@@ -664,14 +670,16 @@ class Trainer:
                      f"step {best['step']} "
                      f"({fs.join(self.config.train_dir, best['checkpoint'])})")
         if self.distribution.is_chief:
-            return line + f"; wrote {fs.join(self.config.train_dir, DONE_FILE)}"
+            return line + f"; wrote {fs.join(self.config.train_dir, rundir.DONE_FILE)}"
         return line + f" ({self.distribution.task})"
 
 
-def train(config, dataset, distribution=None):
-    """The whole trainer: builds a ``Trainer`` and runs it; returns the final step."""
-    trainer = Trainer(config, dataset, distribution)
+def train(config, dataset, distribution=None, actions=(), hold=None):
+    """The whole trainer: builds a ``Trainer`` and runs it with ``actions`` beside its own
+    (see ``Trainer.run``); returns the final step. ``hold``: the train dir's lock, if the
+    caller took it (``rundir.hold``); else the trainer takes it."""
+    trainer = Trainer(config, dataset, distribution, hold)
     try:
-        return trainer.run()
+        return trainer.run(actions)
     finally:
         trainer.close()

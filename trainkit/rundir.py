@@ -50,13 +50,26 @@ try:
 except ImportError:  # not a Unix: no locking
     fcntl = None
 
-LOCK_FILE = ".lock"
-CONFIG_FILE = "config.json"
-CHECKPOINT_PREFIX = "ckpt"
-PREVIOUS_RUN_PREFIX = "previous-run-"  # see move_previous_run
-BEST_FILE = "best.json"  # the record of a best checkpoint, beside it
-EVAL_DIR = "eval"  # the evaluator's default eval dir, under the train dir
+# Every file and folder of a train dir, by name; nothing else in the toolkit spells them.
+LOCK_FILE = ".lock"  # the one writer's flock (or lease)
+CONFIG_FILE = "config.json"  # the run's settings (trainkit.config)
+CHECKPOINT_PREFIX = "ckpt"  # ckpt-N.index, ckpt-N.data-*
 INDEX_FILE = "checkpoint"  # the CheckpointManager-format list of checkpoints
+DONE_FILE = "DONE"  # the trainer finished for good: its final step
+STOP_FILE = "STOP"  # a stop request, written by the evaluator's --early_stopping_evals
+TRAIN_RUN = "train"  # the trainer's TensorBoard events
+VALIDATION_RUN = "validation"  # its in-run validation's events (and the evaluator's run name)
+BEST_VALIDATION_DIR = "best_validation"  # the trainer's best checkpoint on validation
+EXPORT_DIR = "export"  # python -m DATASET.export's default
+EVAL_DIR = "eval"  # the evaluator's default eval dir; "eval_plain" without test-time augmentation
+EVAL_PLAIN_DIR = "eval_plain"
+# ... and of an eval dir:
+METRICS_FILE = "metrics.jsonl"  # one record per checkpoint, scored or skipped
+BEST_DIR = "best"  # the best checkpoint on validation, and its export
+STAGING_DIR = ".staging"  # a checkpoint copied before it is scored
+SAVED_MODEL_DIR = "saved_model"  # the best checkpoint's export, under best/
+BEST_FILE = "best.json"  # the record of a best checkpoint, beside it
+PREVIOUS_RUN_PREFIX = "previous-run-"  # another run's records, moved aside (move_previous_run)
 _INDEX_RE = re.compile(r"^ckpt-(\d+)\.index$")
 _FILE_RE = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
 GLOB_CHARS = frozenset("*?[]\\")
@@ -97,6 +110,14 @@ def _holder(role):
     return {"role": role, "pid": os.getpid(), "host": socket.gethostname(), "since": since}
 
 
+def unwritable(directory, error, noun="train dir", what="--train_dir"):
+    """The one line for a dir this toolkit cannot write to (``error``: an OSError or a
+    reason), naming the dir, the cause and the flag that chooses another."""
+    reason = error if isinstance(error, str) else getattr(error, "strerror", None) or error
+    return errors.UserError(f"cannot write to {noun} {directory}: {reason}; choose a writable "
+                            f"{what}")
+
+
 def hold(directory, role, noun="train dir", what="--train_dir", create=True):
     """Makes ``directory`` if needed and locks it for this process; returns a ``Hold``
     (None if ``create`` is false and the directory does not exist).
@@ -117,8 +138,7 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
     except fs.Unreachable:
         raise  # its own line (trainkit.flags.run)
     except OSError as e:
-        raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
-                               f"choose a writable {what}") from None
+        raise unwritable(directory, e, noun, what) from None
     key = fs.realpath(directory)
     if key in _held:
         _held[key].count += 1
@@ -135,8 +155,7 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
         except fs.Unreachable:
             raise
         except OSError as e:
-            raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
-                                   f"choose a writable {what}") from None
+            raise unwritable(directory, e, noun, what) from None
     else:
         lock.fd = _flock(path, directory, role, noun, what)
     _held[key] = lock
@@ -151,8 +170,7 @@ def _flock(path, directory, role, noun, what):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise errors.UserError(f"cannot write to {noun} {directory}: {e.strerror or e}; "
-                                   f"choose a writable {what}") from None
+            raise unwritable(directory, e, noun, what) from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
