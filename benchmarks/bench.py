@@ -136,12 +136,13 @@ def _onednn_on():
 
 
 def task_peak(args):
-    """fp32 matmul GFLOP/s, best of several timed repetitions."""
+    """Matmul GFLOP/s (float32, or ``--dtype=bfloat16``), best of several timed repetitions."""
     import tensorflow as tf
     # Quick: 1024 on a side (a chain of 2048s takes 2.5 s a call on a slow CPU).
     n = args.matmul_size or (1024 if args.quick else 2048)
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+    dtype = tf.as_dtype(args.dtype or "float32")
+    a = tf.cast(tf.random.normal([n, n]), dtype)
+    b = tf.cast(tf.random.normal([n, n]), dtype)
 
     @tf.function
     def chain(a, b):
@@ -271,9 +272,10 @@ def task_train(args):
     return result
 
 
-def keras_peer(dataset_name, config, steps_per_execution=1, jit_compile=False):
+def keras_peer(dataset_name, config, steps_per_execution=1, jit_compile=False, use_ema=False):
     """The peer: ``keras.Model.fit``'s compiled model on our model, loss and pipeline,
-    with Keras's own SGD. Returns the compiled model and the training dataset."""
+    with Keras's own SGD (``use_ema``: keeping Keras's moving average of the weights, at
+    the run's decay, as ours always does). Returns the compiled model and the dataset."""
     import keras
     import tensorflow as tf
 
@@ -288,7 +290,8 @@ def keras_peer(dataset_name, config, steps_per_execution=1, jit_compile=False):
     # Keras's own optimizer, as a Keras user would have it (ours fuses its update).
     optimizer = keras.optimizers.SGD(
         lambda: learning_rate(optimizer.iterations),
-        momentum=config.momentum if config.optimizer == "momentum" else 0.0)
+        momentum=config.momentum if config.optimizer == "momentum" else 0.0,
+        use_ema=use_ema, ema_momentum=config.moving_average_decay)
 
     def loss(labels, logits):
         return (tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -306,14 +309,16 @@ def task_keras(args):
 
     config = train_config(args.dataset, os.path.join(args.workdir, "keras"), args.data_dir,
                            [f"--model={MODELS[args.dataset]}", *args.train_flags.split()])
-    model, dataset = keras_peer(args.dataset, config, args.spe or 1, bool(args.jit))
+    model, dataset = keras_peer(args.dataset, config, args.spe or 1, bool(args.jit),
+                                args.use_ema)
     model.fit(dataset, epochs=1, steps_per_epoch=args.warmup_steps, verbose=0)
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
     elapsed = time.perf_counter() - start
     return {"keras_fit_examples_per_sec": args.steps * config.batch_size / elapsed,
             "keras_jit_compile": bool(model.jit_compile), "keras_version": keras.__version__,
-            "steps_per_execution": args.spe or 1, "onednn": _onednn_on()}
+            "steps_per_execution": args.spe or 1, "use_ema": args.use_ema,
+            "onednn": _onednn_on()}
 
 
 TASKS = {"peak": task_peak, "pipeline": task_pipeline, "train": task_train,
@@ -431,10 +436,11 @@ def benchmark(args):
             onednn["ours"] = result["onednn"]
             return result
 
-        def run_keras(config, label):
+        def run_keras(config, label, use_ema=False):
             log(f"{dataset}: keras.Model.fit, {label}")
             return run_task("keras", steps=int(pace[dataset] * seconds), spe=config["spe"],
-                            jit=config["jit"], onednn=config["onednn"], **common)
+                            jit=config["jit"], onednn=config["onednn"], use_ema=use_ema,
+                            **common)
 
         ours = run_ours(0)
         # The peer as a knowledgeable Keras user configures it: the kernels ours runs with
@@ -452,6 +458,10 @@ def benchmark(args):
                               onednn_on=result["onednn"], keras_version=result["keras_version"]))
         peer = select_peer(tried)
         entry.update(keras_configs=tried, peer=peer)
+        # The peer keeping Keras's own moving average of the weights, as ours always does.
+        entry["peer_use_ema_examples_per_sec"] = run_keras(
+            peer, f"the peer with use_ema ({peer['label']})",
+            use_ema=True)["keras_fit_examples_per_sec"]
         # Interleaved rounds, in rotated order so that a drift of the machine's speed hits
         # both sides; round 1's ours is the window above.
         for round_ in range(rounds):
@@ -560,9 +570,14 @@ def benchmark(args):
                 "evaluator_cores_used": result.get("evaluator_cores_used"),
                 "slowdown": 1.0 - result["ours_examples_per_sec"] / mean(alone)})
     if quick:
-        log("the evaluator's priorities: left out of --quick (about 12 minutes)")
+        log("the evaluator's priorities and airbench94 against PyTorch: left out of --quick "
+            "(about 12 and 15 minutes)")
     else:
         results["evaluator_priority"] = priority_part(data["mnist"], workdir, log)
+        sys.path.insert(0, REPO)
+        from benchmarks import airbench94_peers
+        results["airbench94_peers"] = airbench94_peers.benchmark(run_task, data["cifar10"],
+                                                                 workdir, log)
     results["targets"] = check_targets(results)
     shutil.rmtree(workdir, ignore_errors=True)
     return results
@@ -660,6 +675,8 @@ def table(results):
     runs = lambda values: " / ".join(f"{v:,.0f}" for v in values)  # noqa: E731
     row("our trainer, examples/s (median)", "ours_examples_per_sec", lambda v: f"{v:,.0f}")
     row("the Keras peer, examples/s (median)", "peer_examples_per_sec", lambda v: f"{v:,.0f}")
+    row("the Keras peer with use_ema (its weights' moving average), one window, examples/s",
+        "peer_use_ema_examples_per_sec", lambda v: f"{v:,.0f}")
     row("our trainer, each round", "ours_runs", runs)
     row("the Keras peer, each round", "peer_runs", runs)
     row("ours / the Keras peer", "ratio_ours_over_peer", _ratio)
@@ -704,6 +721,12 @@ def table(results):
         out += ["", f"With {a['evaluator_flags']} instead: {a['beside_examples_per_sec']:,.0f} "
                 f"examples/s, slowdown {100 * a['slowdown']:.1f}%, "
                 f"{a['evaluations_per_window']} evaluations per window{cores}."]
+    if "airbench94_peers" in results:
+        sys.path.insert(0, REPO)
+        from benchmarks import airbench94_peers
+        out += ["", "The airbench94 preset against a PyTorch peer of its step "
+                "(benchmarks/airbench94_peers.py):", "",
+                airbench94_peers.table(results["airbench94_peers"])]
     if "evaluator_priority" in results:
         sys.path.insert(0, REPO)
         from benchmarks import evaluator_priority
@@ -715,29 +738,39 @@ def table(results):
 
 
 def only_part(args):
-    """``--only=evaluator_priority``: that part alone, written into ``--out``'s results in place
-    of its earlier measurement (the other parts stay as they were measured)."""
+    """``--only=PART``: that part alone (the evaluator's priorities, or airbench94 against
+    PyTorch), written into ``--out``'s results in place of its earlier measurement (the
+    other parts stay as they were measured)."""
     from trainkit import registry
     workdir = tempfile.mkdtemp(prefix="bench-")
-    mnist = args.mnist_data or registry.load("mnist").synthetic(
-        os.path.join(workdir, "mnist"), "full")
     log = lambda message: sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # noqa
-    part = priority_part(mnist, workdir, log)
+    sys.path.insert(0, REPO)
+    from benchmarks import airbench94_peers, evaluator_priority
+    if args.only == "evaluator_priority":
+        data = args.mnist_data or registry.load("mnist").synthetic(
+            os.path.join(workdir, "mnist"), "full")
+        part = priority_part(data, workdir, log)
+    else:
+        data = args.cifar10_data or registry.load("cifar10").synthetic(
+            os.path.join(workdir, "cifar10"), "full")
+        part = airbench94_peers.benchmark(run_task, data, workdir, log)
     part.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                machine=machine(), data="synthetic" if workdir in mnist else mnist)
+                machine=machine(), commit=commit(),
+                data="synthetic" if workdir in data else data)
     shutil.rmtree(workdir, ignore_errors=True)
     results = {}
     if os.path.exists(args.out):
         with open(args.out) as f:
             results = json.load(f)
-    results["evaluator_priority"] = part
+    results[args.only] = part
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
-    sys.stderr.write(f"wrote the evaluator's priorities into {args.out}\n")
-    sys.path.insert(0, REPO)
-    from benchmarks import evaluator_priority
-    print(evaluator_priority.table(part))
+    sys.stderr.write(f"wrote {args.only} into {args.out}\n")
+    if args.only == "evaluator_priority":
+        print(evaluator_priority.table(part))
+    else:
+        print(airbench94_peers.table(part))
     return 0
 
 
@@ -760,7 +793,7 @@ def main():
     # Worker-process options (--task=...), set by the driver.
     parser.add_argument("--task", choices=sorted(TASKS), help=argparse.SUPPRESS)
     for name in ("dataset", "data_dir", "workdir", "label", "threads", "train_flags",
-                 "eval_flags"):
+                 "eval_flags", "dtype"):
         parser.add_argument(f"--{name}", default="", help=argparse.SUPPRESS)
     for name, kind in (("steps", int), ("warmup_steps", int), ("spe", int), ("seconds", float),
                        ("save_secs", float), ("eval_interval", float)):
@@ -773,7 +806,8 @@ def main():
     # choice for this CPU, before trainkit sets ours); empty: as our entry points run.
     parser.add_argument("--onednn", default="", help=argparse.SUPPRESS)
     parser.add_argument("--with_evaluator", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["evaluator_priority"],
+    parser.add_argument("--use_ema", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["evaluator_priority", "airbench94_peers"],
                         help="measure only this part and put it into --out's results")
     args = parser.parse_args()
     if args.task:

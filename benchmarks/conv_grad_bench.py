@@ -1,9 +1,9 @@
 """Times a 3x3 convolution's three passes against the kernel gradient as matmuls.
 
     python benchmarks/conv_grad_bench.py                    # bfloat16, airbench95's shapes
-    python benchmarks/conv_grad_bench.py --dtype=float32
+    python benchmarks/conv_grad_bench.py --dtype=float32 --model=airbench94
 
-For each layer shape of ``--model=airbench95`` at batch 1,024: the forward
+For each layer shape of ``--model`` (airbench95 or airbench94) at batch 1,024: the forward
 convolution, TensorFlow's input gradient and kernel gradient (oneDNN's
 kernels where TensorFlow uses them), and ``trainkit.nets.kernel_grad_by_shifts``
 (nine matmuls over shifted inputs), in milliseconds per call, with the largest
@@ -22,12 +22,16 @@ import tensorflow as tf
 from trainkit import nets
 
 flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Arithmetic of the passes.")
+flags.DEFINE_enum("model", "airbench95", ["airbench94", "airbench95"], "Whose layer shapes.")
 flags.DEFINE_integer("batch_size", 1024, "Examples per call.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement, after one untimed.")
 FLAGS = flags.FLAGS
 
-# (side, channels in, channels out) of resnet_wide's convolutions after the whitening.
-SHAPES = ((31, 24, 128), (15, 128, 128), (15, 128, 384), (7, 384, 384), (3, 384, 384))
+# (side, channels in, channels out) of each network's convolutions after the whitening.
+SHAPES = {"airbench95": ((31, 24, 128), (15, 128, 128), (15, 128, 384), (7, 384, 384),
+                         (3, 384, 384)),
+          "airbench94": ((31, 24, 64), (15, 64, 64), (15, 64, 256), (7, 256, 256),
+                         (3, 256, 256))}
 
 
 def _milliseconds(fn, *args):
@@ -45,7 +49,7 @@ def main(argv):
     dtype = tf.as_dtype(FLAGS.dtype)
     print(f"{FLAGS.dtype}, batch {FLAGS.batch_size}: milliseconds per call")
     print("side  in  out  forward  input-grad  kernel-grad  by-shifts  difference")
-    for side, channels_in, channels_out in SHAPES:
+    for side, channels_in, channels_out in SHAPES[FLAGS.model]:
         n = FLAGS.batch_size
         x = tf.cast(tf.random.stateless_normal((n, side, side, channels_in), [1, 2]), dtype)
         dy = tf.cast(tf.random.stateless_normal((n, side, side, channels_out), [3, 4]), dtype)

@@ -113,8 +113,45 @@ def test_keras_task_runs_the_peers_settings(mnist_data, tmp_path):
     result = run_task("keras", *common, "--spe=10", "--jit")
     assert result["steps_per_execution"] == 10 and result["keras_jit_compile"] is True
     assert result["keras_fit_examples_per_sec"] > 0
-    result = run_task("keras", *common, "--spe=1")
+    result = run_task("keras", *common, "--spe=1", "--use_ema")
     assert result["steps_per_execution"] == 1 and result["keras_jit_compile"] is False
+    assert result["use_ema"] is True and result["keras_fit_examples_per_sec"] > 0
+
+
+def test_the_pytorch_peer_is_skipped_with_a_line_where_pytorch_is_absent(tmp_path,
+                                                                         monkeypatch):
+    """PyTorch is not a dependency: without it the bench says so and measures the rest. A
+    ``torch`` package that refuses to load, first on the path, stands for its absence."""
+    blocked = tmp_path / "torch"
+    blocked.mkdir()
+    (blocked / "__init__.py").write_text("raise ImportError('no PyTorch here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    sys.path.insert(0, os.path.dirname(BENCH))
+    import airbench94_peers
+    said = []
+    part = airbench94_peers.benchmark(lambda *a, **k: pytest.fail("nothing to run"),
+                                      "unused", str(tmp_path), said.append)
+    assert part == {"skipped": "PyTorch is not installed"}
+    assert said and "skipped, PyTorch is not installed" in said[0]
+    assert airbench94_peers.table(part) == ("airbench94 against PyTorch: not measured "
+                                            "(PyTorch is not installed).")
+
+
+def test_the_pytorch_comparison_reports_medians_and_the_range_the_rounds_allow():
+    sys.path.insert(0, os.path.dirname(BENCH))
+    import airbench94_peers
+    float32 = airbench94_peers.summarize([330.0, 350.0, 340.0], [250.0, 240.0, 260.0])
+    assert float32["ratio"] == pytest.approx(340 / 250)
+    assert (float32["low"], float32["high"]) == (pytest.approx(330 / 260),
+                                                 pytest.approx(350 / 240))
+    part = {"precisions": {"float32": float32,
+                           "bfloat16": airbench94_peers.summarize([700.0], [1000.0])},
+            "flops_per_example": 0.35e9,
+            "matmul_peak_gflops": {"float32": 400.0, "bfloat16": 800.0}}
+    table = airbench94_peers.table(part)
+    assert ("| float32 | 340 (330 / 350 / 340) | 250 (250 / 240 / 260) | 1.36 (1.27-1.46) | "
+            "400 | 30% |") in table
+    assert "| bfloat16 | 700 (700) | 1,000 (1,000) | 0.70 (0.70-0.70) | 800 | 31% |" in table
 
 
 def test_the_peer_is_the_fastest_setting_with_our_kernels():
