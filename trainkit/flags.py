@@ -37,7 +37,7 @@ def define_train_flags(spec):
     setting of ``config.TrainConfig`` with the dataset's defaults, models and presets
     (flags given on the command line still win over a preset), then one per option
     the dataset takes (``spec.options``)."""
-    names = {
+    per_dataset = {  # what a flag says that depends on the dataset (None: not offered)
         "preset": dict(default=next(iter(spec.presets), ""),
                        choices=list(spec.presets) + list(spec.preset_aliases),
                        help="Named set of training settings: " + "; ".join(
@@ -55,7 +55,7 @@ def define_train_flags(spec):
         "model": dict(choices=list(spec.models) + list(spec.model_aliases),
                       help="Network architecture." + _former_names(spec.model_aliases)),
     }
-    groups = _define(config_lib.TrainConfig, spec.default, names)
+    groups = _define(config_lib.TrainConfig, spec.default, per_dataset)
     if spec.presets:
         flags.DEFINE_alias("schedule", "preset")  # its former name (FORMER_NAMES)
     for name, option in spec.options.items():
