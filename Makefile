@@ -28,7 +28,7 @@ ifeq ($(filter $(DATASET),$(DATASETS)),)
 $(error DATASET=$(DATASET): expected one of $(DATASETS))
 endif
 
-.PHONY: venv test data train eval resume bench tensorboard clean constraints
+.PHONY: venv test test-lab data train eval resume bench tensorboard clean constraints
 
 # The stamp is remade whenever setup.cfg, pyproject.toml or constraints.txt changes. The
 # versions installed are the ones the tests passed with (constraints.txt); setup.cfg's
@@ -52,10 +52,14 @@ constraints:
 venv: $(VENV)/.installed
 
 # Two test processes: most of the suite's time is TensorFlow starting up in the
-# subprocesses the tests run, one core each (14 min serial, 9 min so, on 2 cores).
+# subprocesses the tests run, one core each. `make test` checks the toolkit; `make
+# test-lab` the bench and measurement rigs of benchmarks/ (tests marked bench).
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not bench" $(ARGS)
+
+test-lab: $(VENV)/.installed
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m bench $(ARGS)
 
 # Download (if missing) and verify the data, without training.
 data: $(VENV)/.installed
