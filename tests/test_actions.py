@@ -50,6 +50,13 @@ def test_checkpointer_stops_on_a_stop_request_and_on_a_signal_which_comes_first(
     assert saved == [4]
 
 
+def test_something_that_is_not_an_action_is_named():
+    with pytest.raises(TypeError, match="needs a periodic attribute"):
+        actions.check([print])  # callable, but says nothing of when it is due
+    saver = actions.Checkpointer(print, 0, 0, start_step=0, resumed=False)
+    assert actions.check((saver,)) == [saver]
+
+
 def test_steps_to_run_ends_a_call_where_an_action_is_due():
     due_at_7 = type("Action", (), {"periodic": periodic.PeriodicAction(every_steps=7)})
     assert actions.steps_to_run(0, 10, 100, [due_at_7]) == 7

@@ -51,6 +51,16 @@ def more_urgent(stop, other):
     return stop
 
 
+def check(actions):
+    """TypeError naming an action that does not follow the protocol (module docstring)."""
+    for action in actions:
+        if not callable(action) or not isinstance(getattr(action, "periodic", None),
+                                                  periodic.PeriodicAction):
+            raise TypeError(f"{action!r} is not an action: it needs a periodic attribute (a "
+                            "trainkit.periodic.PeriodicAction) and __call__(step, outputs)")
+    return list(actions)
+
+
 def steps_to_run(current, steps_per_call, max_steps, actions):
     """Steps for the next call of the step: up to ``steps_per_call``, ending at the next
     step where one of ``actions`` is due by its step period, and at ``max_steps``."""

@@ -35,8 +35,8 @@ from trainkit import precision as precision_lib
 from trainkit import rundir
 from trainkit import summaries
 
-# TensorBoard runs of the trainer, under the train dir: the training batches' figures and
-# in-run validation's, with the evaluator's tags (precision_at_1, loss) where they overlap.
+_check_actions = actions.check  # Trainer.run's argument named actions hides the module
+
 VALIDATION_BATCH_SIZE = 1000
 LOSS_AVERAGE_DECAY = 0.9  # of the smoothed losses in TensorBoard, as the tutorial's
 SUMMARY_IMAGES = 3
@@ -580,7 +580,7 @@ class Trainer:
         stops them all at the same step.
         """
         try:
-            return self._run(list(actions))
+            return self._run(_check_actions(actions))
         except tf.errors.ResourceExhaustedError as e:
             raise errors.UserError(
                 f"out of memory at --batch_size={self.config.batch_size} "
