@@ -298,7 +298,8 @@ class Evaluator:
     def _move_aside(self, label, what):
         """Moves the eval dir's record out of the way, into a folder of its own."""
         with self._writing():
-            target = rundir.move_previous_run(self.config.eval_dir, label, keep=(rundir.STAGING_DIR,))
+            target = rundir.move_previous_run(self.config.eval_dir, label,
+                                              keep=(rundir.STAGING_DIR,))
         logging.warning("%s held %s, not one of the run now in %s (%s); moved it to %s and "
                         "started a fresh record", self.config.eval_dir, what,
                         self.config.train_dir, self.run_id or "a run without an id", target)
