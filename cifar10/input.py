@@ -111,10 +111,10 @@ def check_files(folder, names):
 
 def _check_labels(path):
     """UserError naming the first record of ``path`` whose label byte is not a class."""
-    if fs.is_remote(path):
-        labels = np.frombuffer(fs.read_bytes(path), np.uint8)[::RECORD_BYTES]
-    else:
+    if fs.of(path).local:
         labels = np.memmap(path, dtype=np.uint8, mode="r")[::RECORD_BYTES]
+    else:
+        labels = np.frombuffer(fs.read_bytes(path), np.uint8)[::RECORD_BYTES]
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         raise errors.UserError(

@@ -172,6 +172,47 @@ def test_append_and_atomic_write_on_ram_filesystem():
         fs.listdir(path + "-no-such-folder")
 
 
+def test_each_filesystem_declares_what_it_can_do():
+    assert fs.of("/tmp/x") is fs.LOCAL and fs.of("relative/x") is fs.LOCAL
+    assert all((fs.LOCAL.flock, fs.LOCAL.atomic_rename, fs.LOCAL.hard_links, fs.LOCAL.append,
+                fs.LOCAL.symlinks, fs.LOCAL.local))
+    for path in ("ram://b/x", "hdfs://nn/x", "gs://bucket/x", "s3://bucket/x"):
+        caps = fs.of(path)
+        assert not any((caps.flock, caps.hard_links, caps.append, caps.symlinks, caps.local))
+    assert fs.of("ram://b/x").atomic_rename and fs.of("hdfs://nn/x").atomic_rename
+    assert not fs.of("gs://bucket/x").atomic_rename and not fs.of("s3://bucket/x").atomic_rename
+    # Two paths: the filesystem that is not local.
+    assert fs.of("/tmp/a", "ram://b/x") is fs.of("ram://b/x") is fs.of("ram://b/x", "/tmp/a")
+    with pytest.raises(OSError):
+        fs.link("ram://b/x", "ram://b/y")  # no hard links: the caller copies
+    assert not fs.islink("ram://b/x")
+
+
+def test_a_dir_is_locked_once_per_process_by_the_lock_its_filesystem_has(tmp_path):
+    """The entry point takes each lock and hands it on; a second take, by any spelling of
+    the dir, is a bug and says so."""
+    run = tmp_path / "run"
+    lock = rundir.hold(str(run), "trainer")
+    assert isinstance(lock, rundir.FlockLock)
+    os.symlink(run, tmp_path / "alias")
+    for spelling in (str(run), f"{run}/", f"file://{run}", str(tmp_path / "alias"),
+                     os.path.relpath(run)):
+        with pytest.raises(RuntimeError, match="already locked by this process"):
+            rundir.hold(spelling, "trainer")
+    lock.check()
+    lock.release()
+    lock.release()  # once is enough
+    again = rundir.hold(str(tmp_path / "alias"), "trainer")
+    again.release()
+    remote = f"ram://locks{uuid.uuid4().hex[:8]}/run"
+    lease = rundir.hold(remote, "evaluator", "eval dir", "--eval_dir")
+    assert isinstance(lease, rundir.LeaseLock)
+    with pytest.raises(RuntimeError, match="already locked by this process"):
+        rundir.hold(remote + "/", "evaluator", "eval dir", "--eval_dir")
+    lease.release()
+    assert not fs.exists(fs.join(remote, rundir.LOCK_FILE))
+
+
 # -- the lease -------------------------------------------------------------------------
 
 

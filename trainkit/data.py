@@ -48,7 +48,7 @@ def present(path):
     (a loop, or a target that is gone), which would otherwise read as a missing file."""
     if fs.exists(path):
         return True
-    if not fs.is_remote(path) and os.path.islink(path):
+    if fs.islink(path):
         raise errors.UserError(
             f"{path} is a symbolic link that leads nowhere (a loop, or its target is gone); "
             "point it at the file, or remove it (a missing file is downloaded again)")
@@ -126,7 +126,7 @@ def download_verified(name, dest_dir, mirrors, verify):
     file is fetched to ``NAME.part`` and renamed to ``NAME`` only once
     verified; a bad copy is deleted. Raises UserError naming every mirror tried.
     """
-    if fs.is_remote(dest_dir):
+    if not fs.of(dest_dir).local:
         local = tempfile.mkdtemp(prefix="trainkit-download-")
         try:
             path = download_verified(name, local, mirrors, verify)
@@ -189,7 +189,7 @@ def safe_extract(archive, dest_dir):
     files are written into a hidden folder in ``dest_dir`` and moved into
     place; if anything fails, what was written is removed.
     """
-    if fs.is_remote(archive) or fs.is_remote(dest_dir):
+    if not fs.of(archive, dest_dir).local:
         return _extract_staged(archive, dest_dir)
     rundir.check_regular(archive)
     dest_root = os.path.realpath(dest_dir)

@@ -402,15 +402,12 @@ class Evaluator:
             fs.makedirs(self.staging_dir)
         for name in files:
             target = fs.join(self.staging_dir, os.path.basename(name))
-            if fs.is_remote(name) or fs.is_remote(target):
-                self._copy(name, target)
-                continue
             try:
-                os.link(name, target)
+                fs.link(name, target)
             except FileNotFoundError:
                 raise _SourceGone(f"{name} vanished") from None
             except OSError:
-                self._copy(name, target)  # another file system, or no hard links: copy
+                self._copy(name, target)  # another device, or no hard links: copy
         return fs.join(self.staging_dir, os.path.basename(path))
 
     def _copy(self, source, target):
@@ -550,8 +547,8 @@ class Evaluator:
                           "selected_on": SELECTED_ON,
                           "test_precision_at_1": record["precision_at_1"],
                           # Relative to the train dir: true of a copied or moved run too.
-                          "checkpoint": rundir.relative_to(prefix, self.config.train_dir),
-                          "source": rundir.relative_to(record["checkpoint"],
+                          "checkpoint": fs.relpath(prefix, self.config.train_dir),
+                          "source": fs.relpath(record["checkpoint"],
                                                        self.config.train_dir),
                           "run_id": self.run_id, "wall_time": record["wall_time"]})
         for name in old:

@@ -138,7 +138,7 @@ def save(classifier, directory, info):
     The caller has checked that ``directory`` is absent, empty or a previous
     export (``rundir.check_export_dir``). Raises OSError or ``tf.errors.OpError``,
     with the previous export still in place. On a filesystem with a scheme the
-    folders move file by file (``trainkit.fs.move_tree``).
+    folders move file by file (``trainkit.fs.move``).
     """
     directory = fs.normpath(directory)
     parent = os.path.dirname(directory) or "."
@@ -156,19 +156,19 @@ def save(classifier, directory, info):
                                 signatures={"serving_default": classifier.classify})
         rundir.write_json(fs.join(tmp, rundir.EXPORT_INFO_FILE), dict(info, format=FORMAT))
         if fs.exists(directory):
-            fs.move_tree(directory, old)
-        fs.move_tree(tmp, directory)
+            fs.move(directory, old)
+        fs.move(tmp, directory)
     except BaseException:
         fs.rmtree(tmp)
         if fs.exists(old) and not fs.exists(directory):
-            fs.move_tree(old, directory)
+            fs.move(old, directory)
         raise
     fs.rmtree(old)
     return directory
 
 
 def info_for(path, train_config, classifier):
-    return {"checkpoint": path if fs.is_remote(path) else os.path.abspath(path),
+    return {"checkpoint": fs.abspath(path),
             "step": checkpoints.step_of(path),
             "dataset": train_config.dataset, "model": train_config.model,
             "class_names": classifier.class_name_list,

@@ -1,21 +1,26 @@
 """File operations on the train, eval, data and export dirs, on any filesystem
 TensorFlow has registered.
 
-A path with a scheme (``gs://``, ``s3://``, ``hdfs://``, ``ram://``,
-``file://``) goes through ``tf.io.gfile``; a plain local path goes through
-Python's ``os``, which needs no TensorFlow (the entry points refuse a busy
-dir before TensorFlow loads) and allows the checks only a local filesystem
-has (``flock``, FIFOs, hard links). Both raise ``OSError`` subclasses
-(``FileNotFoundError`` for a missing file), so callers handle one kind.
+Each path belongs to one ``Filesystem`` (``of(path)``), which declares what
+it can do (``flock``, ``atomic_rename``, ``hard_links``, ``append``,
+``symlinks``, ``local``) and implements the operations; callers use this
+module's functions, or test a capability, never the kind of path.
 
-Atomic replace: ``write_atomic`` and ``replace`` rename a finished file over
-the old one, which is atomic on a local filesystem and on HDFS. An object
-store (``gs://``, ``s3://``) has no rename: a rename there is a copy and a
-delete, but every object is written whole, so ``write_atomic`` writes the
-object directly and a reader sees the old file or the new, never half.
-A folder on such a store moves file by file (``move_tree``): a reader can
-see it half moved, which is why the evaluator's best checkpoint is named by
-``best.json``, written last.
+* ``LOCAL``: a plain path, through Python's ``os``, which needs no
+  TensorFlow (the entry points refuse a busy dir before TensorFlow loads)
+  and has what only a local disk has (``flock``, FIFOs, hard links).
+* ``SCHEME``: a path with a scheme (``hdfs://``, ``ram://``), through
+  ``tf.io.gfile``; renames are atomic.
+* ``OBJECT_STORE``: ``gs://`` and ``s3://``, which have no rename (a rename
+  is a copy and a delete) but write every object whole, so ``write_atomic``
+  writes the object directly and a reader sees the old file or the new,
+  never half. A folder there moves file by file (``move``): a reader can see
+  it half moved, which is why the evaluator's best checkpoint is named by
+  ``best.json``, written last.
+
+A ``file://`` URI is the local path it names (``local``). Every filesystem
+raises ``OSError`` subclasses (``FileNotFoundError`` for a missing file), so
+callers handle one kind.
 """
 
 import contextlib
@@ -24,13 +29,6 @@ import io
 import os
 import shutil
 import stat
-
-OBJECT_STORES = ("gs://", "s3://")
-
-
-def is_remote(path):
-    """Whether ``path`` names a file through a TensorFlow filesystem scheme."""
-    return "://" in str(path)
 
 
 def local(path):
@@ -46,22 +44,219 @@ def local(path):
     return "/" + rest
 
 
-_plugins = []  # whether the filesystem plugins were looked for
-
-
-def _gfile():
-    import tensorflow as tf  # only paths with a scheme need it
-    if not _plugins:
-        _plugins.append(True)
-        try:  # tensorflow-io, where installed, registers s3://, hdfs:// and more
-            import tensorflow_io  # noqa: F401
-        except (ImportError, OSError, NotImplementedError):
-            pass
-    return tf.io.gfile
-
-
 class Unreachable(OSError):
     """A filesystem with a scheme failed: not registered here, unreachable, or refusing."""
+
+
+class NotRegularFile(Exception):
+    """``path`` is a folder, a FIFO, a device or a socket where a file belongs."""
+
+    def __init__(self, path, kind):
+        super().__init__(f"{path} is {kind}, not a regular file; put the real file there")
+        self.path, self.kind = path, kind
+
+
+class Filesystem:
+    """What a filesystem can do; the subclasses implement the operations."""
+
+    flock = False  # an exclusive lock the kernel drops when its holder ends (else a lease)
+    atomic_rename = False  # a rename replaces a file at once (else objects are written whole)
+    hard_links = False  # a file can have two names (else it is copied)
+    append = False  # a file can grow in place (else it is rewritten whole)
+    symlinks = False  # a folder can have an alias (else paths are taken as TensorFlow reads them)
+    local = False  # Python's os, tarfile and numpy's memmap can use the path directly
+
+
+class _Local(Filesystem):
+    flock = atomic_rename = hard_links = append = symlinks = local = True
+
+    exists, isdir, isfile, islink = (staticmethod(os.path.exists), staticmethod(os.path.isdir),
+                                     staticmethod(os.path.isfile), staticmethod(os.path.islink))
+    listdir, remove, link = staticmethod(os.listdir), staticmethod(os.remove), staticmethod(os.link)
+    replace = move = staticmethod(os.replace)  # a folder moves with one rename
+    copy = staticmethod(shutil.copyfile)
+    normpath, realpath = staticmethod(os.path.normpath), staticmethod(os.path.realpath)
+    abspath, getsize = staticmethod(os.path.abspath), staticmethod(os.path.getsize)
+
+    def makedirs(self, path):
+        os.makedirs(path, exist_ok=True)
+
+    def rmtree(self, path):
+        shutil.rmtree(path, ignore_errors=True)
+
+    def relpath(self, path, root):
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+
+    def signature(self, path):
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+
+    def open(self, path, mode="r"):
+        return io.open(path, mode)
+
+    def open_regular(self, path, mode="r"):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting
+        try:
+            kind = os.fstat(fd).st_mode
+            if not stat.S_ISREG(kind):
+                raise NotRegularFile(path, _kind(kind))
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def append_text(self, path, text):
+        with io.open(path, "a") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class _Scheme(Filesystem):
+    """A filesystem TensorFlow registered (``tf.io.gfile``), its errors as ``OSError``s."""
+
+    atomic_rename = True  # HDFS, ram://; object stores below
+
+    def __init__(self):
+        self._plugins_loaded = False
+
+    def _gfile(self):
+        import tensorflow as tf  # only paths with a scheme need it
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            try:  # tensorflow-io, where installed, registers s3://, hdfs:// and more
+                import tensorflow_io  # noqa: F401
+            except (ImportError, OSError, NotImplementedError):
+                pass
+        return tf.io.gfile
+
+    def exists(self, path):
+        with _as_oserror(path):
+            path = path.rstrip("/")
+            gfile = self._gfile()
+            return gfile.exists(path) and (not gfile.isdir(path) or self._listed(path))
+
+    def isdir(self, path):
+        with _as_oserror(path):
+            path = path.rstrip("/")
+            gfile = self._gfile()  # (exists, unlike isdir, raises where the filesystem fails)
+            return gfile.exists(path) and gfile.isdir(path) and self._listed(path)
+
+    def _listed(self, path):
+        """Whether folder ``path`` is listed in its parent. Some filesystems (``ram://``)
+        call any prefix of a file's name a folder: ``x/a`` would exist beside ``x/a.gz``."""
+        parent, name = path.rsplit("/", 1)
+        if parent.endswith((":/", "://")):  # a bucket, or the root of the filesystem
+            return True
+        try:
+            return name in {entry.rstrip("/") for entry in self._gfile().listdir(parent)}
+        except _errors().NotFoundError:
+            return False
+
+    def isfile(self, path):
+        with _as_oserror(path):
+            gfile = self._gfile()  # (a file is never a folder, even on ram://: no listing needed)
+            return gfile.exists(path) and not gfile.isdir(path)
+
+    def islink(self, path):
+        return False
+
+    def listdir(self, path):
+        gfile = self._gfile()
+        with _as_oserror(path):
+            if not gfile.isdir(path):
+                raise FileNotFoundError(errno.ENOENT, "no such folder", path)
+            return [name.rstrip("/") for name in gfile.listdir(path)]
+
+    def makedirs(self, path):
+        with _as_oserror(path):
+            self._gfile().makedirs(path)
+
+    def remove(self, path):
+        with _as_oserror(path):
+            self._gfile().remove(path)
+
+    def rmtree(self, path):
+        with contextlib.suppress(OSError), _as_oserror(path):
+            if self._gfile().exists(path):
+                self._gfile().rmtree(path)
+
+    def replace(self, source, target):
+        with _as_oserror(source):
+            self._gfile().rename(source, target, overwrite=True)
+
+    def move(self, source, target):
+        """File by file for a folder: some filesystems (``ram://``) do not move a folder's
+        files with the folder."""
+        if not self.isdir(source):
+            return self.replace(source, target)
+        gfile = self._gfile()
+        with _as_oserror(source):
+            for folder, _, names in list(gfile.walk(source)):
+                relative = folder[len(source):].lstrip("/")
+                destination = join(target, relative) if relative else target
+                gfile.makedirs(destination)
+                for name in names:
+                    gfile.rename(join(folder, name), join(destination, name), overwrite=True)
+            gfile.rmtree(source)
+
+    def copy(self, source, target):
+        with _as_oserror(source):
+            self._gfile().copy(source, target, overwrite=True)
+
+    def link(self, source, target):
+        raise OSError(errno.EOPNOTSUPP, "no hard links on this filesystem", source)
+
+    def normpath(self, path):
+        """Without redundant separators (``os.path.normpath`` would make ``gs://b`` ``gs:/b``)."""
+        scheme, rest = path.split("://", 1)
+        root = "/" if rest.startswith("/") else ""  # file:///tmp/x: no host, an absolute path
+        return f"{scheme}://{root}" + "/".join(p for p in rest.split("/") if p not in ("", "."))
+
+    realpath = abspath = normpath
+
+    def relpath(self, path, root):
+        prefix = normpath(root).rstrip("/") + "/"
+        return path[len(prefix):] if normpath(path).startswith(prefix) else path
+
+    def getsize(self, path):
+        with _as_oserror(path):
+            return self._gfile().stat(path).length
+
+    def signature(self, path):
+        with _as_oserror(path):
+            st = self._gfile().stat(path)
+        return st.length, st.mtime_nsec
+
+    def open(self, path, mode="r"):
+        with _as_oserror(path):
+            return _RemoteFile(self._gfile().GFile(path, mode), path)
+
+    def open_regular(self, path, mode="r"):
+        if self.isdir(path):
+            raise NotRegularFile(path, "a folder")
+        return self.open(path, mode)
+
+    def append_text(self, path, text):
+        raise OSError(errno.EOPNOTSUPP, "no appending on this filesystem", path)
+
+
+class _ObjectStore(_Scheme):
+    atomic_rename = False
+
+
+LOCAL, SCHEME, OBJECT_STORE = _Local(), _Scheme(), _ObjectStore()
+OBJECT_STORES = ("gs://", "s3://")
+
+
+def of(*paths):
+    """The filesystem of ``paths`` (for two, the one that is not local, if either is not)."""
+    for path in paths:
+        path = str(path)
+        if "://" in path:
+            return OBJECT_STORE if path.startswith(OBJECT_STORES) else SCHEME
+    return LOCAL
 
 
 def _errors():
@@ -88,164 +283,6 @@ def _as_oserror(path):
 def _first_line(error):
     lines = str(error.message).strip().splitlines()
     return lines[0] if lines else type(error).__name__
-
-
-def join(*parts):
-    return os.path.join(*parts)
-
-
-def normpath(path):
-    """``path`` without redundant separators (``os.path.normpath`` would turn ``gs://b``
-    into ``gs:/b``)."""
-    if is_remote(path):
-        scheme, rest = path.split("://", 1)
-        root = "/" if rest.startswith("/") else ""  # file:///tmp/x: no host, an absolute path
-        return f"{scheme}://{root}" + "/".join(p for p in rest.split("/") if p not in ("", "."))
-    return os.path.normpath(path)
-
-
-def realpath(path):
-    """A key naming ``path`` uniquely: the resolved local path, or the normalized URI."""
-    return normpath(path) if is_remote(path) else os.path.realpath(path)
-
-
-def exists(path):
-    if is_remote(path):
-        with _as_oserror(path):
-            gfile = _gfile()
-            path = path.rstrip("/")
-            return gfile.exists(path) and (not gfile.isdir(path) or _listed(path))
-    return os.path.exists(path)
-
-
-def isdir(path):
-    if is_remote(path):
-        with _as_oserror(path):
-            path = path.rstrip("/")
-            gfile = _gfile()  # (exists, unlike isdir, raises where the filesystem fails)
-            return gfile.exists(path) and gfile.isdir(path) and _listed(path)
-    return os.path.isdir(path)
-
-
-def _listed(path):
-    """Whether folder ``path`` is listed in its parent. Some filesystems (``ram://``)
-    call any prefix of a file's name a folder: ``x/a`` would exist beside ``x/a.gz``."""
-    parent, name = path.rsplit("/", 1)
-    if parent.endswith((":/", "://")):  # a bucket, or the root of the filesystem
-        return True
-    try:
-        return name in {entry.rstrip("/") for entry in _gfile().listdir(parent)}
-    except _errors().NotFoundError:
-        return False
-
-
-def isfile(path):
-    if is_remote(path):
-        with _as_oserror(path):
-            gfile = _gfile()  # (a file is never a folder, even on ram://: no listing needed)
-            return gfile.exists(path) and not gfile.isdir(path)
-    return os.path.isfile(path)
-
-
-def listdir(path):
-    """Names in folder ``path``; FileNotFoundError if there is no such folder."""
-    if is_remote(path):
-        gfile = _gfile()
-        with _as_oserror(path):
-            if not gfile.isdir(path):
-                raise FileNotFoundError(errno.ENOENT, "no such folder", path)
-            return [name.rstrip("/") for name in gfile.listdir(path)]
-    return os.listdir(path)
-
-
-def makedirs(path):
-    """Makes folder ``path`` and its parents; nothing if it is there."""
-    if is_remote(path):
-        with _as_oserror(path):
-            _gfile().makedirs(path)
-    else:
-        os.makedirs(path, exist_ok=True)
-
-
-def remove(path):
-    """Deletes file ``path``; FileNotFoundError if it is not there."""
-    if is_remote(path):
-        with _as_oserror(path):
-            _gfile().remove(path)
-    else:
-        os.remove(path)
-
-
-def rmtree(path):
-    """Deletes folder ``path`` and all it holds, quietly (nothing if it is not there)."""
-    if is_remote(path):
-        with contextlib.suppress(OSError), _as_oserror(path):
-            if _gfile().exists(path):
-                _gfile().rmtree(path)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def replace(source, target):
-    """Renames file ``source`` to ``target``, replacing it (atomic where renames are)."""
-    if is_remote(source) or is_remote(target):
-        with _as_oserror(source):
-            _gfile().rename(source, target, overwrite=True)
-    else:
-        os.replace(source, target)
-
-
-def move_tree(source, target):
-    """Moves folder ``source`` to ``target`` (which must not exist). One rename locally;
-    file by file on a filesystem with a scheme (some, ``ram://`` among them, do not
-    move a folder's files with the folder)."""
-    if not (is_remote(source) or is_remote(target)):
-        os.replace(source, target)
-        return
-    gfile = _gfile()
-    with _as_oserror(source):
-        for folder, _, names in list(gfile.walk(source)):
-            relative = folder[len(source):].lstrip("/")
-            destination = join(target, relative) if relative else target
-            gfile.makedirs(destination)
-            for name in names:
-                gfile.rename(join(folder, name), join(destination, name), overwrite=True)
-        gfile.rmtree(source)
-
-
-def copy(source, target):
-    """Copies file ``source`` to ``target``, replacing it."""
-    if is_remote(source) or is_remote(target):
-        with _as_oserror(source):
-            _gfile().copy(source, target, overwrite=True)
-    else:
-        shutil.copyfile(source, target)
-
-
-def getsize(path):
-    if is_remote(path):
-        with _as_oserror(path):
-            return _gfile().stat(path).length
-    return os.path.getsize(path)
-
-
-def signature(path):
-    """``(size, modification time)`` of file ``path``, to notice that it changed."""
-    if is_remote(path):
-        with _as_oserror(path):
-            st = _gfile().stat(path)
-        return st.length, st.mtime_nsec
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
-
-
-def open(path, mode="r"):  # noqa: A001 -- the module's open, as io.open
-    """A file object for ``path`` (``GFile`` for a path with a scheme). Appending to an
-    object store is not possible: use ``append``."""
-    if is_remote(path):
-        with _as_oserror(path):
-            return _RemoteFile(_gfile().GFile(path, mode), path)
-    return io.open(path, mode)
 
 
 class _RemoteFile:
@@ -279,33 +316,6 @@ class _RemoteFile:
             self._file.close()
 
 
-def open_regular(path, mode="r"):
-    """Opens ``path`` for reading if it is a regular file; ``NotRegularFile`` if it is a
-    FIFO, a device or a folder (which would hang or mislead a reader)."""
-    if is_remote(path):
-        if isdir(path):
-            raise NotRegularFile(path, "a folder")
-        return open(path, mode)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting
-    try:
-        kind = os.fstat(fd).st_mode
-        if not stat.S_ISREG(kind):
-            raise NotRegularFile(path, _kind(kind))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, mode)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-class NotRegularFile(Exception):
-    """``path`` is a folder, a FIFO, a device or a socket where a file belongs."""
-
-    def __init__(self, path, kind):
-        super().__init__(f"{path} is {kind}, not a regular file; put the real file there")
-        self.path, self.kind = path, kind
-
-
 def _kind(mode):
     if stat.S_ISDIR(mode):
         return "a folder"
@@ -318,6 +328,35 @@ def _kind(mode):
     return "not a regular file"
 
 
+# -- the operations, on whichever filesystem holds the path ------------------------------
+# fs.exists(path) is of(path).exists(path); with two paths (replace, move, copy, link,
+# relpath), the filesystem that is not local, if either is not. Each as the same name in
+# os, os.path or shutil does, but: makedirs is quiet if the folder is there, rmtree quiet
+# if it is not; replace and move replace the target; copy copies one file; realpath is a
+# key naming the path uniquely (a URI by its normalized form); relpath gives the path as
+# it is where it cannot be relative; signature is (size, modification time), to notice a
+# change; open_regular raises NotRegularFile for a folder, FIFO or device, which would
+# hang or mislead a reader; islink is False and link raises OSError where there are none.
+
+
+def _on_path(name):
+    def operation(*args):
+        return getattr(of(*args), name)(*args)
+    operation.__name__ = operation.__qualname__ = name
+    return operation
+
+
+(exists, isdir, isfile, islink, listdir, makedirs, remove, rmtree, replace, move, copy, link,
+ normpath, realpath, abspath, relpath, getsize, signature, open, open_regular) = map(  # noqa: A001
+    _on_path, ("exists", "isdir", "isfile", "islink", "listdir", "makedirs", "remove",
+               "rmtree", "replace", "move", "copy", "link", "normpath", "realpath", "abspath",
+               "relpath", "getsize", "signature", "open", "open_regular"))
+
+
+def join(*parts):
+    return os.path.join(*parts)
+
+
 def read_bytes(path):
     with open_regular(path, "rb") as f:
         return f.read()
@@ -327,7 +366,7 @@ def write_atomic(path, data):
     """Writes ``data`` (str or bytes) to ``path`` so that a reader sees the old file or
     the new, never half (see the module docstring)."""
     mode = "wb" if isinstance(data, bytes) else "w"
-    if path.startswith(OBJECT_STORES):
+    if not of(path).atomic_rename:
         with open(path, mode) as f:
             f.write(data)
         return
@@ -343,18 +382,13 @@ def write_atomic(path, data):
 
 
 def append(path, text):
-    """Appends ``text`` to file ``path`` and makes it durable. On a filesystem with a
-    scheme the whole file is rewritten (an object store cannot append)."""
-    if is_remote(path):
-        try:
-            with open(path, "r") as f:
-                old = f.read()
-        except FileNotFoundError:
-            old = ""
-        write_atomic(path, old + text)
-        return
-    with io.open(path, "a") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
+    """Appends ``text`` to file ``path`` and makes it durable; rewrites the whole file where
+    files cannot grow in place."""
+    if of(path).append:
+        return of(path).append_text(path, text)
+    try:
+        with open(path, "r") as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    write_atomic(path, old + text)

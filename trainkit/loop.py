@@ -11,7 +11,6 @@ SIGTERM/SIGINT). A non-finite loss ends the run before any save.
 """
 
 import math
-import os
 import time
 
 import keras
@@ -171,8 +170,7 @@ def _remove_unfinished_saves(train_dir):
         if (name.startswith(checkpoints.CHECKPOINT_PREFIX + "-") and name.endswith("_temp")
                 and name[len(checkpoints.CHECKPOINT_PREFIX) + 1:-len("_temp")].isdigit()):
             logging.info("Removing %s, left by a save that was interrupted", path)
-            link = not fs.is_remote(path) and os.path.islink(path)
-            if fs.isdir(path) and not link:
+            if fs.isdir(path) and not fs.islink(path):
                 fs.rmtree(path)
             else:
                 fs.remove(path)
@@ -280,7 +278,7 @@ class Validator:
         if improved:
             path = _write_checkpoint(self.manager, step)
             self.best.record({"step": step, "precision_at_1": precision,
-                              "checkpoint": rundir.relative_to(path, self.config.train_dir),
+                              "checkpoint": fs.relpath(path, self.config.train_dir),
                               "num_examples": self.num_examples,
                               "selected_on": "validation", "run_id": self.config.run_id})
         return score, improved
@@ -547,7 +545,7 @@ class Trainer:
 
     def _check_writes(self):
         """UserError if this trainer no longer holds its train dir's lock (see
-        ``rundir.Hold.check``): nothing may be written then."""
+        ``rundir.Lock.check``): nothing may be written then."""
         if self._hold:
             self._hold.check()
 

@@ -5,13 +5,13 @@ Pure Python for a local dir (TensorFlow loads only for a path with a
 scheme), so that an entry point can refuse a busy or foreign dir in a
 fraction of a second, before TensorFlow loads.
 
-* One writer per dir: ``hold(directory, role)`` takes an exclusive
-  ``flock`` on ``DIR/.lock`` and keeps it for the life of the process. The
-  kernel releases it when the process ends in any way (``kill -9``
-  included), so a dir is never left locked. The file holds who took it
-  (role, pid, host, since when) for the message a second writer gets.
-  A dir on a filesystem without ``flock`` (any path with a scheme,
-  ``gs://`` and the like) gets a lease instead (``Lease``).
+* One writer per dir: ``hold(directory, role)`` returns the dir's ``Lock``,
+  kept for the life of the process: a ``FlockLock``, an exclusive ``flock``
+  on ``DIR/.lock`` that the kernel releases when the process ends in any way
+  (``kill -9`` included), so a dir is never left locked; or, on a filesystem
+  without ``flock`` (``gs://`` and the like), a ``LeaseLock``. The file
+  holds who took it (role, pid, host, since when) for the message a second
+  writer gets.
 * Files go through ``trainkit.fs``: plain paths through ``os``, paths with
   a scheme through ``tf.io.gfile``.
 * A run is recognised by its checkpoint files (``ckpt-N.index``), not only
@@ -83,7 +83,7 @@ EXPORT_ASSET = "class_names.txt"  # the one file of an export's assets/
 # A lease (see Lease) lasts this long unless renewed; it is renewed every third of it.
 LEASE_SECS = float(os.environ.get("TRAINKIT_LEASE_SECS", "60"))
 
-_held = {}  # realpath of a locked dir -> its _Lock
+_held = set()  # realpaths of the dirs this process holds
 
 
 # -- one writer per dir ------------------------------------------------------------
@@ -119,15 +119,16 @@ def unwritable(directory, error, noun="train dir", what="--train_dir"):
 
 
 def hold(directory, role, noun="train dir", what="--train_dir", create=True):
-    """Makes ``directory`` if needed and locks it for this process; returns a ``Hold``
-    (None if ``create`` is false and the directory does not exist).
+    """Makes ``directory`` if needed and locks it for this process; returns its ``Lock``
+    (None if ``create`` is false and the directory does not exist): a ``FlockLock``
+    where the filesystem has ``flock``, else a ``LeaseLock``.
 
-    ``noun`` and ``what`` (the flag that names it) word the errors.
-
-    Raises UserError naming the holder if another process holds it, or if
-    the directory cannot be made. Holding the same dir again in this process
-    only counts (``release`` the same number of times). A ``file://`` URI is
-    the local dir it names (``fs.local``): every spelling meets one ``flock``.
+    ``noun`` and ``what`` (the flag that names it) word the errors. Raises
+    UserError naming the holder if another process holds it, or if the
+    directory cannot be made. A process takes each lock once, in its entry
+    point, and hands it to the engine: a second ``hold`` of a dir this
+    process holds is a RuntimeError. A ``file://`` URI is the local dir it
+    names (``fs.local``): every spelling meets one ``flock``.
     """
     directory = fs.local(directory)
     check_path(directory, what)
@@ -141,14 +142,76 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
         raise unwritable(directory, e, noun, what) from None
     key = fs.realpath(directory)
     if key in _held:
-        _held[key].count += 1
-        return Hold(key)
-    path = fs.join(directory, LOCK_FILE)
-    lock = _Lock(path, directory, role, noun)
-    if fs.is_remote(directory):
-        lock.lease = Lease(path, _holder(role))
+        raise RuntimeError(f"{directory} is already locked by this process: take a lock once "
+                           "and hand it on")
+    lock = (FlockLock if fs.of(directory).flock else LeaseLock)(directory, role, noun, what)
+    _held.add(key)
+    lock.key = key
+    return lock
+
+
+class Lock:
+    """The one writer's lock on a dir, from ``hold`` to ``release``. ``check()`` before
+    each write says whether the dir is still this process's."""
+
+    def __init__(self, directory, role, noun, what):
+        self.directory, self.role, self.noun, self.what = directory, role, noun, what
+        self.path = fs.join(directory, LOCK_FILE)
+        self.key, self._released = None, False
+
+    def still_held(self):
+        """Whether the dir's lock is still this one (not deleted, replaced or taken over)."""
+        raise NotImplementedError
+
+    def _close(self):
+        raise NotImplementedError
+
+    def check(self):
+        """UserError when the dir's lock was deleted or replaced since it was taken (a
+        ``.lock`` removed by hand, a lease taken over): another process may write there
+        now, so the holder must stop before it writes anything."""
+        if self._released or self.still_held():
+            return
+        now = _holder_text(self.path)
+        raise errors.UserError(
+            f"the lock of {self.noun} {self.directory} ({self.path}) was deleted or replaced "
+            f"while this {self.role} held it" + (
+                f" (it now names {now})" if "details are not written" not in now else "")
+            + f": another process may write there now, so this {self.role} stopped without "
+            "writing; once no other process uses the dir, start again"
+            + (" with --resume (the steps since the last checkpoint are lost)"
+               if self.role == "trainer" else ""))
+
+    def release(self):
+        if not self._released:
+            self._released = True
+            _held.discard(self.key)
+            self._close()
+
+
+class FlockLock(Lock):
+    """An exclusive ``flock`` on ``DIR/.lock``, which the kernel drops when the process
+    ends in any way."""
+
+    def __init__(self, directory, role, noun, what):
+        super().__init__(directory, role, noun, what)
+        self.fd = _flock(self.path, directory, role, noun, what)
+
+    def still_held(self):
+        return _same_file(self.fd, self.path)
+
+    def _close(self):
+        os.close(self.fd)  # closing the descriptor unlocks
+
+
+class LeaseLock(Lock):
+    """A ``Lease`` on ``DIR/.lock``, for a filesystem without ``flock``."""
+
+    def __init__(self, directory, role, noun, what):
+        super().__init__(directory, role, noun, what)
+        self.lease = Lease(self.path, _holder(role))
         try:
-            lock.lease.acquire()
+            self.lease.acquire()
         except LeaseTaken as e:
             raise errors.UserError(f"{noun} {directory} is in use by {_describe(e.holder)}; "
                                    + _lease_hint(e.holder, directory, what)) from None
@@ -156,10 +219,13 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
             raise
         except OSError as e:
             raise unwritable(directory, e, noun, what) from None
-    else:
-        lock.fd = _flock(path, directory, role, noun, what)
-    _held[key] = lock
-    return Hold(key)
+
+    def still_held(self):
+        current = self.lease.read()
+        return current is not None and current.get("token") == self.lease.holder["token"]
+
+    def _close(self):
+        self.lease.release()
 
 
 def _flock(path, directory, role, noun, what):
@@ -219,30 +285,6 @@ def _lease_hint(holder, directory, what):
                 f"the dir with 'python -m trainkit.rundir release {directory}' and start again")
     return (f"wait for it to end (a stopped holder's lease runs out {LEASE_SECS:.0f} s after "
             f"its last renewal) or stop it, or choose another {what}")
-
-
-class _Lock:
-    """What ``hold`` keeps of a dir it locked: its ``flock``'s descriptor or its lease, and
-    how many holds this process has on it."""
-
-    def __init__(self, path, directory, role, noun):
-        self.path, self.directory, self.role, self.noun = path, directory, role, noun
-        self.fd = self.lease = None
-        self.count = 1
-
-    def still_held(self):
-        """Whether the dir's lock is still this one: the same file for a ``flock`` (not
-        deleted, not replaced), the same token for a lease."""
-        if self.lease is not None:
-            current = self.lease.read()
-            return current is not None and current.get("token") == self.lease.holder["token"]
-        return _same_file(self.fd, self.path)
-
-    def close(self):
-        if self.lease is not None:
-            self.lease.release()
-        else:
-            os.close(self.fd)  # closing the descriptor unlocks
 
 
 class LeaseTaken(Exception):
@@ -379,45 +421,9 @@ def _end_process(lease, current):
 
 def check_path(path, what):
     """UserError for a path with a scheme that TensorFlow would read as a pattern."""
-    if fs.is_remote(path) and has_glob_chars(path.split("://", 1)[1]):
+    if not fs.of(path).symlinks and has_glob_chars(path.split("://", 1)[-1]):
         raise errors.UserError(f"{what}={path}: a path with a scheme cannot hold * ? [ ] or "
                                "\\ (TensorFlow reads them as a pattern); choose another name")
-
-
-class Hold:
-    """A lock taken by ``hold``; ``check()`` before each write that the dir is still this
-    process's; ``release()`` gives it back (the last release unlocks)."""
-
-    def __init__(self, key):
-        self._key = key
-        self._released = False
-
-    def check(self):
-        """UserError when the dir's lock was deleted or replaced since it was taken (a
-        ``.lock`` removed by hand, a lease taken over): another process may write there
-        now, so the holder must stop before it writes anything."""
-        lock = _held.get(self._key)
-        if self._released or lock is None or lock.still_held():
-            return
-        now = _holder_text(lock.path)
-        raise errors.UserError(
-            f"the lock of {lock.noun} {lock.directory} ({lock.path}) was deleted or replaced "
-            f"while this {lock.role} held it" + (
-                f" (it now names {now})" if "details are not written" not in now else "")
-            + f": another process may write there now, so this {lock.role} stopped without "
-            "writing; once no other process uses the dir, start again"
-            + (" with --resume (the steps since the last checkpoint are lost)"
-               if lock.role == "trainer" else ""))
-
-    def release(self):
-        if self._released or self._key not in _held:
-            return
-        self._released = True
-        lock = _held[self._key]
-        lock.count -= 1
-        if lock.count == 0:
-            del _held[self._key]
-            lock.close()
 
 
 # -- checkpoints found by their files -------------------------------------------------
@@ -527,16 +533,6 @@ def read_json(path, fix):
             f"cannot read {path} ({getattr(e, 'strerror', None) or e}); {fix}") from None
 
 
-def relative_to(path, root):
-    """``path`` relative to folder ``root`` (``ckpt-50``, ``eval/best/ckpt-50``), so that a
-    record naming it stays true when the run is copied or moved; as it is when it cannot
-    be made relative (another filesystem)."""
-    if fs.is_remote(path) or fs.is_remote(root):
-        prefix = fs.normpath(root).rstrip("/") + "/"
-        return path[len(prefix):] if fs.normpath(path).startswith(prefix) else path
-    return os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-
-
 def read_best(path):
     """A ``best.json`` (the record of a best checkpoint) or None if there is none;
     UserError if it is not one this toolkit wrote."""
@@ -631,8 +627,6 @@ def export_strays(directory):
 def within(path, folder):
     """Whether ``path`` is ``folder`` or inside it, by resolved paths (symbolic links and
     relative spellings followed; a path with a scheme by its normalized form)."""
-    if fs.is_remote(path) != fs.is_remote(folder):
-        return False
     path, folder = fs.realpath(path).rstrip("/"), fs.realpath(folder).rstrip("/")
     return path == folder or path.startswith(folder + "/")
 
@@ -727,7 +721,7 @@ def glob_safe(path, parent=False):
     whose own name ``ckpt-N`` is safe); otherwise ``path`` itself (a
     SavedModel folder). A path that is already safe is returned as it is.
     """
-    if fs.is_remote(path) or not has_glob_chars(path):  # (see check_path)
+    if not fs.of(path).symlinks or not has_glob_chars(path):  # (see check_path)
         yield path
         return
     target = os.path.dirname(os.path.abspath(path)) if parent else os.path.abspath(path)
@@ -757,10 +751,7 @@ def move_previous_run(directory, other, keep=()):
         if entry == LOCK_FILE or entry in keep or entry.startswith(PREVIOUS_RUN_PREFIX):
             continue
         source = fs.join(directory, entry)
-        if fs.is_remote(source) and fs.isdir(source):
-            fs.move_tree(source, fs.join(target, entry))
-        else:
-            fs.replace(source, fs.join(target, entry))
+        fs.move(source, fs.join(target, entry))
     return target
 
 
@@ -773,7 +764,7 @@ def release(directory):
     if not fs.exists(path):
         raise errors.UserError(f"{directory} has no lock file ({LOCK_FILE}): nothing to release")
     said = _holder_text(path)
-    if not fs.is_remote(directory) and fcntl is not None:
+    if fs.of(directory).flock and fcntl is not None:
         fd = os.open(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
