@@ -31,6 +31,7 @@ from trainkit import errors
 from trainkit import evaluator
 from trainkit import export
 from trainkit import fs
+from trainkit import locks
 from trainkit import loop
 from trainkit import registry
 from trainkit import rundir
@@ -153,7 +154,7 @@ def test_images_dataset_reads_and_caches_on_ram_filesystem(watch_plain_access):
 
 def test_remote_paths_that_tensorflow_would_read_as_patterns_are_refused():
     with pytest.raises(errors.UserError, match=r"cannot hold \* \? \[ \]"):
-        rundir.hold("ram://runs/a[1]", "trainer")
+        locks.hold("ram://runs/a[1]", "trainer")
 
 
 def test_append_and_atomic_write_on_ram_filesystem():
@@ -192,23 +193,23 @@ def test_a_dir_is_locked_once_per_process_by_the_lock_its_filesystem_has(tmp_pat
     """The entry point takes each lock and hands it on; a second take, by any spelling of
     the dir, is a bug and says so."""
     run = tmp_path / "run"
-    lock = rundir.hold(str(run), "trainer")
-    assert isinstance(lock, rundir.FlockLock)
+    lock = locks.hold(str(run), "trainer")
+    assert isinstance(lock, locks.FlockLock)
     os.symlink(run, tmp_path / "alias")
     for spelling in (str(run), f"{run}/", f"file://{run}", str(tmp_path / "alias"),
                      os.path.relpath(run)):
         with pytest.raises(RuntimeError, match="already locked by this process"):
-            rundir.hold(spelling, "trainer")
+            locks.hold(spelling, "trainer")
     lock.check()
     lock.release()
     lock.release()  # once is enough
-    again = rundir.hold(str(tmp_path / "alias"), "trainer")
+    again = locks.hold(str(tmp_path / "alias"), "trainer")
     again.release()
     remote = f"ram://locks{uuid.uuid4().hex[:8]}/run"
-    lease = rundir.hold(remote, "evaluator", "eval dir", "--eval_dir")
-    assert isinstance(lease, rundir.LeaseLock)
+    lease = locks.hold(remote, "evaluator", "eval dir", "--eval_dir")
+    assert isinstance(lease, locks.LeaseLock)
     with pytest.raises(RuntimeError, match="already locked by this process"):
-        rundir.hold(remote + "/", "evaluator", "eval dir", "--eval_dir")
+        locks.hold(remote + "/", "evaluator", "eval dir", "--eval_dir")
     lease.release()
     assert not fs.exists(fs.join(remote, rundir.LOCK_FILE))
 
@@ -217,7 +218,7 @@ def test_a_dir_is_locked_once_per_process_by_the_lock_its_filesystem_has(tmp_pat
 
 
 def _lease(path, **kwargs):
-    return rundir.Lease(path, {"role": "trainer", "pid": os.getpid(),
+    return locks.Lease(path, {"role": "trainer", "pid": os.getpid(),
                                "host": socket.gethostname(), "since": "now"}, **kwargs)
 
 
@@ -228,7 +229,7 @@ def test_lease_is_refused_while_held_and_taken_over_once_it_expires(tmp_path):
     first.acquire()
     time.sleep(0.5)  # renewed meanwhile: still held
     second = _lease(path, lease_secs=0.6)
-    with pytest.raises(rundir.LeaseTaken):
+    with pytest.raises(locks.LeaseTaken):
         second.acquire()
     # A holder on another host that stopped renewing: expired after lease_secs.
     stale = dict(first.read(), host="elsewhere", pid=1, token="x", renewed=time.time() - 1)
@@ -314,7 +315,7 @@ def test_a_lease_taker_never_takes_over_a_live_flock_holder(tmp_path):
               "since": "2026-12-06T10:00:00+00:00"}
     fs.write_atomic(path, json.dumps(holder))
     taker = _lease(path, lease_secs=0.6)
-    with pytest.raises(rundir.LeaseTaken):
+    with pytest.raises(locks.LeaseTaken):
         taker.acquire()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
@@ -333,12 +334,12 @@ def test_a_lease_renewed_by_a_clock_ahead_says_how_to_release_it(tmp_path):
     fs.write_atomic(fs.join(directory, ".lock"), json.dumps(ahead))
     with pytest.raises(errors.UserError, match=r"ahead of this host's clock .* 'python -m "
                                                r"trainkit.rundir release "):
-        rundir.hold(directory, "trainer")
-    assert "pid 1 on elsewhere" in rundir.release(directory)
-    rundir.hold(directory, "trainer").release()
+        locks.hold(directory, "trainer")
+    assert "pid 1 on elsewhere" in locks.release(directory)
+    locks.hold(directory, "trainer").release()
     # The command, on a local dir: refused while a live process holds its flock.
     run = tmp_path / "run"
-    held = rundir.hold(str(run), "trainer")
+    held = locks.hold(str(run), "trainer")
     command = [sys.executable, "-m", "trainkit.rundir", "release", str(run)]
     refused = subprocess.run(command, capture_output=True, text=True, cwd=helpers.REPO,
                              env=helpers.cli_env())

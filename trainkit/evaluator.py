@@ -33,7 +33,7 @@ last checkpoint once the trainer has written ``DONE``, after
 record lets the next start go on. ``metrics.jsonl`` and ``best/best.json``
 are its state.
 
-One evaluator per eval dir: it holds the dir's lock (``trainkit.rundir``)
+One evaluator per eval dir: it holds the dir's lock (``trainkit.locks``)
 for its life. Records carry the run's ``run_id``: an eval dir holding
 another run's record (or one that chose its best on the test set) has it
 moved to ``previous-run-ID/`` first. A failure to write its own outputs (a
@@ -58,6 +58,7 @@ from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import export
 from trainkit import fs
+from trainkit import locks
 from trainkit import metrics
 from trainkit import pipeline
 from trainkit import priority as priority_lib
@@ -212,9 +213,9 @@ class Evaluator:
         if eval_config.data_dir:
             self.train_config.data_dir = eval_config.data_dir
         rundir.check_apart(eval_config.eval_dir, self.train_config.data_dir, "--eval_dir")
-        # One evaluator per eval dir, for its whole life (see trainkit.rundir): the lock its
+        # One evaluator per eval dir, for its whole life (see trainkit.locks): the lock its
         # entry point took (``hold``), else one taken here.
-        self._hold = hold or rundir.hold(eval_config.eval_dir, "evaluator", "eval dir",
+        self._hold = hold or locks.hold(eval_config.eval_dir, "evaluator", "eval dir",
                                          "--eval_dir")
         try:
             self._start(eval_config, dataset, watch, clock)
@@ -662,7 +663,7 @@ class Evaluator:
     def _say_waiting(self):
         """What the evaluator waits for: a new checkpoint, or a trainer that has stopped."""
         train_dir = self.config.train_dir
-        if not rundir.holder_gone(train_dir):
+        if not locks.holder_gone(train_dir):
             logging.info("Waiting for a new checkpoint in %s (polling every %g s)", train_dir,
                          self.config.eval_interval_secs)
             return

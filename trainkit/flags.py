@@ -27,6 +27,7 @@ from absl import logging
 from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import fs
+from trainkit import locks
 from trainkit import priority
 from trainkit import quiet
 from trainkit import registry
@@ -271,12 +272,12 @@ def run_trainer(spec):
         rundir.check_apart(config.train_dir, config.data_dir)  # before a .lock is written
         chief = config_lib.is_chief(config)
         # A live run's trainer is named first; a new dir is made only once all is checked.
-        held = chief and rundir.hold(config.train_dir, "trainer", create=False)
+        held = chief and locks.hold(config.train_dir, "trainer", create=False)
         if config.resume and rundir.latest_checkpoint(config.train_dir):
             check_run(config.train_dir, spec, "train")
         config_lib.check_train_dir(config, spec)
         if chief and not held:
-            held = rundir.hold(config.train_dir, "trainer")
+            held = locks.hold(config.train_dir, "trainer")
         load_tensorflow()  # here, after the checks
         from trainkit import distribution, loop
         dataset = registry.load(spec.name)
@@ -319,7 +320,7 @@ def evaluate(spec, config):
         run_config = check_run(config.train_dir, spec, "eval")
         rundir.check_apart(config.eval_dir, config.data_dir or run_config.data_dir,
                            "--eval_dir")
-        hold = rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+        hold = locks.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
     load_tensorflow()
     from trainkit import devices, evaluator
     # The watch speaks when the evaluator gets no CPU; it keeps its own priority to do so.
@@ -332,7 +333,7 @@ def evaluate(spec, config):
         if not ready:
             config_lib.wait_for_trainer(config)
             check_run(config.train_dir, spec, "eval")
-            hold = rundir.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+            hold = locks.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         devices.configure(config.device, config.num_threads)
         evaluator.run(config, registry.load(spec.name), watch, hold=hold)
     finally:

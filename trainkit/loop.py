@@ -26,6 +26,7 @@ from trainkit import distribution as distribution_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
 from trainkit import fs
+from trainkit import locks
 from trainkit import lookahead as lookahead_lib
 from trainkit import metrics
 from trainkit import optimizers
@@ -119,7 +120,7 @@ def prepare_train_dir(config, spec, is_chief=True, hold=None):
     Never deletes a checkpoint: a train dir with checkpoints is refused unless
     ``--resume`` is given (``config_lib.check_train_dir``). The chief holds
     the dir for this process's life: ``hold``, the lock its entry point took
-    (``rundir.hold``), else one taken here; the caller releases it. It clears
+    (``locks.hold``), else one taken here; the caller releases it. It clears
     stale DONE and STOP markers at once, so that no evaluator takes the run
     for finished; config.json waits for ``start_run``. Returns ``(checkpoint
     to resume or None, the lock or None)``.
@@ -127,11 +128,11 @@ def prepare_train_dir(config, spec, is_chief=True, hold=None):
     if not is_chief:
         return config_lib.check_train_dir(config, spec), None
     # A live run's trainer is named before anything else is said about the dir.
-    hold = hold or rundir.hold(config.train_dir, "trainer", create=False)
+    hold = hold or locks.hold(config.train_dir, "trainer", create=False)
     try:
         latest = config_lib.check_train_dir(config, spec)
         if hold is None:
-            hold = rundir.hold(config.train_dir, "trainer")
+            hold = locks.hold(config.train_dir, "trainer")
             latest = config_lib.check_train_dir(config, spec)  # under the lock this time
         for marker in (rundir.DONE_FILE, rundir.STOP_FILE):
             path = fs.join(config.train_dir, marker)
@@ -545,7 +546,7 @@ class Trainer:
 
     def _check_writes(self):
         """UserError if this trainer no longer holds its train dir's lock (see
-        ``rundir.Lock.check``): nothing may be written then."""
+        ``locks.Lock.check``): nothing may be written then."""
         if self._hold:
             self._hold.check()
 
@@ -675,7 +676,7 @@ class Trainer:
 def train(config, dataset, distribution=None, actions=(), hold=None):
     """The whole trainer: builds a ``Trainer`` and runs it with ``actions`` beside its own
     (see ``Trainer.run``); returns the final step. ``hold``: the train dir's lock, if the
-    caller took it (``rundir.hold``); else the trainer takes it."""
+    caller took it (``locks.hold``); else the trainer takes it."""
     trainer = Trainer(config, dataset, distribution, hold)
     try:
         return trainer.run(actions)
