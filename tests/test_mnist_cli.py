@@ -55,6 +55,9 @@ def test_trainer_and_evaluator_run_together(tmp_path, mnist_data):
                                "num_examples", "wall_time", "validation"}
     # The synthetic digits are easy: the averaged weights must have learned them.
     assert records[-1]["precision_at_1"] > 0.9, records[-1]
+    # The classic preset's precision is auto: the start-up line says what it chose and why.
+    assert re.search(r"^\d\d:\d\d:\d\d Precision: (float32|bfloat16 compute, float32 weights) "
+                     r"\(auto: this CPU", train_out, re.M), train_out
     # Progress: the step, loss, epoch, speed and time left, in lines of 100 columns at
     # most (absl's prefix only with --verbosity); the checkpoint's figures in the
     # evaluator's.
