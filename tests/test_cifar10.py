@@ -593,7 +593,8 @@ def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
     assert len(steps) > 1 and steps == sorted(set(steps)) and steps[-1] == 240, eval_out
     assert all(r["num_examples"] == 50 for r in records)
     saved = config_lib.read_train_config(train_dir)
-    assert (saved.preset, saved.optimizer, saved.lr_schedule) == ("short", "momentum", "cosine")
+    assert (saved.preset, saved.optimizer, saved.lr_schedule, saved.precision) == (
+        "short", "momentum", "cosine", "auto")
     # The tutorial's summaries are in the trainer's event files, the evaluator's in its
     # own: the two runs TensorBoard shows side by side (make tensorboard).
     def tags(folder):
