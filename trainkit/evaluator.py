@@ -549,8 +549,7 @@ class Evaluator:
                           "test_precision_at_1": record["precision_at_1"],
                           # Relative to the train dir: true of a copied or moved run too.
                           "checkpoint": fs.relpath(prefix, self.config.train_dir),
-                          "source": fs.relpath(record["checkpoint"],
-                                                       self.config.train_dir),
+                          "source": fs.relpath(record["checkpoint"], self.config.train_dir),
                           "run_id": self.run_id, "wall_time": record["wall_time"]})
         for name in old:
             if rundir.step_of_file(name) is not None and not name.startswith(base + "."):
@@ -711,7 +710,8 @@ class Evaluator:
             line += ")"
         elif not self.selects and self.newest:
             line += (f"; no validation split, so no best: the newest, step "
-                     f"{self.newest['step']:,}, scored test {100 * self.newest['precision_at_1']:.2f}%")
+                     f"{self.newest['step']:,}, scored test "
+                     f"{100 * self.newest['precision_at_1']:.2f}%")
             top = self.top_test
             if top and top["step"] != self.newest["step"]:
                 line += (f" (the highest test figure, {100 * top['precision_at_1']:.2f}% at step "
