@@ -86,13 +86,11 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
         raise  # its own line (trainkit.flags.run)
     except OSError as e:
         raise unwritable(directory, e, noun, what) from None
-    key = fs.realpath(directory)
-    if key in _held:
+    if fs.realpath(directory) in _held:
         raise RuntimeError(f"{directory} is already locked by this process: take a lock once "
                            "and hand it on")
     lock = (FlockLock if fs.of(directory).flock else LeaseLock)(directory, role, noun, what)
-    _held.add(key)
-    lock.key = key
+    _held.add(lock.key)
     return lock
 
 
@@ -103,7 +101,7 @@ class Lock:
     def __init__(self, directory, role, noun, what):
         self.directory, self.role, self.noun, self.what = directory, role, noun, what
         self.path = fs.join(directory, LOCK_FILE)
-        self.key, self._released = None, False
+        self.key, self._released = fs.realpath(directory), False  # one key for every spelling
 
     def still_held(self):
         """Whether the dir's lock is still this one (not deleted, replaced or taken over)."""
