@@ -1,22 +1,9 @@
 """What the training loop does between calls of the step function, one action each.
 
-An action is any object with
-
-* ``periodic``: a ``trainkit.periodic.PeriodicAction`` saying when it is next
-  due; its ``every_steps`` also ends a call of the step there, so that the
-  action sees its exact step (``steps_to_run``);
-* ``__call__(step, outputs)``: called after every call of the step with the
-  global step and the last step's outputs (losses, input batch); does its
-  work if due, and returns a ``Stop`` to end the run, else None.
-
-The loop runs the step and calls its actions in order; ``loop.train(...,
-actions=[...])`` adds more without changing the loop. The trainer's own:
-``LogProgress`` (the log line with speed and ETA), ``WriteSummaries``
-(TensorBoard), ``Validate`` (in-run validation and early stopping) and the
-``Checkpointer``, which saves by steps, by seconds and at the end, and
-stops the run, saved, on SIGTERM/SIGINT (``StopSignals``) or a stop request
-(``WatchStopRequest``): those three come from outside the step, so in a
-multi-worker run it acts on them only once every worker agrees.
+An action has ``periodic`` (a ``trainkit.periodic.PeriodicAction``, whose
+``every_steps`` also ends a call of the step there) and ``__call__(step,
+outputs)``, which does its work if due and returns a ``Stop`` to end the
+run, else None. ``loop.train(..., actions=[...])`` adds more.
 """
 
 import collections

@@ -1,10 +1,5 @@
-"""The best checkpoint of a run so far, as ``DIR/best.json`` records it.
-
-One tracker serves the trainer's in-run validation (``TRAIN_DIR/best_validation``)
-and the evaluator (``EVAL_DIR/best``): it reads the record (checked: a file
-of the wrong shape is a UserError), says whether a new result improves on
-it, and writes a new one atomically. A record of another run (a train dir
-reused) is moved aside with its folder's other files, never overwritten.
+"""The best checkpoint of a run so far, as ``DIR/best.json`` records it, for the
+trainer's in-run validation and the evaluator; another run's record is moved aside.
 """
 
 

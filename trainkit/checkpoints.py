@@ -1,19 +1,8 @@
 """What a checkpoint holds, how it is saved, found and restored.
 
-A checkpoint ``TRAIN_DIR/ckpt-STEP`` holds, under these keys:
-
-* ``step``: the global step (int64);
-* ``model``: every model variable, trainable or not, keyed stably (see
-  ``model_variables``), because a Keras 3 model handed to
-  ``tf.train.Checkpoint`` directly does not save its non-trainable state;
-* ``optimizer``: the Keras optimizer with its slots;
-* ``ema``: the moving-average shadow of every trainable variable, under the
-  same keys as in ``model``;
-* ``lookahead`` (with ``--lookahead_every_steps``): the slow copy of every
-  float model variable (see ``trainkit.lookahead``).
-
-The evaluator restores ``ema`` straight into a fresh model's trainable
-variables (and ``model`` into its non-trainable ones): no weight swap.
+Keys: ``step``, ``model`` (every model variable, keyed stably), ``optimizer``,
+``ema`` (the shadows, keyed like ``model``) and, with Lookahead,
+``lookahead`` (docs/code-tour.md, "What a checkpoint holds").
 """
 
 import contextlib

@@ -1,15 +1,5 @@
 """Downloading dataset files: mirrors tried in order, atomic writes, checksums,
 and archive extraction that cannot write outside its target folder.
-
-A download goes to ``NAME.part`` and is renamed only once complete and
-verified, so an interrupted or corrupted download never looks like data;
-a failed one leaves nothing behind. An archive is checked whole before
-anything is written (member types and paths, a name that is both a file
-and a folder, the total size against the free space), extracted into a
-hidden folder beside its target and moved into place; a failure removes
-what it wrote. A data dir on a filesystem with a scheme (``gs://``) gets
-its files staged: downloaded, verified and extracted in a local temporary
-folder, then copied up whole.
 """
 
 import contextlib

@@ -1,21 +1,8 @@
 """The contracts between the engine and a dataset: ``DatasetSpec``, ``Dataset`` and ``Model``.
 
-A dataset is a package (``cifar10/``, ``mnist/``, ``images/``) registered in
-``trainkit.registry``. It provides two objects, each checked when it is made,
-so a dataset that lacks something fails when its package loads, not when
-some command first needs the missing part:
-
-* ``SPEC``, a ``DatasetSpec``, in the package's ``__init__``: what the
-  command-line flags need, without TensorFlow (names, models, defaults,
-  presets).
-* ``DATASET``, a ``Dataset``, in its ``input`` module: its data as uint8
-  arrays, its class names and raw image shape, how to download it, and its
-  networks, one ``Model`` each. The engine builds every ``tf.data``
-  pipeline, the training loop, the evaluator, export and predict from these.
-
-Optional parts are fields that may be None (``Model.eval_logits``,
-``Model.initialize``); the engine never probes for attributes. Only this
-module and the registry know that datasets exist by name.
+A dataset package gives ``SPEC`` (what the flags need, no TensorFlow) and
+``DATASET`` (its data and networks), each checked when made; optional parts
+are fields that may be None. docs/code-tour.md, "Adding a dataset".
 """
 
 import dataclasses

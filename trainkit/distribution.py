@@ -1,26 +1,7 @@
-"""Which ``tf.distribute`` strategy trains, and which process may write.
+"""Which ``tf.distribute`` strategy trains (``--strategy``), and which process may write.
 
-``--strategy``:
-
-* ``default``: TensorFlow's default strategy, one device (the first GPU if
-  there is one, else the CPU).
-* ``mirrored``: ``tf.distribute.MirroredStrategy``, one replica per visible
-  GPU (the first ``--num_gpus`` of them if given), or with no GPU, one per
-  logical CPU device made by ``--cpu_replicas=N``. The tutorial's
-  ``--num_gpus=N`` alone means ``mirrored`` over N GPUs.
-* ``multi_worker``: ``tf.distribute.MultiWorkerMirroredStrategy`` across
-  processes, each told its place by the ``TF_CONFIG`` environment variable
-  (``scripts/multi_worker.py`` sets it for local runs).
-
-``--batch_size`` is always the global batch. Each replica computes the loss
-of its slice divided by the global batch size and the gradients are summed
-across replicas, so a step is the same step as on one device with the same
-batch, and ``--learning_rate`` needs no scaling.
-
-Only the chief (the ``chief`` task, else worker 0) writes into the train dir:
-checkpoints, config.json, summaries and DONE. The other workers save their
-checkpoints into a scratch directory that is removed at exit, because under
-``MultiWorkerMirroredStrategy`` every worker must take part in a save.
+``--batch_size`` is the global batch, so a step is the one-device step; only
+the chief writes the train dir (docs/code-tour.md, "Distribution").
 """
 
 import dataclasses

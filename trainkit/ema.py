@@ -1,31 +1,8 @@
 """Exponential moving averages of the weights, as the classic tutorial kept them.
 
-At each update, with the global step ``t``, ``d = min(decay, (1 + t) / (10 + t))``
-and ``shadow -= (1 - d) * (shadow - variable)``: the rule of
-``tf.train.ExponentialMovingAverage(decay, num_updates=step)``. Early in
-training the average follows the weights closely, later it smooths over the
-last ~1/(1-decay) steps. The evaluator scores the shadow values, not the raw
-weights.
-
-Written out here rather than with ``tf.train.ExponentialMovingAverage``
-because that class fails inside a ``tf.function`` under a distribution
-strategy. ``update`` runs in the strategy's cross-replica context and
-updates each device's copy of a shadow from that device's copy of its
-variable (``strategy.extended.update``), so no weights move between devices.
-``shadows`` (a dict keyed like the model's variables) is what goes into the
-checkpoint under ``ema``.
-
-``every`` > 1 updates the shadows only at steps that are multiples of it,
-with the decay raised to that power, ``d ** every``: the same time constant
-at a fraction of the memory traffic (each update reads every weight and its
-shadow, which for the MNIST cnn's 3.2M-weight layer costs as much as the
-optimizer's own update). torchvision's reference scripts average this way.
-``every=1`` is the tutorial's rule exactly.
-
-Each update is a subtraction and one fused kernel per variable
-(``ResourceApplyGradientDescent`` with ``alpha = 1 - d`` and
-``delta = shadow - variable``) rather than three ops, each writing a
-temporary the size of the weights.
+The rule of ``tf.train.ExponentialMovingAverage(decay, num_updates=step)``,
+written out because that class fails inside a ``tf.function`` under a
+distribution strategy; docs/code-tour.md ("Moving averages") has the details.
 """
 
 import tensorflow as tf

@@ -1,43 +1,9 @@
 """The polling evaluator: waits for checkpoints and scores their averaged weights.
 
-``run(eval_config, dataset)`` rebuilds the model from the trainer's
-``config.json`` and loops. Each checkpoint it picks (``--eval_policy=latest``:
-the newest; ``all``: every one still on disk, in step order) is first
-hard-linked into ``EVAL_DIR/.staging``, so the trainer's ``max_to_keep`` can
-delete the original at any moment without harm; then its moving-average
-shadow values are restored into the model and it is scored on every example
-of the validation split (when the run holds one out) and of the test split.
-
-Validation selects, test reports: the best checkpoint (``EVAL_DIR/best/``,
-its export, ``--early_stopping_evals``) is the one with the highest
-validation precision, and the figure to quote is its test precision. A run
-without a validation split has no best: every checkpoint's test figure is
-reported, the newest is the one ``python -m DATASET.export`` takes.
-
-Per checkpoint: one line in ``EVAL_DIR/metrics.jsonl`` (both splits; the
-test split's confusion matrix and per-class figures), TensorBoard scalars in
-the runs ``EVAL_DIR/validation`` and ``EVAL_DIR/test`` (the tags the
-trainer's ``train`` run uses) and the test confusion image, one log line.
-For each new best: pictures of the test split (confusion matrix,
-misclassified images with their confidence, first-layer filters) as PNG
-files and TensorBoard images, and (``--export_best``) a SavedModel in
-``EVAL_DIR/best/saved_model``.
-
-Every checkpoint is accounted for: one not scored (a newer one was waiting
-under ``latest``, it was unreadable, or the trainer deleted it first) gets a
-``skipped`` record and a log line; an evaluator that falls behind says why
-(``trainkit.priority.why_starved``) and how to catch up. It exits after the
-last checkpoint once the trainer has written ``DONE``, after
-``--timeout_secs`` without a new checkpoint, or after one checkpoint with
-``--run_once``; SIGINT or SIGTERM end it after the current batch, and its
-record lets the next start go on. ``metrics.jsonl`` and ``best/best.json``
-are its state.
-
-One evaluator per eval dir: it holds the dir's lock (``trainkit.locks``)
-for its life. Records carry the run's ``run_id``: an eval dir holding
-another run's record (or one that chose its best on the test set) has it
-moved to ``previous-run-ID/`` first. A failure to write its own outputs (a
-full disk, a read-only dir) is a UserError, never a skipped checkpoint.
+Each checkpoint is staged (hard-linked) so the trainer may delete it, scored
+on validation and test, then handed to the evaluator's actions: its record in
+``metrics.jsonl``, the best on validation and its export, pictures, the stop
+request. docs/code-tour.md ("The evaluator") has the rules it keeps.
 """
 
 import contextlib

@@ -1,27 +1,8 @@
 """From a checkpoint to a classifier of raw images, in memory or as a SavedModel.
 
-``Classifier`` wraps a model holding the *averaged* (shadow) weights with
-the dataset's evaluation preprocessing and the evaluator's logits (for the
-airbench networks, their test-time augmentation), so it takes uint8 images
-of the dataset's raw shape (``Dataset.raw_shape``: [N, 32, 32, 3] for
-CIFAR-10, [N, 28, 28, 1] for MNIST) and gives what the evaluator would.
-
-``save`` writes it as a SavedModel that standard serving runs as it is
-(``saved_model_cli run``, TensorFlow Serving's session-based loader,
-TensorFlow Lite's converter): signature ``serving_default`` takes uint8
-``images`` and returns ``classes`` (int32), ``class_names`` (string),
-``probabilities`` and ``logits``; the class names are also the asset
-``assets/class_names.txt`` and a ``class_names`` function;
-``classifier.json`` beside ``saved_model.pb`` says which checkpoint and
-step it holds. The folder is written next to its place and
-renamed into it, so a reader sees the old export or the new one, never half
-of one. ``python -m DATASET.export`` and the evaluator's ``best/saved_model``
-use it; ``python -m DATASET.predict`` uses the ``Classifier`` directly or
-loads the SavedModel.
-
-An export replaces only a previous export: ``rundir.check_export_dir``
-refuses a train dir, a data dir, and any folder holding something an export
-does not.
+``Classifier`` holds the averaged weights with the evaluation preprocessing
+and test-time augmentation, so it takes uint8 images of ``Dataset.raw_shape``;
+``save`` writes it as a SavedModel that standard serving runs as it is.
 """
 
 import os

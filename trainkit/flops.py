@@ -1,11 +1,5 @@
-"""Training FLOPs of a model, counted from its forward graph.
-
-The count is the one ``make bench`` uses for the fraction of peak: the
-multiply-adds (x2) of every convolution and of every matmul with a weight
-of the model, times 3 for training (the backward pass computes a gradient
-for the inputs and one for the weights, each as costly as the forward).
-Element-wise work (activations, batch norm, pooling, the tutorial's LRN band
-sums) is left out. Nested layers (airbench's conv groups) count like any.
+"""Training FLOPs of a model, counted from its forward graph: the multiply-adds (x2) of
+every convolution and weight matmul, times 3 for training; element-wise work is left out.
 """
 
 import tensorflow as tf

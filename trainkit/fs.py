@@ -1,26 +1,9 @@
 """File operations on the train, eval, data and export dirs, on any filesystem
 TensorFlow has registered.
 
-Each path belongs to one ``Filesystem`` (``of(path)``), which declares what
-it can do (``flock``, ``atomic_rename``, ``hard_links``, ``append``,
-``symlinks``, ``local``) and implements the operations; callers use this
-module's functions, or test a capability, never the kind of path.
-
-* ``LOCAL``: a plain path, through Python's ``os``, which needs no
-  TensorFlow (the entry points refuse a busy dir before TensorFlow loads)
-  and has what only a local disk has (``flock``, FIFOs, hard links).
-* ``SCHEME``: a path with a scheme (``hdfs://``, ``ram://``), through
-  ``tf.io.gfile``; renames are atomic.
-* ``OBJECT_STORE``: ``gs://`` and ``s3://``, which have no rename (a rename
-  is a copy and a delete) but write every object whole, so ``write_atomic``
-  writes the object directly and a reader sees the old file or the new,
-  never half. A folder there moves file by file (``move``): a reader can see
-  it half moved, which is why the evaluator's best checkpoint is named by
-  ``best.json``, written last.
-
-A ``file://`` URI is the local path it names (``local``). Every filesystem
-raises ``OSError`` subclasses (``FileNotFoundError`` for a missing file), so
-callers handle one kind.
+Each path belongs to one ``Filesystem`` (``of(path)``: ``LOCAL``, ``SCHEME``
+or ``OBJECT_STORE``), which declares what it can do; callers test a
+capability, never the kind of path. Every one raises ``OSError`` subclasses.
 """
 
 import contextlib

@@ -1,19 +1,8 @@
 """One writer per dir: the train dir's trainer, the eval dir's evaluator.
 
-``hold(directory, role)`` returns the dir's ``Lock``, kept for the life of
-the process; the entry point takes it once, before TensorFlow loads, and
-hands it to the engine, which calls ``check()`` before each write.
-
-* ``FlockLock``: an exclusive ``flock`` on ``DIR/.lock``. The kernel
-  releases it when the process ends in any way (``kill -9`` included), so a
-  dir is never left locked. The file holds who took it (role, pid, host,
-  since when) for the message a second writer gets.
-* ``LeaseLock``: on a filesystem without ``flock`` (``gs://`` and the like),
-  a ``Lease`` renewed by a thread.
-
-Every spelling of a dir (relative, symlinked, ``file://``) meets the same
-lock. ``python -m trainkit.rundir release DIR`` removes the lock of a holder
-that is gone but whose lease cannot run out here.
+``hold(directory, role)`` returns the dir's ``Lock`` (a ``FlockLock``, or a
+``LeaseLock`` where the filesystem has no flock), taken once by the entry
+point and handed to the engine, which calls ``check()`` before each write.
 """
 
 import atexit

@@ -1,24 +1,7 @@
 """Lookahead: every few steps the weights are pulled back to a slow copy (airbench94's).
 
-Every ``every`` steps after step ``start``, the slow copy moves toward the
-weights, ``slow += (1 - d) * (weights - slow)``, and the weights are set to
-it. ``d = decay ** every * (step / max_steps) ** 3`` grows over the run: early
-on ``d`` is about 0 and the pull changes nothing (the slow copy takes the
-weights' value; the first pull after ``start`` takes it exactly); near the
-end each pull keeps most of the slow copy, which smooths the last steps'
-noise the way the moving averages do, but inside the training path: the
-next steps start from the pulled weights. Once a pull has happened, every
-``sync_every`` steps (airbench: at each epoch's end) and at ``max_steps`` the
-weights are set to the slow copy without moving it, so a run ends on its
-slow weights. This is Keller Jordan's airbench94 (2024): ``0.95 ** 5 *
-(step / total) ** 3`` every 5 steps from epoch 3 on, a copy back at each
-epoch's end, and like it the pull covers every float model variable, the
-batch-norm statistics included.
-
-``slow`` (a dict keyed like the model's variables) goes into the checkpoint
-under ``lookahead``: between two pulls it is not the weights, and a resumed
-run needs it to continue exactly. Distribution works as in
-``trainkit.ema``: each device's slow copy follows that device's weights.
+The slow copy is checkpointed under ``lookahead``; docs/code-tour.md
+("Lookahead") has the rule.
 """
 
 import tensorflow as tf

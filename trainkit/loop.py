@@ -1,13 +1,7 @@
 """The training loop: one ``tf.function`` step plus actions between its calls.
 
-``train(config, dataset)`` is the whole trainer (``dataset``: a
-``trainkit.dataset.Dataset``). Per step it runs forward, backward, the
-optimizer update, the step counter and the moving-average update inside one
-compiled function; nothing else happens in the step. Between calls, the
-actions of ``trainkit.actions`` each do their own work: the log line, the
-TensorBoard summaries, in-run validation (``Validator``), the evaluator's
-stop request, and the checkpoints (by steps, by seconds, at the end, on
-SIGTERM/SIGINT). A non-finite loss ends the run before any save.
+``train(config, dataset)`` is the whole trainer; nothing but forward,
+backward, the update, the step counter and the averages happens in the step.
 """
 
 import math

@@ -1,30 +1,9 @@
 """Networks that several datasets use, each with the data it takes: one ``Model`` each.
 
 ``TUTORIAL`` is TensorFlow's classic CIFAR-10 network exactly (its
-``cifar10.py``): conv1 5x5x64, max-pool 3x3 stride 2, local response
-normalization, conv2 5x5x64, LRN, max-pool, local3 384, local4 192,
-softmax_linear, with the tutorial's truncated-normal initializers and
-biases (1,068,298 parameters for 10 classes). It sees random crops of
-three quarters of the image's side (24x24 of 32x32), flipped, with random
-brightness and contrast, per-image standardized (the tutorial's
-``distorted_inputs``), and the central crop when evaluated. Weight decay
-applies to local3's and local4's weights only, as in the tutorial.
-
-``AIRBENCH94`` and ``AIRBENCH95`` are the networks of the fastest published
-CIFAR-10 recipes, Keller Jordan's airbench94 and airbench95 (2024): a fixed
-2x2 whitening convolution set from the data and GELU, then three conv
-groups (conv 3x3, max-pool 2, batch norm, GELU, conv 3x3, batch norm, GELU)
-of widths 64/256/256 (airbench94) or 128/384/384 (airbench95), a global
-max-pool (airbench's ``MaxPool2d(3)`` of the final 3x3 map) and a
-bias-free classifier scaled by 1/9. They have no skip connections: the
-identity (dirac) initialization of every conv gives a fresh network the
-pass-through a residual branch would. They see whole
-images normalized per channel, flipped (alternating by epoch), shifted by
-up to ``--translate`` pixels and with ``--cutout``; every parameter
-decays; they are scored with test-time flips and shifts. In bfloat16 on a
-CPU their convolutions on small maps take their kernel gradient as matmuls
-(``Conv``). Their former names, ``resnet`` and ``resnet_wide``, name them
-inside checkpoints.
+``cifar10.py``, with its distorted inputs). ``AIRBENCH94`` and ``AIRBENCH95``
+are Keller Jordan's airbench94 and airbench95 networks (2024), scored with
+test-time flips and shifts; docs/results.md describes their recipe.
 """
 
 import keras

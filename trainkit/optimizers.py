@@ -1,15 +1,5 @@
-"""The optimizers: Keras's, with the SGD update as one fused kernel per variable.
-
-Keras 3 writes SGD's update as separate element-wise ops (for momentum:
-``m = m * momentum - g * lr`` then ``w += m``), each reading and writing a
-tensor the size of the weights. TensorFlow has the same update as one
-kernel, ``ResourceApplyKerasMomentum`` (``ResourceApplyGradientDescent``
-without momentum), which reads weights, slot and gradient once and writes
-weights and slot once. On a memory-bound step, such as the MNIST cnn's
-3.2M-weight layer on a CPU, that saves much of the update's cost
-(docs/speed.md). The arithmetic is Keras's: same slots (so checkpoints
-are unchanged), same learning-rate callable, same results within float
-rounding.
+"""The optimizers: Keras's, with the SGD update as one fused kernel per variable
+(same slots and results, so checkpoints are unchanged).
 """
 
 import keras

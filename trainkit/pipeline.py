@@ -1,14 +1,7 @@
 """Training batches as a pure function of (seed, global step): exact resume for free.
 
-The whole training split sits in memory (MNIST 43 MB, CIFAR-10 150 MB as
-uint8). Each epoch is a permutation drawn with stateless randomness keyed on
-``(seed, epoch)``; batch ``s`` holds examples ``s * batch_size ...`` of that
-endless sequence, and its augmentation uses a seed folded from
-``(seed, s)``. A run resumed at step ``s`` therefore builds exactly the
-batches an uninterrupted run would have seen from step ``s`` on, and the
-checkpoint needs nothing of the pipeline but the step: no iterator state, no
-shuffle buffer. Shuffling is over the whole split, as well mixed as a
-shuffle can be.
+Each epoch is a permutation keyed on ``(seed, epoch)``, each batch's
+augmentation on ``(seed, step)``: a checkpoint needs only the step.
 """
 
 import os

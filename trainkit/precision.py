@@ -1,18 +1,8 @@
 """The trainer's arithmetic: float32, or bfloat16 compute on float32 weights.
 
-``--precision=bfloat16`` builds the training model under Keras's
-``mixed_bfloat16`` policy: convolutions and matmuls run on bfloat16 inputs,
-while weights, optimizer slots, moving averages, batch-norm statistics,
-losses and checkpoints stay float32. A checkpoint is the same whichever
-precision wrote it, and the evaluator, export and predict always rebuild the
-model in float32, so the numbers they report are those of the float32
-weights. bfloat16 keeps float32's exponent range, so no loss scaling is
-needed.
-
-It pays only where the hardware multiplies bfloat16 natively: CPUs with
-AVX-512 BF16 or AMX (oneDNN's kernels; TensorFlow turns them on there by
-itself) and GPUs of compute capability 8.0 or later. Elsewhere it is slower
-than float32. ``auto`` chooses bfloat16 exactly there (docs/speed.md).
+bfloat16 pays only where the hardware multiplies it natively (AVX-512 BF16
+or AMX CPUs, GPUs of compute capability 8.0+); ``auto`` chooses it exactly
+there. Checkpoints are float32 whichever precision wrote them.
 """
 
 import contextlib

@@ -1,29 +1,9 @@
 """Classifying image files: ``python -m DATASET.predict --train_dir=DIR IMAGE...``.
 
-Each file (PNG, JPEG, GIF or BMP, any size) is decoded (JPEG with libjpeg's
-accurate DCT, so pixels are those Pillow and most tools give), brought to the
-dataset's raw shape and classified by a ``trainkit.export.Classifier``
-(built from a checkpoint's averaged weights) or a SavedModel written by
-``python -m DATASET.export`` (``--saved_model``). What a file becomes:
-
-* its central square (the shorter side's length) is cut out and resized
-  to 32x32 (CIFAR-10) or 28x28 (MNIST) with area averaging, so the
-  picture is not stretched;
-* colour or grey to the dataset's channels (RGB for CIFAR-10, grey for MNIST);
-* for a dataset of light figures on black (``Dataset.light_on_dark``: MNIST),
-  a picture with a light background (its border brighter than mid-grey on
-  average, as a digit written on paper) is inverted.
-
-* transparency is laid over white (as on paper) before any of this.
-
-One line per file, best class first: ``FILE: cat 0.912, dog 0.051, ...``
-(``--top_k`` classes), or with ``--json`` one JSON object per line:
-``{"file": ..., "classes": [...], "probabilities": [...]}``. A file that
-cannot be read or decoded, that is not a regular file (a FIFO would never
-end), or that is larger than ``MAX_PIXELS`` or ``MAX_FILE_BYTES`` (judged
-from its header, before decoding) gets ``FILE: error: ...`` (JSON:
-``{"file": ..., "error": ...}``) and the others are still classified; the
-exit code is 1 if any file failed, else 0.
+Each file is decoded, its central square resized to the dataset's raw shape
+(inverted for ``Dataset.light_on_dark`` data when its background is light),
+and classified from a checkpoint's averaged weights or a SavedModel; a file
+that fails gets its own error line and the exit code is 1.
 """
 
 import json

@@ -51,23 +51,12 @@ def lower_priority(priority, exclude=()):
     ``idle``: Linux's ``SCHED_IDLE`` class and nice 19; ``low``: nice 19; ``normal``:
     unchanged. Threads whose native ids are in ``exclude`` keep their priority.
 
-    ``SCHED_IDLE`` threads run only when a core has nothing else to do, and
-    the kernel switches to a normal thread the moment one wakes up. A nice
-    value alone is not enough beside a TensorFlow trainer, whose threads
-    block and wake hundreds of times a step: a low-priority thread that got
-    the core in such a gap keeps it for up to a scheduler slice (some
-    milliseconds), and the trainer waits each time. The price of idle: any
-    busy process at normal priority (a compile, a notebook, a test suite)
-    leaves it no CPU at all; nice 19 still gets a small share.
-
-    Linux keeps a nice value per thread, so every current thread is lowered
-    (threads started later inherit it). Where the kernel shares the CPU
-    between terminals first (``sched_autogroup_enabled``: one group per Unix
-    session), a nice value only orders processes within one terminal: an
-    evaluator in its own terminal would still take a whole core from a
-    trainer in another one. So, when nothing but its own ancestors runs in
-    its terminal, the evaluator also lowers that terminal's share
-    (``/proc/self/autogroup``). Where none of this exists, nothing changes.
+    Every current thread is lowered (Linux keeps a nice value per thread; later ones
+    inherit it), and where the kernel shares the CPU between terminals first
+    (``sched_autogroup_enabled``) so is the terminal's share when nothing else runs in
+    it. A nice value alone is not enough beside a trainer whose threads block and wake
+    hundreds of times a step: a thread that got the core in such a gap keeps it for a
+    scheduler slice.
     """
     if priority == "normal":
         return

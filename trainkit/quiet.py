@@ -1,18 +1,4 @@
-"""The program's own lines, not TensorFlow's chatter (``--verbosity=1`` shows it all).
-
-TensorFlow's native libraries print a start-up banner on loading (oneDNN,
-CUDA stubs, CPU features; twice, one per library) and, on a machine without
-a GPU, an alarming ``failed call to cuInit`` line when it first looks for
-devices. They write straight to file descriptor 2, before Python's logging
-can see them, so ``load_tensorflow`` points that descriptor at a temporary
-file while it loads TensorFlow and lists the devices, then passes on every
-line that is not such start-up noise. TensorFlow's and Keras's own Python
-INFO lines (SavedModel signatures, fingerprints, checkpoint timings) are
-dropped by ``drop_library_info``, a filter on absl's handler. On a terminal
-each line is the time and the message (``Short``), so that a progress line
-fits in 100 columns; absl's full prefix (level, date, thread, file and line)
-comes with ``--verbosity`` raised and in log files.
-"""
+"""The program's own lines, not TensorFlow's chatter (``--verbosity=1`` shows it all)."""
 
 import logging
 import os

@@ -1,13 +1,7 @@
 """Pictures of an evaluation: the confusion matrix, misclassified images, first-layer filters.
 
-The confusion matrix colours its diagonal in blue by each class's recall and
-its errors in red on a scale of their own (the largest error the
-strongest), so that the errors show beside a strong diagonal. The evaluator
-writes them as PNG files (the plots the classic MNIST tutorials drew) and as
-TensorBoard images for each new best and for ``--run_once``, and the labeled
-confusion matrix to TensorBoard for every checkpoint. They use matplotlib, installed by ``make`` through the
-``report`` extra; without it the PNGs are skipped with one warning and
-TensorBoard gets the bare coloured cells.
+PNG files (through matplotlib, the ``report`` extra; skipped with one warning
+without it) and TensorBoard images.
 """
 
 import io

@@ -1,24 +1,8 @@
 """The train dir and the eval dir as files: the name of everything in them, checkpoints
 found by their files, a run's identity, and paths taken literally.
 
-Pure Python for a local dir (TensorFlow loads only for a path with a
-scheme), so that an entry point can refuse a busy or foreign dir in a
-fraction of a second, before TensorFlow loads.
-
-* One writer per dir: ``trainkit.locks`` (the lock file is ``LOCK_FILE``).
-* Files go through ``trainkit.fs``: plain paths through ``os``, paths with
-  a scheme through ``tf.io.gfile``.
-* A run is recognised by its checkpoint files (``ckpt-N.index``), not only
-  by the ``checkpoint`` index file, which a user can delete or garble.
-* ``config.json`` carries a ``run_id``; everything that reads a train dir
-  checks that what it finds (eval records, best checkpoints) belongs to it.
-* An export replaces only an export: ``check_export_dir`` refuses a train
-  dir, a data dir and any folder holding what an export does not.
-* TensorFlow reads ``*``, ``?`` and ``[`` in a checkpoint or SavedModel path
-  as a glob pattern. Everything here lists directories itself;
-  ``glob_safe`` gives TensorFlow an alias of such a path that it reads
-  literally (see ``trainkit.checkpoints.readable``); a path with a scheme
-  and such characters is refused.
+Pure Python for a local dir, so that an entry point can refuse a busy or
+foreign dir before TensorFlow loads.
 """
 
 import contextlib

@@ -1,14 +1,8 @@
 """One place that writes what a run reports: TensorBoard events and JSON lines.
 
-TensorBoard reads the event files of the runs ``train`` and ``validation``
-(the trainer's, under ``TRAIN_DIR``) and ``eval/validation`` and ``eval/test``
-(the evaluator's), each scalar with its description; ``metrics.jsonl`` is the same information for scripts
-(one JSON object per line, appended, so a crash loses at most the last line).
-Writing events needs only TensorFlow: ``tf.summary.scalar`` and friends live
-in the ``tensorboard`` package, which TensorFlow no longer installs, so the
-three kinds used here are written with the core ``tf.summary.write`` and the
-metadata TensorBoard's plugins read. Viewing them needs ``tensorboard``
-(``make tensorboard``).
+Events are written with the core ``tf.summary.write`` and the metadata
+TensorBoard's plugins read, since TensorFlow no longer installs
+``tensorboard``; viewing them needs it (``make tensorboard``).
 """
 
 import json
