@@ -7,6 +7,7 @@ import os
 import tarfile
 import uuid
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -270,6 +271,22 @@ def test_bfloat16_conv_on_a_small_map_takes_the_shifted_gradient():
     np.testing.assert_allclose(ours, theirs, rtol=0.05, atol=0.05 * float(tf.reduce_max(theirs)))
     assert not kernel_grad(nets.SHIFTED_GRAD_MAX_SIDE + 1, "mixed_bfloat16")[2]
     assert not kernel_grad(nets.SHIFTED_GRAD_MAX_SIDE, "float32")[2]
+
+
+def test_airbench_initialization_follows_the_seed():
+    """--seed decides the initial weights, in every process alike (an initializer made
+    when nets is imported would draw its seed then, from an unseeded generator)."""
+    def initial_weights(seed):
+        keras.utils.set_random_seed(seed)
+        model = nets.airbench_network(nets.AIRBENCH_WIDTHS["airbench94"], 10, (32, 32, 3), "n")
+        model(tf.zeros([1, 32, 32, 3]))
+        return {v.path: v.numpy() for v in model.variables}
+
+    first, again, other = initial_weights(0), initial_weights(0), initial_weights(1)
+    for path, value in first.items():
+        np.testing.assert_array_equal(value, again[path])
+    for kernel in ("n/group2/conv1/kernel", "n/logits/kernel"):
+        assert not np.array_equal(first[kernel], other[kernel])
 
 
 def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():

@@ -148,8 +148,11 @@ class BatchNorm(keras.layers.Layer):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
 
 
-# PyTorch's default for convolutions and dense layers: uniform within 1/sqrt(fan_in).
-_TORCH_DEFAULT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+def _torch_default():
+    """PyTorch's default for convolutions and dense layers: uniform within 1/sqrt(fan_in).
+    Made when the network is built, since a Keras initializer draws its seed when made:
+    one made at import would ignore ``--seed`` and differ from process to process."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 # oneDNN's bfloat16 weight gradient of a 3x3 convolution is slow on small feature
@@ -211,7 +214,7 @@ def _conv(filters, name):
     """3x3, no bias; PyTorch's default initialization, except that the first
     ``inputs`` filters start as the identity (``dirac``), so a fresh network
     passes its input through."""
-    uniform = _TORCH_DEFAULT
+    uniform = _torch_default()
 
     def initializer(shape, dtype=None):
         inputs = min(shape[2], shape[3])
@@ -276,7 +279,7 @@ def airbench_network(widths, num_classes, raw_shape, name):
         *[ConvGroup(width, name=f"group{i + 1}") for i, width in enumerate(widths)],
         keras.layers.GlobalMaxPooling2D(name="global_pool"),
         keras.layers.Dense(num_classes, use_bias=False, name="logits",
-                           kernel_initializer=_TORCH_DEFAULT),
+                           kernel_initializer=_torch_default()),
         # Small initial logits, as the fast recipes scale theirs.
         keras.layers.Rescaling(1.0 / 9.0, name="scale"),
     ], name=name)
