@@ -289,6 +289,35 @@ def test_airbench_initialization_follows_the_seed():
         assert not np.array_equal(first[kernel], other[kernel])
 
 
+def test_fused_gelu_is_tensorflows_exact_gelu_in_value_and_gradient():
+    """In float32 to float32 rounding; in bfloat16 to one bfloat16 rounding of those.
+    The layer takes it when training only: evaluation and exports keep tf.nn.gelu."""
+    x = tf.random.stateless_normal([4096], [1, 2]) * 3.0
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, theirs = nets.fused_gelu(x), tf.nn.gelu(x, approximate=False)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(ours, x), tape.gradient(theirs, x),
+                               rtol=1e-5, atol=1e-6)
+    x16 = tf.cast(x, tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch(x16)
+        ours = nets.fused_gelu(x16)
+    assert ours.dtype == tf.bfloat16
+    exact = tf.nn.gelu(tf.cast(x16, tf.float32), approximate=False)
+    np.testing.assert_allclose(tf.cast(ours, tf.float32), exact, rtol=2 ** -8, atol=1e-6)
+    grad = tape.gradient(ours, x16, output_gradients=tf.ones_like(x16))
+    with tf.GradientTape() as tape:
+        x32 = tf.cast(x16, tf.float32)
+        tape.watch(x32)
+        exact = tf.nn.gelu(x32, approximate=False)
+    np.testing.assert_allclose(tf.cast(grad, tf.float32), tape.gradient(exact, x32),
+                               rtol=2 ** -8, atol=1e-6)
+    layer = nets.GELU()
+    np.testing.assert_array_equal(layer(x, training=False), tf.nn.gelu(x, approximate=False))
+    np.testing.assert_allclose(layer(x, training=True), theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_batch_norm_offset_learns_64_times_faster_and_tracks_statistics():
     layer = nets.BatchNorm()
     x = tf.random.stateless_normal([8, 4, 4, 3], [1, 2]) * 3.0 + 1.0
