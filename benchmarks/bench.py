@@ -197,9 +197,11 @@ def task_train(args):
     from trainkit import loop
     from trainkit import rundir
     train_dir = os.path.join(args.workdir, f"{args.dataset}-{args.label}")
+    # float32 as the Keras peer computes, unless the window's flags say otherwise (a
+    # preset's --precision=auto would take bfloat16 on some CPUs).
     extra = [f"--model={MODELS[args.dataset]}", "--validate_every_steps=0",
              f"--save_checkpoint_secs={args.save_secs}", "--save_checkpoint_steps=0",
-             f"--jit_compile={bool(args.jit)}", *args.train_flags.split()]
+             f"--jit_compile={bool(args.jit)}", "--precision=float32", *args.train_flags.split()]
     config = train_config(args.dataset, train_dir, args.data_dir, extra)
     result = {}
     config.max_steps = args.warmup_steps
@@ -265,6 +267,7 @@ def task_train(args):
         # Those made in the window (the first one scored the warm-up's checkpoint).
         result["evaluations"] = max(0, len(evaluated) - 1)
     result["ours_examples_per_sec"] = args.steps * config.batch_size / elapsed
+    result["precision"] = config.precision
     result["flops_per_example"] = flops_per_example(trainer.model)
     result["batch_size"] = config.batch_size
     result["steps"] = args.steps
@@ -727,6 +730,12 @@ def table(results):
         out += ["", "The airbench94 preset against a PyTorch peer of its step "
                 "(benchmarks/airbench94_peers.py):", "",
                 airbench94_peers.table(results["airbench94_peers"])]
+    if "precisions" in results:
+        sys.path.insert(0, REPO)
+        from benchmarks import precisions
+        out += ["", "Each model in float32 and bfloat16, as a fraction of that precision's "
+                "matmul peak (benchmarks/precisions.py):", "",
+                precisions.table(results["precisions"])]
     if "evaluator_priority" in results:
         sys.path.insert(0, REPO)
         from benchmarks import evaluator_priority
@@ -738,15 +747,19 @@ def table(results):
 
 
 def only_part(args):
-    """``--only=PART``: that part alone (the evaluator's priorities, or airbench94 against
-    PyTorch), written into ``--out``'s results in place of its earlier measurement (the
+    """``--only=PART``: that part alone (the evaluator's priorities, airbench94 against
+    PyTorch, or each model in both precisions), written into ``--out``'s results in place of its earlier measurement (the
     other parts stay as they were measured)."""
     from trainkit import registry
     workdir = tempfile.mkdtemp(prefix="bench-")
     log = lambda message: sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # noqa
     sys.path.insert(0, REPO)
-    from benchmarks import airbench94_peers, evaluator_priority
-    if args.only == "evaluator_priority":
+    from benchmarks import airbench94_peers, evaluator_priority, precisions
+    if args.only == "precisions":
+        data = {name: getattr(args, f"{name}_data") or registry.load(name).synthetic(
+            os.path.join(workdir, name), "full") for name in precisions.MODELS}
+        part = precisions.benchmark(run_task, data, workdir, log)
+    elif args.only == "evaluator_priority":
         data = args.mnist_data or registry.load("mnist").synthetic(
             os.path.join(workdir, "mnist"), "full")
         part = priority_part(data, workdir, log)
@@ -754,9 +767,11 @@ def only_part(args):
         data = args.cifar10_data or registry.load("cifar10").synthetic(
             os.path.join(workdir, "cifar10"), "full")
         part = airbench94_peers.benchmark(run_task, data, workdir, log)
+    synthetic = lambda path: "synthetic" if workdir in path else path  # noqa: E731
     part.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 machine=machine(), commit=commit(),
-                data="synthetic" if workdir in data else data)
+                data={k: synthetic(v) for k, v in data.items()} if isinstance(data, dict)
+                else synthetic(data))
     shutil.rmtree(workdir, ignore_errors=True)
     results = {}
     if os.path.exists(args.out):
@@ -767,10 +782,8 @@ def only_part(args):
         json.dump(results, f, indent=2)
         f.write("\n")
     sys.stderr.write(f"wrote {args.only} into {args.out}\n")
-    if args.only == "evaluator_priority":
-        print(evaluator_priority.table(part))
-    else:
-        print(airbench94_peers.table(part))
+    print({"evaluator_priority": evaluator_priority.table, "precisions": precisions.table,
+           "airbench94_peers": airbench94_peers.table}[args.only](part))
     return 0
 
 
@@ -807,7 +820,7 @@ def main():
     parser.add_argument("--onednn", default="", help=argparse.SUPPRESS)
     parser.add_argument("--with_evaluator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--use_ema", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["evaluator_priority", "airbench94_peers"],
+    parser.add_argument("--only", choices=["evaluator_priority", "airbench94_peers", "precisions"],
                         help="measure only this part and put it into --out's results")
     args = parser.parse_args()
     if args.task:

@@ -34,6 +34,8 @@ def test_train_and_keras_tasks_measure_on_small_data(mnist_data, tmp_path):
     pipeline = run_task("pipeline", *common, "--train_flags=--validation_size=100")
     assert pipeline["pipeline_examples_per_sec"] > 0
     assert ours["steps"] == 6 and ours["batch_size"] == 64
+    # float32, as the Keras peer computes, though MNIST's default preset says auto.
+    assert ours["precision"] == "float32"
     # conv1 5x5x1x16 at 28x28, conv2 5x5x16x36 at 14x14, dense 1764x128 and 128x10, x2 x3.
     forward = 28 * 28 * 25 * 16 + 14 * 14 * 25 * 16 * 36 + 1764 * 128 + 128 * 10
     assert ours["flops_per_example"] == 3 * 2 * forward
@@ -152,6 +154,34 @@ def test_the_pytorch_comparison_reports_medians_and_the_range_the_rounds_allow()
     assert ("| float32 | 340 (330 / 350 / 340) | 250 (250 / 240 / 260) | 1.36 (1.27-1.46) | "
             "400 | 30% |") in table
     assert "| bfloat16 | 700 (700) | 1,000 (1,000) | 0.70 (0.70-0.70) | 800 | 31% |" in table
+
+
+def test_the_precisions_part_alternates_both_precisions_and_divides_by_each_ones_peak():
+    sys.path.insert(0, os.path.dirname(BENCH))
+    import precisions
+    asked = []
+
+    def run_task(task, **options):
+        asked.append((task, options.get("dtype") or options.get("train_flags")))
+        if task == "peak":
+            return {"matmul_peak_gflops": {"float32": 200.0, "bfloat16": 400.0}[
+                options["dtype"]]}
+        fast = "bfloat16" in options["train_flags"]
+        return {"ours_examples_per_sec": 3000.0 if fast else 2000.0, "batch_size": 100,
+                "flops_per_example": 0.1e9}
+
+    part = precisions.benchmark(run_task, {"cifar10": "c", "mnist": "m"}, "w",
+                                lambda line: None, rounds=2)
+    trains = [flags for task, flags in asked if task == "train"]
+    assert trains == ["--precision=float32", "--precision=bfloat16",
+                      "--precision=bfloat16", "--precision=float32"] * 2
+    entry = part["models"]["cifar10"]
+    assert entry["float32"]["fraction_of_peak"] == pytest.approx(2000 * 0.1 / 200)
+    assert entry["bfloat16"]["fraction_of_peak"] == pytest.approx(3000 * 0.1 / 400)
+    assert entry["bfloat16_over_float32"] == pytest.approx(1.5)
+    table = precisions.table(part)
+    assert "| cifar10 tutorial | float32 | 2,000 (2,000 / 2,000) | 200 | 100% |  |" in table
+    assert "| mnist cnn | bfloat16 | 3,000 (3,000 / 3,000) | 400 | 75% | 1.50x |" in table
 
 
 def test_the_peer_is_the_fastest_setting_with_our_kernels():
