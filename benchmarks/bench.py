@@ -748,8 +748,8 @@ def table(results):
 
 def only_part(args):
     """``--only=PART``: that part alone (the evaluator's priorities, airbench94 against
-    PyTorch, or each model in both precisions), written into ``--out``'s results in place of its earlier measurement (the
-    other parts stay as they were measured)."""
+    PyTorch, or each model in both precisions), written into ``--out``'s results in place
+    of its earlier measurement (the other parts stay as they were measured)."""
     from trainkit import registry
     workdir = tempfile.mkdtemp(prefix="bench-")
     log = lambda message: sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # noqa

@@ -7,7 +7,8 @@ whitening and after each batch norm: seven; inputs drawn from a unit normal, as
 batch norm leaves them), the forward pass and the gradient
 together, in milliseconds per step; rounds alternate the two, and the table
 gives each one's fastest round, with the largest difference of values and
-gradients relative to the largest value. A measurement script for docs/speed.md, not part of the tests.
+gradients relative to the largest value. A measurement script for
+docs/speed.md, not part of the tests.
 """
 
 import time

@@ -428,3 +428,16 @@ def test_evaluator_priority_reads_lags_and_scores_before_done_from_a_runs_files(
     assert (idle["scored_before_done"], idle["unscored"]) == ([2], [1])
     assert "| busy | low | +1.2% | 2.5 s / 3.0 s | 2 of 4 | 1 |" in \
         evaluator_priority.table(summary)
+
+
+def test_gelu_bench_times_both_gelus_in_both_precisions():
+    result = subprocess.run(
+        [sys.executable, os.path.join(helpers.REPO, "benchmarks", "gelu_bench.py"),
+         "--batch_size=4", "--rounds=1"], capture_output=True, text=True, timeout=300,
+        env=helpers.cli_env(), cwd=helpers.REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
+            if line.split() and line.split()[0] in ("bfloat16", "float32")}
+    assert set(rows) == {"bfloat16", "float32"}
+    # One bfloat16 rounding apart at most; float32's equal to rounding.
+    assert float(rows["bfloat16"][-1]) < 2 ** -7 and float(rows["float32"][-1]) < 1e-5
