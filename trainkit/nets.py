@@ -148,6 +148,9 @@ class BatchNorm(keras.layers.Layer):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
 
 
+_SQRT_HALF, _INV_SQRT_2PI = float(np.sqrt(0.5)), float(1.0 / np.sqrt(2.0 * np.pi))
+
+
 @tf.function(jit_compile=True)
 def _gelu_forward(inputs):
     x = tf.cast(inputs, tf.float32)
@@ -172,9 +175,6 @@ def fused_gelu(inputs):
     step's GELUs take a fraction of the time (docs/speed.md).
     """
     return _gelu_forward(inputs), lambda upstream: _gelu_backward(inputs, upstream)
-
-
-_SQRT_HALF, _INV_SQRT_2PI = float(np.sqrt(0.5)), float(1.0 / np.sqrt(2.0 * np.pi))
 
 
 class GELU(keras.layers.Layer):
