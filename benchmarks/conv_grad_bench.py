@@ -5,10 +5,10 @@
 
 For each layer shape of ``--model`` (airbench95 or airbench94) at batch 1,024: the forward
 convolution, TensorFlow's input gradient and kernel gradient (oneDNN's
-kernels where TensorFlow uses them), and ``trainkit.nets.kernel_grad_by_shifts``
+kernels where TensorFlow uses them), and ``cifar10.model.kernel_grad_by_shifts``
 (nine matmuls over shifted inputs), in milliseconds per call, with the largest
 difference between the two kernel gradients relative to the largest entry.
-``trainkit.nets.SHIFTED_GRAD_MAX_SIDE`` was chosen from this. A measurement
+``cifar10.model.SHIFTED_GRAD_MAX_SIDE`` was chosen from this. A measurement
 script for docs/speed.md, not part of the tests.
 """
 
@@ -19,7 +19,7 @@ from absl import app, flags
 import trainkit  # noqa: F401  (oneDNN on before TensorFlow loads, as the trainer has it)
 import tensorflow as tf
 
-from trainkit import nets
+from cifar10 import model as nets
 
 flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Arithmetic of the passes.")
 flags.DEFINE_enum("model", "airbench95", ["airbench94", "airbench95"], "Whose layer shapes.")

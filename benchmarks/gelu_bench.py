@@ -18,7 +18,7 @@ from absl import app, flags
 import trainkit  # noqa: F401  (oneDNN on before TensorFlow loads, as the trainer has it)
 import tensorflow as tf
 
-from trainkit import nets
+from cifar10 import model as nets
 
 flags.DEFINE_enum("model", "airbench94", ["airbench94", "airbench95"], "Whose activations.")
 flags.DEFINE_integer("batch_size", 1024, "Examples per step.")

@@ -2,7 +2,7 @@
 
     python benchmarks/torch_peer.py --data_dir=data/cifar10 --precision=bfloat16 --steps=20
 
-The same network as ``trainkit.nets``' airbench94 and Keller Jordan's
+The same network as ``cifar10.model``'s airbench94 and Keller Jordan's
 airbench94.py (a 2x2 whitening convolution and GELU; three groups of conv
 3x3, max-pool 2, batch norm without scale, GELU, conv 3x3, batch norm,
 GELU; max-pool 3; a linear layer scaled by 1/9), the same batch (1,024),

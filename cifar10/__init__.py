@@ -2,7 +2,7 @@
 
 ``SPEC`` is what the command line needs (no TensorFlow): the models, the
 tutorial's settings as defaults, and the presets. The data and networks are
-``cifar10.input.DATASET`` (see ``trainkit.dataset``).
+``cifar10.input.DATASET`` and ``cifar10.model`` (see ``trainkit.dataset``).
 """
 
 import trainkit  # noqa: F401  (sets up TensorFlow logging before it loads)
@@ -43,6 +43,19 @@ AIRBENCH94 = dict(model="airbench94", batch_size=1024, optimizer="nesterov", mom
 # airbench94_muon.py's); every other setting airbench94's.
 AIRBENCH94_MUON = dict(AIRBENCH94, optimizer="muon")
 
+# The airbench networks' own settings (cifar10.model), for the datasets that offer them.
+NETWORK_OPTIONS = {
+    "translate": dataset.Option(
+        2, "Largest random shift, in pixels, of the airbench networks' training images "
+        "(reflection-padded).", 0, 8),
+    "cutout": dataset.Option(
+        0, "Side of the square of each airbench training image set to the mean (Cutout, as "
+        "airbench96); 0 = none.", 0, 32),
+    "whiten_bias_steps": dataset.Option(
+        0, "Steps in which the airbench networks' whitening bias trains, then stays fixed "
+        "(airbench94: 3 epochs); 0 = throughout.", 0),
+}
+
 SPEC = dataset.DatasetSpec(
     name="cifar10",
     models=("tutorial", "airbench94", "airbench95"),
@@ -70,5 +83,5 @@ SPEC = dataset.DatasetSpec(
     },
     preset_aliases={"resnet": "airbench"},
     eval_interval_secs=300.0,  # as the tutorial's cifar10_eval
-    options=dataset.NETWORK_OPTIONS,
+    options=NETWORK_OPTIONS,
 )

@@ -11,7 +11,7 @@ holds out the last training records as a validation split.
 
 The images are read whole into memory as uint8 (150 MB); the engine makes
 the batches (``trainkit.pipeline``) and each network's preprocessing (the
-tutorial's ``distorted_inputs`` and ``inputs``: ``trainkit.nets``).
+tutorial's ``distorted_inputs`` and ``inputs``: ``cifar10.augment``).
 ``DATASET`` is this dataset for the engine (``trainkit.dataset``).
 """
 

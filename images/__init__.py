@@ -25,7 +25,7 @@ SPEC = dataset.DatasetSpec(
               "validation_size": 0},
     eval_interval_secs=60.0,
     options={
-        **dataset.NETWORK_OPTIONS,
+        **cifar10.NETWORK_OPTIONS,
         "image_size": dataset.Option(32, "Side, in pixels, every image is brought to: its "
                                      "central square, resized by area averaging.", 8, 512),
         "validation_split": dataset.Option(

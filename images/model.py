@@ -1,10 +1,10 @@
-"""The networks the images dataset offers: CIFAR-10's (``trainkit.nets``), sized to the
+"""The networks the images dataset offers: CIFAR-10's (``cifar10.model``), sized to the
 class count and to ``--image_size``."""
 
 import dataclasses
 
-from trainkit import nets
+from cifar10 import model as cifar10_model
 
 # Named in checkpoints by their own names (CIFAR-10 keeps the former ones).
 MODELS = {model.name: dataclasses.replace(model, checkpoint_name="")
-          for model in (nets.TUTORIAL, nets.AIRBENCH94, nets.AIRBENCH95)}
+          for model in cifar10_model.MODELS.values()}

@@ -1,4 +1,4 @@
-"""cifar10/ and the networks it offers (trainkit.nets, trainkit.augment): binary records,
+"""cifar10/ and the networks it offers (cifar10.model, cifar10.augment): binary records,
 distortions, safe extraction, download, the models, the CLIs."""
 
 import hashlib
@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cifar10 import augment
 from cifar10 import input as cifar10_input
+from cifar10 import model as nets
 from tests import helpers
-from trainkit import augment
 from trainkit import checkpoints
 from trainkit import config as config_lib
 from trainkit import data as data_lib
 from trainkit import errors
 from trainkit import fs
 from trainkit import loop
-from trainkit import nets
 from trainkit import pipeline
 from trainkit import summaries
 

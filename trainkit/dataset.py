@@ -26,18 +26,6 @@ class Option:
     absent: Any = None
 
 
-# The options of the airbench networks (trainkit.nets), for the datasets that offer them.
-NETWORK_OPTIONS = {
-    "translate": Option(2, "Largest random shift, in pixels, of the airbench networks' "
-                        "training images (reflection-padded).", 0, 8),
-    "cutout": Option(0, "Side of the square of each airbench training image set to the mean "
-                     "(Cutout, as airbench96); 0 = none.", 0, 32),
-    "whiten_bias_steps": Option(0, "Steps in which the airbench networks' whitening bias "
-                                "trains, then stays fixed (airbench94: 3 epochs); 0 = "
-                                "throughout.", 0),
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """A dataset as the command line sees it; no TensorFlow needed.

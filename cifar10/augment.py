@@ -1,4 +1,4 @@
-"""Batch augmentations and input normalizations of the networks in ``trainkit.nets``.
+"""Batch augmentations and input normalizations of CIFAR-10's networks (``cifar10.model``).
 
 Each takes a whole batch [N, H, W, C] of uint8 (or float 0..255) images and
 draws its randomness from a ``trainkit.pipeline.BatchRandom``, per example,
