@@ -6,6 +6,7 @@ everything below takes one of these objects. The trainer writes its
 the same model without the user repeating flags.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ from absl import logging
 
 from trainkit import errors
 from trainkit import fs
+from trainkit import locks
 from trainkit import rundir
 
 # Every choice a flag offers, once, here: the flags (and --help) are defined from
@@ -379,18 +381,45 @@ def check_run(train_dir, spec, command):
     return spec.complete(config)
 
 
-def check_train_dir(config, spec):
-    """Checks the train dir against ``--resume`` by its checkpoint files; returns the newest
-    checkpoint (None for a new run). Reads only files: callable before TensorFlow loads.
+def claim_train_dir(config, spec, is_chief=True, hold=None):
+    """Checks the train dir against ``--resume`` and, on the chief, locks it and clears
+    stale DONE and STOP markers (so that no evaluator takes the run for finished).
+    Returns ``(checkpoint to resume or None, the lock or None)``; reads only files, so
+    an entry point calls it before TensorFlow loads and hands the lock on (``hold``:
+    the lock, taken; else it is taken here). Never deletes a checkpoint.
+    """
+    rundir.check_apart(config.train_dir, config.data_dir)  # before a .lock is written
+    if not is_chief:
+        return _check_train_dir(config, spec), None
+    # A live run's trainer is named first; a new dir is made only once all is checked.
+    hold = hold or locks.hold(config.train_dir, "trainer", create=False)
+    try:
+        latest = _check_train_dir(config, spec)
+        if hold is None:
+            hold = locks.hold(config.train_dir, "trainer")
+            latest = _check_train_dir(config, spec)  # under the lock this time
+        for marker in (rundir.DONE_FILE, rundir.STOP_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                fs.remove(fs.join(config.train_dir, marker))
+        return latest, hold
+    except BaseException as e:
+        if hold:
+            hold.release()
+        if isinstance(e, OSError) and not isinstance(e, fs.Unreachable):
+            raise rundir.unwritable(config.train_dir, e) from None
+        raise
+
+
+def _check_train_dir(config, spec):
+    """The newest checkpoint of the train dir (None for a new run), found by its files.
 
     A dir holding any checkpoint is a run: refused without ``--resume``, and
-    resumed only as the same dataset and model (``spec``: the dataset's
-    ``DatasetSpec``). Sets ``config.run_id``: the resumed run's own, or a new one.
+    resumed only as the same dataset and model (``spec``). Sets
+    ``config.run_id``: the resumed run's own, or a new one.
     """
     train_dir = config.train_dir
     spec.complete(config)
     rundir.check_path(train_dir, "--train_dir")
-    rundir.check_apart(train_dir, config.data_dir)
     if fs.exists(train_dir) and not fs.isdir(train_dir):
         raise rundir.unwritable(train_dir, "it is a file, not a folder")
     latest = rundir.latest_checkpoint(train_dir)
@@ -406,9 +435,8 @@ def check_train_dir(config, spec):
                 "drop --resume to start a new run there",
                 f"start one with 'make train TRAIN_DIR={train_dir}'"))
     if latest:
-        previous = read_train_config(train_dir)
-        if (previous.dataset, spec.canonical_model(previous.model)) != (
-                config.dataset, spec.canonical_model(config.model)):
+        previous = check_run(train_dir, spec, "train")
+        if previous.model != spec.canonical_model(config.model):
             raise errors.UserError(
                 f"{train_dir} holds a {previous.dataset} --model={previous.model} run; "
                 f"cannot resume it as {config.dataset} --model={config.model}")

@@ -47,12 +47,17 @@ class _SourceGone(Exception):
     """A checkpoint file vanished or could not be read while it was staged."""
 
 
-def _own_write_error(eval_dir, error):
-    """The UserError for the evaluator failing to write its own outputs."""
-    reason = getattr(error, "strerror", None) or errors.first_line(error)
-    return errors.UserError(
-        f"the evaluator cannot write to its eval dir {eval_dir} ({reason}); free space there, "
-        "or pass --eval_dir=DIR to write elsewhere (needed when the train dir is read-only)")
+@contextlib.contextmanager
+def _own_writes(eval_dir):
+    """Turns a failure to write the evaluator's outputs (disk full, read-only) into a UserError."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        reason = getattr(error, "strerror", None) or errors.first_line(error)
+        raise errors.UserError(
+            f"the evaluator cannot write to its eval dir {eval_dir} ({reason}); free space "
+            "there, or pass --eval_dir=DIR to write elsewhere (needed when the train dir is "
+            "read-only)") from None
 
 
 def _signature(path):
@@ -275,7 +280,7 @@ class Evaluator:
         """A context in which failing to write the evaluator's own outputs is a UserError,
         entered only while the eval dir's lock is still this evaluator's."""
         self._hold.check()
-        return _OwnWrites(self.config.eval_dir)
+        return _own_writes(self.config.eval_dir)
 
     # -- which checkpoints ---------------------------------------------------------
 
@@ -690,21 +695,6 @@ class Evaluator:
                 writer.close()
         finally:
             self._hold.release()
-
-
-class _OwnWrites:
-    """Turns a failure to write the evaluator's outputs (disk full, read-only) into a UserError."""
-
-    def __init__(self, eval_dir):
-        self.eval_dir = eval_dir
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if isinstance(error, (OSError, tf.errors.OpError)):
-            raise _own_write_error(self.eval_dir, error) from None
-        return False
 
 
 def run(eval_config, dataset, watch=None, actions=(), hold=None):

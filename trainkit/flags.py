@@ -163,29 +163,15 @@ def train_config(spec):
         preset_name = saved.get("preset") or preset_name
     preset_name = spec.canonical_preset(preset_name)
     preset = spec.presets.get(preset_name, {})
-    values = {}
-    for field in dataclasses.fields(config_lib.TrainConfig):
-        if field.name not in f:
-            continue
-        if f[field.name].present:
-            values[field.name] = f[field.name].value
-        elif field.name in saved:
-            values[field.name] = saved[field.name]
-        elif field.name in preset:
-            values[field.name] = preset[field.name]
-        else:
-            values[field.name] = f[field.name].value
-    saved_options = saved.get("options", {})
-    options = {}
-    for name in spec.options:
-        if f[name].present:
-            options[name] = f[name].value
-        elif name in saved_options:
-            options[name] = saved_options[name]
-        elif name in preset:
-            options[name] = preset[name]
-        else:
-            options[name] = f[name].value
+
+    def pick(name, saved):
+        flag = f[name]
+        return (flag.value if flag.present or name not in {**saved, **preset}
+                else saved[name] if name in saved else preset[name])
+
+    values = {field.name: pick(field.name, saved)
+              for field in dataclasses.fields(config_lib.TrainConfig) if field.name in f}
+    options = {name: pick(name, saved.get("options", {})) for name in spec.options}
     values.update(preset=preset_name, dataset=spec.name, resume=f.resume, options=options,
                   model=spec.canonical_model(values["model"]))
     if saved:
@@ -245,11 +231,6 @@ def eval_config():
                                     if field.name in f and f[field.name].value is not None})
 
 
-def check_run(train_dir, spec, command):
-    """``train_dir``'s run, checked to be one of dataset ``spec`` (``config.check_run``)."""
-    return config_lib.check_run(train_dir, spec, command)
-
-
 def run_trainer(spec):
     """The whole ``python -m DATASET.train``: parse flags, train, bad input as one line.
 
@@ -269,29 +250,19 @@ def run_trainer(spec):
         if config_lib.cluster_role() == "evaluate":
             return evaluate(spec, cluster_eval_config(config))
         config_lib.check_cluster(config)
-        rundir.check_apart(config.train_dir, config.data_dir)  # before a .lock is written
-        chief = config_lib.is_chief(config)
-        # A live run's trainer is named first; a new dir is made only once all is checked.
-        held = chief and locks.hold(config.train_dir, "trainer", create=False)
-        if config.resume and rundir.latest_checkpoint(config.train_dir):
-            check_run(config.train_dir, spec, "train")
-        config_lib.check_train_dir(config, spec)
-        if chief and not held:
-            held = locks.hold(config.train_dir, "trainer")
+        _, held = config_lib.claim_train_dir(config, spec, config_lib.is_chief(config))
         load_tensorflow()  # here, after the checks
         from trainkit import distribution, loop
         dataset = registry.load(spec.name)
         # Devices and the strategy before any other TensorFlow op; the lock, taken once
         # here, goes to the engine.
-        loop.train(config, dataset, distribution.configure(config), hold=held or None)
+        loop.train(config, dataset, distribution.configure(config), hold=held)
 
     run(main)
 
 
 def run_evaluator(spec):
-    """The whole ``python -m DATASET.eval``: check the run and lock the eval dir (before
-    TensorFlow loads when the run is there; while waiting for it, TensorFlow loads
-    meanwhile), pin the device, then poll or run once."""
+    """The whole ``python -m DATASET.eval`` (``evaluate``), Ctrl-C saying how to go on."""
 
     def main(argv):
         del argv
@@ -317,7 +288,7 @@ def evaluate(spec, config):
     ready = config.run_once or fs.exists(fs.join(config.train_dir, rundir.CONFIG_FILE))
     hold = None  # the eval dir's lock, taken once here and handed to the evaluator
     if ready:
-        run_config = check_run(config.train_dir, spec, "eval")
+        run_config = config_lib.check_run(config.train_dir, spec, "eval")
         rundir.check_apart(config.eval_dir, config.data_dir or run_config.data_dir,
                            "--eval_dir")
         hold = locks.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
@@ -332,7 +303,7 @@ def evaluate(spec, config):
     try:
         if not ready:
             config_lib.wait_for_trainer(config)
-            check_run(config.train_dir, spec, "eval")
+            config_lib.check_run(config.train_dir, spec, "eval")
             hold = locks.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
         devices.configure(config.device, config.num_threads)
         evaluator.run(config, registry.load(spec.name), watch, hold=hold)
@@ -386,7 +357,7 @@ def run_export(spec):
     def main(argv):
         del argv
         f = flags.FLAGS
-        run_config = check_run(f.train_dir, spec, "export")
+        run_config = config_lib.check_run(f.train_dir, spec, "export")
         export_dir = f.export_dir or fs.join(f.train_dir, rundir.EXPORT_DIR)
         rundir.check_export_dir(export_dir, f.train_dir, run_config.data_dir)
         load_tensorflow()  # here, after the checks
@@ -407,7 +378,7 @@ def run_predict(spec):
         if f.saved_model:
             rundir.check_saved_model(f.saved_model, spec.name)
         else:
-            check_run(f.train_dir, spec, "predict")
+            config_lib.check_run(f.train_dir, spec, "predict")
         load_tensorflow()  # here, after the checks
         from trainkit import predict as predict_lib
         return predict_lib.run(argv[1:], registry.load(spec.name), train_dir=f.train_dir,

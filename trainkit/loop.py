@@ -20,7 +20,6 @@ from trainkit import distribution as distribution_lib
 from trainkit import ema as ema_lib
 from trainkit import errors
 from trainkit import fs
-from trainkit import locks
 from trainkit import lookahead as lookahead_lib
 from trainkit import metrics
 from trainkit import optimizers
@@ -106,40 +105,6 @@ def cross_entropy(labels, logits, label_smoothing=0.0):
     classes = logits.shape[-1]
     targets = tf.one_hot(labels, classes) * (1.0 - label_smoothing) + label_smoothing / classes
     return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-
-
-def prepare_train_dir(config, spec, is_chief=True, hold=None):
-    """Checks the train dir against ``--resume`` and, on the chief, locks it.
-
-    Never deletes a checkpoint: a train dir with checkpoints is refused unless
-    ``--resume`` is given (``config_lib.check_train_dir``). The chief holds
-    the dir for this process's life: ``hold``, the lock its entry point took
-    (``locks.hold``), else one taken here; the caller releases it. It clears
-    stale DONE and STOP markers at once, so that no evaluator takes the run
-    for finished; config.json waits for ``start_run``. Returns ``(checkpoint
-    to resume or None, the lock or None)``.
-    """
-    if not is_chief:
-        return config_lib.check_train_dir(config, spec), None
-    # A live run's trainer is named before anything else is said about the dir.
-    hold = hold or locks.hold(config.train_dir, "trainer", create=False)
-    try:
-        latest = config_lib.check_train_dir(config, spec)
-        if hold is None:
-            hold = locks.hold(config.train_dir, "trainer")
-            latest = config_lib.check_train_dir(config, spec)  # under the lock this time
-        for marker in (rundir.DONE_FILE, rundir.STOP_FILE):
-            path = fs.join(config.train_dir, marker)
-            if fs.exists(path):
-                fs.remove(path)
-        return latest, hold
-    except OSError as e:
-        hold.release()
-        raise rundir.unwritable(config.train_dir, e) from None
-    except BaseException:
-        if hold:
-            hold.release()
-        raise
 
 
 def start_run(config, resumed):
@@ -291,7 +256,7 @@ class Validator:
 class Trainer:
     """A run: model, optimizer, moving averages and checkpoint, ready to ``run()``.
 
-    Building it checks the train dir (see ``prepare_train_dir``) and, with
+    Building it checks the train dir (``config.claim_train_dir``) and, with
     ``--resume``, restores step, weights, optimizer slots and shadow values.
     ``distribution`` (``trainkit.distribution``; default: one device) says
     which strategy replicates the step and whether this process writes.
@@ -300,8 +265,8 @@ class Trainer:
     def __init__(self, config, dataset, distribution=None, hold=None):
         self.config = config.validate()
         self.distribution = distribution or distribution_lib.default()
-        resume, self._hold = prepare_train_dir(config, dataset.spec, self.distribution.is_chief,
-                                               hold)
+        resume, self._hold = config_lib.claim_train_dir(
+            config, dataset.spec, self.distribution.is_chief, hold)
         try:
             self._build(config, dataset, resume)
             if self.distribution.is_chief:
