@@ -260,8 +260,8 @@ def task_train(args):
         still_polling = evaluator.poll() is None
         evaluator.terminate()
         evaluator.wait()
-        from trainkit import summaries
-        evaluated = summaries.read_jsonl(metrics)
+        from trainkit.evaluator import read_records
+        evaluated = read_records(metrics)
         result["evaluator_polling_at_end"] = (still_polling
                                               or evaluated[-1]["step"] == config.max_steps)
         # Those made in the window (the first one scored the warm-up's checkpoint).

@@ -31,7 +31,7 @@ def main():
     from trainkit import config as config_lib
     from trainkit import errors
     from trainkit import registry
-    from trainkit import summaries
+    from trainkit.evaluator import read_records
     try:
         config = config_lib.read_train_config(args.train_dir)
         metrics = os.path.join(args.eval_dir or os.path.join(args.train_dir, "eval"),
@@ -40,7 +40,7 @@ def main():
             raise errors.UserError(f"{metrics} does not exist: score the run first "
                                    f"(python -m {config.dataset}.eval "
                                    f"--train_dir={args.train_dir} --eval_policy=all)")
-        records = [r for r in summaries.read_jsonl(metrics)
+        records = [r for r in read_records(metrics)
                    if r.get("eval_data", "test") == "test" and "precision_at_1" in r]
         if not records:
             raise errors.UserError(f"{metrics} holds no test-split score")

@@ -23,7 +23,7 @@ from trainkit import errors
 from trainkit import fs
 from trainkit import loop
 from trainkit import pipeline
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 CIFAR10 = cifar10_input.DATASET
 
@@ -462,7 +462,7 @@ def test_airbench_preset_trains_and_evaluates(tmp_path, cifar_data):
                                rtol=1e-5, atol=1e-6)
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
     assert result.returncode == 0, result.stderr
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert [(r["step"], r["num_examples"]) for r in records] == [(2, 50)]
 
 
@@ -522,7 +522,7 @@ def test_airbench94_preset_trains_the_whitening_bias_for_its_first_steps_only(
                          ("--notest_time_augmentation", "eval_plain")):
         result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once", flag)
         assert result.returncode == 0, result.stderr
-        records = summaries.read_jsonl(os.path.join(train_dir, folder, "metrics.jsonl"))
+        records = read_records(os.path.join(train_dir, folder, "metrics.jsonl"))
         assert [r["step"] for r in records] == [6]
         losses.append(records[0]["loss"])
     assert losses[0] != pytest.approx(losses[1], rel=1e-6)
@@ -634,7 +634,7 @@ def test_cifar10_trainer_and_evaluator_end_to_end(tmp_path, cifar_data):
          "--max_steps=240", "--batch_size=16",
          "--save_checkpoint_steps=30", "--save_checkpoint_secs=0", "--max_to_keep=10",
          "--log_frequency=30", "--save_summaries_steps=60", "--moving_average_decay=0.99"])
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     steps = [r["step"] for r in records]
     assert len(steps) > 1 and steps == sorted(set(steps)) and steps[-1] == 240, eval_out
     assert all(r["num_examples"] == 50 for r in records)
@@ -670,7 +670,7 @@ def test_cifar10_eval_num_examples_and_run_once(tmp_path, cifar_data):
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once",
                              "--num_examples=37", "--eval_batch_size=10")
     assert result.returncode == 0, result.stderr
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert [(r["step"], r["num_examples"]) for r in records] == [(3, 37)]
 
 

@@ -14,7 +14,7 @@ from trainkit import checkpoints
 from trainkit import dataset as dataset_lib
 from trainkit import predict
 from trainkit import registry
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 
 # -- the contracts are checked when a dataset is made ---------------------------------------
@@ -154,7 +154,7 @@ def test_images_trains_evaluates_exports_and_predicts_your_pictures(tmp_path):
     config = json.load(open(os.path.join(train_dir, "config.json")))
     assert config["class_names"] == ["blue", "green", "red"]
     assert config["options"]["image_size"] == 24
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10, 20]
     # 12 test pictures; 1 of each class's 12 training pictures held out for validation.
     assert all(r["num_examples"] == 12 and r["validation"]["num_examples"] == 3

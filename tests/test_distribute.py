@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tests import helpers
 from trainkit import checkpoints
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 BASE = ["--batch_size=32", "--validation_size=100", "--log_frequency=1",
         "--save_summaries_steps=0", "--data_mirrors=http://127.0.0.1:9/",
@@ -125,7 +125,7 @@ def test_two_workers_train_the_chief_checkpoints_and_the_evaluator_scores(tmp_pa
     assert [f.split(".")[0] for f in files] == ["ckpt-10", "ckpt-10", "ckpt-20", "ckpt-20"]
     assert os.path.exists(os.path.join(train_dir, "DONE"))
     assert os.listdir(tmp_path / "tmp") == []  # worker 1's scratch saves are gone
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10, 20]
     assert all(r["num_examples"] == 250 for r in records)
 
@@ -216,7 +216,7 @@ def test_tf_config_chief_worker_and_evaluator_from_one_command_line(tmp_path, mn
     assert "worker 0 of 2 processes" in outputs["worker"]
     assert "The trainer is done and its last checkpoint is evaluated" in outputs["evaluator"]
     assert os.path.exists(os.path.join(train_dir, "DONE"))
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert records[-1]["step"] == 20 and records[-1]["num_examples"] == 250
 
 

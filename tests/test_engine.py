@@ -15,7 +15,7 @@ from trainkit import evaluator
 from trainkit import lookahead as lookahead_lib
 from trainkit import loop
 from trainkit import registry
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 MNIST = registry.load("mnist")
 
@@ -230,8 +230,7 @@ def test_an_action_added_from_outside_sees_its_steps_and_may_stop_the_run(mnist_
 
     class StopAtFourteen:
         def __init__(self):
-            self.periodic = periodic.PeriodicAction(every_steps=7)
-            self.periodic.start(0)
+            self.periodic = periodic.PeriodicAction(every_steps=7, start=0)
             self.seen = []
 
         def __call__(self, step, outputs):
@@ -310,7 +309,7 @@ def test_evaluator_counts_every_example_once(mnist_data, tmp_path):
     loop.train(config, MNIST)
     ev = evaluator.Evaluator(eval_config(config.train_dir, batch_size=64), MNIST)
     ev.poll(sleep=lambda s: pytest.fail("trainer is DONE; the evaluator must not wait"))
-    records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10]
     assert records[0]["num_examples"] == 250  # 64 * 3 + 58: the remainder batch counts
     assert 0.0 <= records[0]["precision_at_1"] <= 1.0
@@ -331,7 +330,7 @@ def test_an_evaluator_action_added_from_outside_sees_every_scored_checkpoint(mni
         ev.close()
     assert [scored.step for scored in seen] == [10, 20]
     assert seen[0].improved and set(seen[0].results) == {"validation", "test"}
-    records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
     assert [scored.record for scored in seen] == records  # the record action ran before
 
 
@@ -342,7 +341,7 @@ def test_evaluator_restarted_does_not_repeat_work(mnist_data, tmp_path):
         ev = evaluator.Evaluator(eval_config(config.train_dir), MNIST)
         ev.poll(sleep=lambda s: pytest.fail("must not wait"))
         ev.close()
-    records = summaries.read_jsonl(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(config.train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10]
 
 

@@ -16,7 +16,7 @@ from trainkit import config as config_lib
 from trainkit import metrics
 from trainkit import pipeline
 from trainkit import registry
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 MNIST = registry.load("mnist")
 FAST = ["--batch_size=20", "--validation_size=100", "--log_frequency=50",
@@ -33,7 +33,7 @@ def train(train_dir, data_dir, *extra):
 
 def steps_in(eval_dir):
     """The scored steps of an eval dir's record (not the skipped ones)."""
-    return [r["step"] for r in summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+    return [r["step"] for r in read_records(os.path.join(eval_dir, "metrics.jsonl"))
             if "skipped" not in r]
 
 
@@ -60,7 +60,7 @@ def evaluator_scoring(train_dir, eval_dir, batch_size, scored):
 
 def skipped_in(eval_dir):
     return {r["step"]: r["skipped"]
-            for r in summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+            for r in read_records(os.path.join(eval_dir, "metrics.jsonl"))
             if "skipped" in r}
 
 
@@ -86,7 +86,7 @@ def test_fast_trainer_with_max_to_keep_1_and_eager_evaluator(tmp_path, mnist_dat
     assert steps[-1] == 600
     # The best survived the trainer's max_to_keep=1.
     best = json.load(open(os.path.join(train_dir, "eval", "best", "best.json")))
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert best["precision_at_1"] == max(r["validation"]["precision_at_1"] for r in records
                                          if "skipped" not in r)
     kept = os.path.join(train_dir, best["checkpoint"])  # relative to the train dir
@@ -99,7 +99,7 @@ def test_best_is_chosen_on_validation_and_its_test_figure_reported(tmp_path, fiv
     validation precision; every record carries both splits."""
     eval_dir = str(tmp_path / "eval")
     result = eval_all(five_checkpoints, f"--eval_dir={eval_dir}")
-    records = summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+    records = read_records(os.path.join(eval_dir, "metrics.jsonl"))
     assert [r["step"] for r in records] == [10, 20, 30, 40, 50]
     for record in records:
         assert record["validation"]["num_examples"] == 100 and record["num_examples"] == 250
@@ -130,7 +130,7 @@ def test_a_run_without_validation_has_no_best(tmp_path, mnist_data):
     train(train_dir, mnist_data, "--max_steps=30", "--save_checkpoint_steps=10",
           "--validation_size=0")
     result = eval_all(train_dir)
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert [r["step"] for r in records] == [10, 20, 30]
     assert all("validation" not in r and r["selected_on"] is None for r in records)
     assert not os.path.exists(os.path.join(train_dir, "eval", "best"))
@@ -297,7 +297,7 @@ def test_run_once_writes_reports(tmp_path, five_checkpoints):
     for name in ("confusion_matrix.png", "misclassified.png", "conv1_filters.png"):
         with open(os.path.join(eval_dir, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
-    record = summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))[0]
+    record = read_records(os.path.join(eval_dir, "metrics.jsonl"))[0]
     confusion = np.array(record["confusion_matrix"])
     assert confusion.shape == (10, 10) and confusion.sum() == record["num_examples"] == 250
     assert np.trace(confusion) / 250 == pytest.approx(record["precision_at_1"])

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests import helpers
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 FAST = ["--batch_size=20", "--validation_size=100", "--log_frequency=5",
         "--save_summaries_steps=0", "--data_mirrors=http://127.0.0.1:9/"]
@@ -45,7 +45,7 @@ def test_trainer_and_evaluator_run_together(tmp_path, mnist_data):
                    "--max_to_keep=20", "--log_frequency=100", "--save_summaries_steps=300",
                    "--validate_every_steps=600")[1:])
     assert "The trainer is done" in eval_out
-    records = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     steps = [r["step"] for r in records]
     assert len(steps) > 1, eval_out
     assert steps == sorted(set(steps)) and steps[-1] == 1200
@@ -146,7 +146,7 @@ def test_eval_run_once_writes_metrics(finished_run, tmp_path):
     result = helpers.run_cli("mnist.eval", f"--train_dir={finished_run}", "--run_once",
                              "--eval_batch_size=100", f"--eval_dir={eval_dir}")
     assert result.returncode == 0, result.stderr
-    records = summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))
+    records = read_records(os.path.join(eval_dir, "metrics.jsonl"))
     assert [(r["step"], r["num_examples"], r["validation"]["num_examples"])
             for r in records] == [(20, 250, 100)]
 
@@ -365,7 +365,7 @@ def test_eval_priority_lowers_every_thread_and_its_own_terminal(finished_run, tm
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         metrics = str(train_dir / "eval" / "metrics.jsonl")
-        assert _wait_for(lambda: summaries.read_jsonl(metrics)), "the evaluator scored nothing"
+        assert _wait_for(lambda: read_records(metrics)), "the evaluator scored nothing"
         # TensorFlow's thread pools, started after the priority was set, inherit it; one
         # thread, the CPU watch that says when the evaluator gets no CPU, keeps its own.
         nice_values = _thread_nice_values(process.pid)

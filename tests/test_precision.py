@@ -12,7 +12,7 @@ from trainkit import checkpoints
 from trainkit import errors
 from trainkit import precision
 from trainkit import registry
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 FLAGS_LINE = ("flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep avx avx2 fma "
               "avx512f avx512dq avx512bw avx512vl{}\n")
@@ -93,5 +93,5 @@ def test_bfloat16_run_saves_float32_checkpoints_that_the_evaluator_scores(tmp_pa
     assert all(np.isfinite(reader.get_tensor(name)).all() for name in floats)
     result = helpers.run_cli("cifar10.eval", f"--train_dir={train_dir}", "--run_once")
     assert result.returncode == 0, result.stderr
-    (record,) = summaries.read_jsonl(os.path.join(train_dir, "eval", "metrics.jsonl"))
+    (record,) = read_records(os.path.join(train_dir, "eval", "metrics.jsonl"))
     assert record["step"] == 4 and np.isfinite(record["loss"])

@@ -14,7 +14,7 @@ import pytest
 
 from tests import helpers
 from trainkit import checkpoints
-from trainkit import summaries
+from trainkit.evaluator import read_records
 
 FAST = ["--batch_size=20", "--validation_size=100", "--log_frequency=5",
         "--save_summaries_steps=0", "--data_mirrors=http://127.0.0.1:9/",
@@ -29,7 +29,7 @@ def train(train_dir, data_dir, *extra, timeout=240):
 
 
 def steps_in(eval_dir):
-    return [r["step"] for r in summaries.read_jsonl(os.path.join(eval_dir, "metrics.jsonl"))]
+    return [r["step"] for r in read_records(os.path.join(eval_dir, "metrics.jsonl"))]
 
 
 def wait_for(predicate, process, timeout=180):
@@ -344,7 +344,7 @@ def test_a_reused_train_dir_never_mixes_the_old_runs_evaluation_with_the_new(
                              "--eval_interval_secs=0")
     assert result.returncode == 0, result.stderr
     assert "held the evaluation of another run" in result.stderr
-    records = summaries.read_jsonl(os.path.join(run, "eval", "metrics.jsonl"))
+    records = read_records(os.path.join(run, "eval", "metrics.jsonl"))
     assert [(r["step"], r["run_id"]) for r in records] == [(15, new_id), (30, new_id)]
     previous = os.path.join(run, "eval", f"previous-run-{old_id}")
     assert steps_in(previous) == [10, 20]
@@ -361,7 +361,7 @@ def test_a_run_and_eval_record_without_ids_are_still_one_run(tmp_path, finished_
     del config["run_id"]
     json.dump(config, open(os.path.join(run, "config.json"), "w"))
     metrics = os.path.join(run, "eval", "metrics.jsonl")
-    records = summaries.read_jsonl(metrics)
+    records = read_records(metrics)
     for record in records:
         del record["run_id"]
     open(metrics, "w").write("".join(json.dumps(r) + "\n" for r in records))

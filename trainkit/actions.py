@@ -82,8 +82,7 @@ class LogProgress:
 
     def __init__(self, every_steps, start_step, config, steps_per_epoch, check_finite,
                  clock=time.monotonic):
-        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
-        self.periodic.start(start_step)
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps, start=start_step)
         self._config, self._steps_per_epoch = config, steps_per_epoch
         self._check_finite, self._clock = check_finite, clock
         self._last_time, self._last_step = clock(), start_step
@@ -148,8 +147,7 @@ class WriteSummaries:
     """Every ``every_steps``: the tutorial's TensorBoard summaries (``summarize``)."""
 
     def __init__(self, every_steps, start_step, summarize):
-        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
-        self.periodic.start(start_step)
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps, start=start_step)
         self._summarize = summarize
 
     def __call__(self, step, outputs):
@@ -163,8 +161,7 @@ class Validate:
     (``loop.Validator``); returns why to stop early, if it is time to."""
 
     def __init__(self, every_steps, start_step, validator, writer, progress, check_finite):
-        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
-        self.periodic.start(start_step)
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps, start=start_step)
         self._validator, self._writer = validator, writer
         self._progress, self._check_finite = progress, check_finite
 
@@ -193,8 +190,7 @@ class WatchStopRequest:
 
     def __init__(self, path, start_step):
         self.path = path
-        self.periodic = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS)
-        self.periodic.start(start_step)
+        self.periodic = periodic.PeriodicAction(every_secs=STOP_CHECK_SECS, start=start_step)
 
     def requested(self, step):
         return self.periodic.should_fire(step) and fs.exists(self.path)
@@ -224,10 +220,8 @@ class Checkpointer:
 
     def __init__(self, save, every_steps, every_secs, start_step, resumed, stop_file=None,
                  agree=None):
-        self.periodic = periodic.PeriodicAction(every_steps=every_steps)
-        self.periodic.start(start_step)
-        self._clock_periodic = periodic.PeriodicAction(every_secs=every_secs)
-        self._clock_periodic.start(start_step)
+        self.periodic = periodic.PeriodicAction(every_steps=every_steps, start=start_step)
+        self._clock_periodic = periodic.PeriodicAction(every_secs=every_secs, start=start_step)
         self._stop_watch = WatchStopRequest(stop_file, start_step) if stop_file else None
         self._save, self._agree = save, agree
         self.last_saved = start_step if resumed else None

@@ -5,7 +5,6 @@ Keys: ``step``, ``model`` (every model variable, keyed stably), ``optimizer``,
 ``lookahead`` (docs/code-tour.md, "What a checkpoint holds").
 """
 
-import contextlib
 import re
 
 import tensorflow as tf
@@ -67,14 +66,6 @@ def latest(train_dir):
     return rundir.latest_checkpoint(train_dir)
 
 
-@contextlib.contextmanager
-def readable(path):
-    """``path`` (a checkpoint prefix) as TensorFlow can read it: TensorFlow takes ``*``,
-    ``?`` and ``[`` in it as a pattern, so such a path is read through an alias."""
-    with rundir.glob_safe(path, parent=True) as alias:
-        yield alias
-
-
 class Manager:
     """Saves ``checkpoint`` as ``DIR/ckpt-STEP`` and keeps the newest ``max_to_keep``.
 
@@ -106,11 +97,6 @@ class Manager:
         return path
 
 
-def write_state(directory, name):
-    """Writes the ``checkpoint`` index naming ``name`` as the one checkpoint in ``directory``."""
-    rundir.write_index(directory, [name])
-
-
 def restore_for_training(checkpoint, train_dir):
     """Restores the newest readable checkpoint of ``train_dir``; returns its path.
 
@@ -125,7 +111,7 @@ def restore_for_training(checkpoint, train_dir):
              for step in reversed(rundir.checkpoint_steps(train_dir))]
 
     def restore(path):
-        with readable(path) as alias:
+        with rundir.glob_safe(path, parent=True) as alias:  # * ? [ read literally
             checkpoint.restore(alias).assert_existing_objects_matched()
 
     path, failures = first_readable(paths, restore)
@@ -163,5 +149,5 @@ def restore_averaged(path, model):
     trainable = model_variables(model, trainable_only=True)
     others = {k: v for k, v in model_variables(model).items() if k not in trainable}
     checkpoint = tf.train.Checkpoint(ema=_tf_vars(trainable), model=_tf_vars(others))
-    with readable(path) as alias:
+    with rundir.glob_safe(path, parent=True) as alias:
         checkpoint.read(alias).assert_existing_objects_matched().expect_partial()

@@ -9,11 +9,6 @@ the same model without the user repeating flags.
 import contextlib
 import dataclasses
 import json
-import os
-import shlex
-import time
-
-from absl import logging
 
 from trainkit import errors
 from trainkit import fs
@@ -410,6 +405,16 @@ def claim_train_dir(config, spec, is_chief=True, hold=None):
         raise
 
 
+def claim_eval_dir(config, spec, hold=None):
+    """The run the evaluator of ``config`` (an ``EvalConfig``) scores (``check_run``; its
+    data dir ``--data_dir`` when given) and the eval dir's lock (``hold``: the lock,
+    taken; else it is taken here), the eval dir kept apart from the data."""
+    run = check_run(config.train_dir, spec, "eval")
+    run.data_dir = config.data_dir or run.data_dir
+    rundir.check_apart(config.eval_dir, run.data_dir, "--eval_dir")
+    return run, hold or locks.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+
+
 def _check_train_dir(config, spec):
     """The newest checkpoint of the train dir (None for a new run), found by its files.
 
@@ -425,13 +430,13 @@ def _check_train_dir(config, spec):
     latest = rundir.latest_checkpoint(train_dir)
     if latest and not config.resume:
         raise errors.UserError(
-            f"{train_dir} already holds checkpoints (latest: {latest}); " + said(
+            f"{train_dir} already holds checkpoints (latest: {latest}); " + errors.said(
                 "pass --resume to continue that run, or choose a new --train_dir",
                 f"continue it with 'make resume TRAIN_DIR={train_dir}', or choose another "
                 "TRAIN_DIR"))
     if config.resume and not latest:
         raise errors.UserError(
-            f"{train_dir} holds no checkpoint to resume; " + said(
+            f"{train_dir} holds no checkpoint to resume; " + errors.said(
                 "drop --resume to start a new run there",
                 f"start one with 'make train TRAIN_DIR={train_dir}'"))
     if latest:
@@ -445,121 +450,9 @@ def _check_train_dir(config, spec):
         if reached >= config.max_steps:
             raise errors.UserError(
                 f"the run in {train_dir} is complete: it reached step {reached} of "
-                f"--max_steps={config.max_steps}; to train it further, " + said(
+                f"--max_steps={config.max_steps}; to train it further, " + errors.said(
                     f"resume with a larger --max_steps (--resume --max_steps={2 * reached})",
                     f"'make resume TRAIN_DIR={train_dir} ARGS=--max_steps={2 * reached}'"))
     elif not config.run_id:
         config.run_id = rundir.new_run_id()
     return latest
-
-
-def shell_quote(path):
-    """``path`` as a shell word: quoted only when it needs to be."""
-    return shlex.quote(path)
-
-
-def said(flag_words, make_words):
-    """The fix in the words of the command the user ran: ``make`` targets set
-    TRAINKIT_VIA=make, so their users read make commands, not flags."""
-    return make_words if os.environ.get("TRAINKIT_VIA") == "make" else flag_words
-
-
-# TF_CONFIG task types: these train; "evaluator" runs the evaluator (see cluster_role).
-TRAINING_TASKS = ("chief", "worker")
-
-
-def cluster_role():
-    """What ``python -m DATASET.train`` does in the cluster ``TF_CONFIG`` describes:
-    ``"train"`` (no TF_CONFIG, or task type chief or worker) or ``"evaluate"`` (task type
-    evaluator, as Estimator's ``train_and_evaluate`` did). UserError for a parameter
-    server (MultiWorkerMirroredStrategy has none) or an unknown task type."""
-    if not os.environ.get("TF_CONFIG"):
-        return "train"
-    task_type, _, _, _ = cluster_task()
-    if task_type == "evaluator":
-        return "evaluate"
-    if task_type == "ps":
-        raise errors.UserError(
-            "TF_CONFIG makes this process a ps (parameter server) task; training here is "
-            "synchronous (MultiWorkerMirroredStrategy) and has no parameter servers: give the "
-            "cluster chief, worker and evaluator replicas only")
-    if task_type not in TRAINING_TASKS:
-        raise errors.UserError(
-            f"TF_CONFIG gives this process task type {task_type!r}; expected chief, worker or "
-            "evaluator")
-    return "train"
-
-
-def check_cluster(config):
-    """UserError if ``TF_CONFIG`` describes several training tasks while ``config`` trains
-    alone: each would train its own run into the same train dir."""
-    if not os.environ.get("TF_CONFIG") or config.strategy == "multi_worker":
-        return
-    _, _, num_workers, _ = cluster_task()
-    if num_workers > 1:
-        raise errors.UserError(
-            f"TF_CONFIG describes {num_workers} training tasks, but --strategy={config.strategy} "
-            "trains in one process: pass --strategy=multi_worker to every replica")
-
-
-def cluster_task():
-    """This process's place in the cluster that ``TF_CONFIG`` describes:
-    ``(task type, index, number of training workers, is chief)``.
-
-    The chief is the ``chief`` task, else worker 0. UserError if TF_CONFIG is
-    missing or malformed, or if its cluster holds parameter servers.
-    """
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        raise errors.UserError(
-            "--strategy=multi_worker needs the TF_CONFIG environment variable (the cluster and "
-            "this process's task); scripts/multi_worker.py sets it for local workers")
-    shape = ('expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": '
-             '"worker", "index": N}}')
-    try:
-        tf_config = json.loads(text)
-        cluster, task = tf_config["cluster"], tf_config["task"]
-        task_type, task_id = task["type"], int(task["index"])
-        num_workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise errors.UserError(f"TF_CONFIG is not a valid cluster description ({e!r}); "
-                               f"{shape}") from None
-    if not all(isinstance(hosts, list) and hosts for hosts in cluster.values()) or not cluster:
-        raise errors.UserError(f"TF_CONFIG's cluster is empty or names a task type without "
-                               f"hosts ({json.dumps(cluster)}); {shape}")
-    if task_type in TRAINING_TASKS and task_type not in cluster:
-        raise errors.UserError(f"TF_CONFIG makes this process a {task_type!r} task, which its "
-                               f"cluster does not list ({', '.join(cluster)}); {shape}")
-    if task_type in TRAINING_TASKS and not 0 <= task_id < len(cluster[task_type]):
-        raise errors.UserError(
-            f"TF_CONFIG makes this process {task_type} {task_id}, but its cluster has "
-            f"{len(cluster[task_type])} {task_type} task(s) (indices 0 to "
-            f"{len(cluster[task_type]) - 1}); give each process its own index")
-    if cluster.get("ps"):
-        raise errors.UserError(
-            "TF_CONFIG's cluster has ps (parameter server) tasks; training here is synchronous "
-            "(MultiWorkerMirroredStrategy) and has none: give the cluster chief, worker and "
-            "evaluator replicas only")
-    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0
-                                         and "chief" not in cluster)
-    return task_type, task_id, num_workers, is_chief
-
-
-def is_chief(config):
-    """Whether this process writes the train dir: always, but in a multi-worker run
-    where TF_CONFIG makes another process the chief."""
-    return config.strategy != "multi_worker" or cluster_task()[3]
-
-
-def wait_for_trainer(eval_config, sleep=time.sleep, clock=time.monotonic):
-    """Waits until the trainer has written config.json, so the evaluator may start first."""
-    path = fs.join(eval_config.train_dir, rundir.CONFIG_FILE)
-    if not fs.exists(path):
-        logging.info("Waiting for the trainer to write %s", path)
-    start = clock()
-    while not fs.exists(path):
-        if eval_config.timeout_secs and clock() - start >= eval_config.timeout_secs:
-            raise errors.UserError(
-                f"no trainer wrote {path} within --timeout_secs={eval_config.timeout_secs:g}; "
-                "check --train_dir")
-        sleep(max(eval_config.eval_interval_secs, 0.1))

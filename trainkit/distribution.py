@@ -11,6 +11,7 @@ import tempfile
 import tensorflow as tf
 from absl import logging
 
+from trainkit import cluster
 from trainkit import config as config_lib
 from trainkit import errors
 
@@ -111,7 +112,7 @@ def _mirrored_devices(config):
 
 
 def _multi_worker():
-    task_type, task_id, num_workers, is_chief = config_lib.cluster_task()
+    task_type, task_id, num_workers, is_chief = cluster.task()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     scratch = None if is_chief else tempfile.mkdtemp(prefix=f"trainkit-{task_type}{task_id}-")
     task_name = f"{task_type} {task_id} of {num_workers} processes"

@@ -1,4 +1,6 @@
-"""The one exception type that means "the user gave us something wrong"."""
+"""The one exception type that means "the user gave us something wrong", and the words of its fix."""
+
+import os
 
 
 class UserError(ValueError):
@@ -21,3 +23,9 @@ def first_line(error):
     """The first line of an exception's message (TensorFlow's run to many lines)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def said(flag_words, make_words):
+    """The fix in the words of the command the user ran: ``make`` targets set
+    TRAINKIT_VIA=make, so their users read make commands, not flags."""
+    return make_words if os.environ.get("TRAINKIT_VIA") == "make" else flag_words

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import time
 
@@ -180,14 +181,9 @@ class Evaluator:
         if eval_config.eval_policy not in config_lib.EVAL_POLICIES:
             raise errors.UserError(f"--eval_policy={eval_config.eval_policy}: expected "
                                    f"{' or '.join(config_lib.EVAL_POLICIES)}")
-        self.train_config = config_lib.check_run(eval_config.train_dir, dataset.spec, "eval")
-        if eval_config.data_dir:
-            self.train_config.data_dir = eval_config.data_dir
-        rundir.check_apart(eval_config.eval_dir, self.train_config.data_dir, "--eval_dir")
-        # One evaluator per eval dir, for its whole life (see trainkit.locks): the lock its
-        # entry point took (``hold``), else one taken here.
-        self._hold = hold or locks.hold(eval_config.eval_dir, "evaluator", "eval dir",
-                                         "--eval_dir")
+        # One evaluator per eval dir, for its whole life (see trainkit.locks).
+        self.train_config, self._hold = config_lib.claim_eval_dir(eval_config, dataset.spec,
+                                                                  hold)
         try:
             self._start(eval_config, dataset, watch, clock)
             self.actions = [self._write_record, self._keep_best, self._write_pictures,
@@ -513,7 +509,7 @@ class Evaluator:
         for name in rundir.checkpoint_files(staged):
             fs.replace(name, fs.join(self.best_dir, os.path.basename(name)))
         prefix = fs.join(self.best_dir, base)
-        checkpoints.write_state(self.best_dir, base)
+        rundir.write_index(self.best_dir, [base])
         self.best.record({"step": record["step"],
                           "precision_at_1": record[SELECTED_ON]["precision_at_1"],
                           "selected_on": SELECTED_ON,
@@ -638,14 +634,14 @@ class Evaluator:
                          self.config.eval_interval_secs)
             return
         steps = rundir.checkpoint_steps(train_dir)
-        quoted = config_lib.shell_quote(train_dir)
+        quoted = shlex.quote(train_dir)
         logging.info(
             "The trainer of %s is not running and has not finished (no DONE; newest checkpoint: "
             "step %s of %s): waiting for it to continue (%s). To score the newest checkpoint once "
             "and exit instead: %s", train_dir, f"{steps[-1]:,}" if steps else "none",
-            f"{self.train_config.max_steps:,}", config_lib.said(
+            f"{self.train_config.max_steps:,}", errors.said(
                 f"python -m {self.dataset_name}.train --train_dir={quoted} --resume",
-                f"make resume TRAIN_DIR={quoted}"), config_lib.said(
+                f"make resume TRAIN_DIR={quoted}"), errors.said(
                 f"python -m {self.dataset_name}.eval --train_dir={quoted} --run_once",
                 f"make eval TRAIN_DIR={quoted} ARGS=--run_once"))
 
@@ -697,13 +693,27 @@ class Evaluator:
             self._hold.release()
 
 
+def wait_for_trainer(eval_config, sleep=time.sleep, clock=time.monotonic):
+    """Waits until the trainer has written config.json, so the evaluator may start first."""
+    path = fs.join(eval_config.train_dir, rundir.CONFIG_FILE)
+    if not fs.exists(path):
+        logging.info("Waiting for the trainer to write %s", path)
+    start = clock()
+    while not fs.exists(path):
+        if eval_config.timeout_secs and clock() - start >= eval_config.timeout_secs:
+            raise errors.UserError(
+                f"no trainer wrote {path} within --timeout_secs={eval_config.timeout_secs:g}; "
+                "check --train_dir")
+        sleep(max(eval_config.eval_interval_secs, 0.1))
+
+
 def run(eval_config, dataset, watch=None, actions=(), hold=None):
     """The evaluator process: ``run_once`` or poll until the trainer is done, with
     ``actions`` after its own (see ``Evaluator``); ``hold``: the eval dir's lock, if the
     caller took it. A stop signal ends it with ``errors.Interrupted``, saying how to
     continue."""
     if not eval_config.run_once:
-        config_lib.wait_for_trainer(eval_config)
+        wait_for_trainer(eval_config)
     evaluator = Evaluator(eval_config, dataset, watch, actions=actions, hold=hold)
     try:
         with evaluator.signals:
@@ -713,10 +723,10 @@ def run(eval_config, dataset, watch=None, actions=(), hold=None):
                 return evaluator.poll()
             except KeyboardInterrupt:
                 received = evaluator.signals.received or signal.SIGINT
-                quoted = config_lib.shell_quote(eval_config.train_dir)
+                quoted = shlex.quote(eval_config.train_dir)
                 raise errors.Interrupted(
                     f"Stopped by {signal.Signals(received).name}; {evaluator.summary()}. The "
-                    f"record is in {evaluator.records_path}: continue with " + config_lib.said(
+                    f"record is in {evaluator.records_path}: continue with " + errors.said(
                         f"python -m {dataset.name}.eval --train_dir={quoted}",
                         f"make eval TRAIN_DIR={quoted}"),
                     exit_code=130 if received == signal.SIGINT else 0) from None

@@ -21,9 +21,6 @@ from trainkit import rundir
 FORMAT = rundir.EXPORT_FORMAT
 
 
-CLASS_NAMES_ASSET = "class_names.txt"
-
-
 class Classifier(tf.Module):
     """``classify(images)``: uint8 raw images -> {"classes", "class_names", "probabilities",
     "logits"}."""
@@ -128,7 +125,7 @@ def save(classifier, directory, info):
     fs.makedirs(parent)
     try:
         with rundir.glob_safe(parent) as safe_parent, tempfile.TemporaryDirectory() as names_dir:
-            names_file = os.path.join(names_dir, CLASS_NAMES_ASSET)
+            names_file = os.path.join(names_dir, rundir.EXPORT_ASSET)
             with open(names_file, "w", encoding="utf-8") as f:
                 f.write("".join(f"{name}\n" for name in classifier.class_name_list))
             # Copied into the export's assets/ as it is saved.

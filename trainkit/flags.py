@@ -17,6 +17,7 @@ the dataset (``trainkit.registry.load``) only once those checks pass.
 import dataclasses
 import datetime
 import os
+import shlex
 import sys
 import textwrap
 
@@ -24,10 +25,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from trainkit import cluster
 from trainkit import config as config_lib
 from trainkit import errors
 from trainkit import fs
-from trainkit import locks
 from trainkit import priority
 from trainkit import quiet
 from trainkit import registry
@@ -237,7 +238,7 @@ def run_trainer(spec):
     The train dir is checked and locked before TensorFlow loads, so a second
     trainer, or a run that is not to be started, is refused at once. Under a
     ``TF_CONFIG`` whose task type is ``evaluator`` it runs the evaluator of
-    the same train dir instead (``config.cluster_role``).
+    the same train dir instead (``cluster.role``).
     """
 
     def main(argv):
@@ -247,10 +248,10 @@ def run_trainer(spec):
             raise errors.UserError(
                 "--validate_every_steps needs a validation split: set --"
                 f"{spec.validation_option or 'validation_size'} (held out of the training data)")
-        if config_lib.cluster_role() == "evaluate":
+        if cluster.role() == "evaluate":
             return evaluate(spec, cluster_eval_config(config))
-        config_lib.check_cluster(config)
-        _, held = config_lib.claim_train_dir(config, spec, config_lib.is_chief(config))
+        cluster.check(config)
+        _, held = config_lib.claim_train_dir(config, spec, cluster.is_chief(config))
         load_tensorflow()  # here, after the checks
         from trainkit import distribution, loop
         dataset = registry.load(spec.name)
@@ -286,12 +287,8 @@ def evaluate(spec, config):
     dir (before TensorFlow loads when the run is there; while waiting for it, TensorFlow
     loads meanwhile), takes its CPU share, pins the device, then polls or runs once."""
     ready = config.run_once or fs.exists(fs.join(config.train_dir, rundir.CONFIG_FILE))
-    hold = None  # the eval dir's lock, taken once here and handed to the evaluator
-    if ready:
-        run_config = config_lib.check_run(config.train_dir, spec, "eval")
-        rundir.check_apart(config.eval_dir, config.data_dir or run_config.data_dir,
-                           "--eval_dir")
-        hold = locks.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+    # The eval dir's lock, taken once here and handed to the evaluator.
+    hold = config_lib.claim_eval_dir(config, spec)[1] if ready else None
     load_tensorflow()
     from trainkit import devices, evaluator
     # The watch speaks when the evaluator gets no CPU; it keeps its own priority to do so.
@@ -302,9 +299,8 @@ def evaluate(spec, config):
     priority.lower_priority(config.priority, exclude={watch.start()})
     try:
         if not ready:
-            config_lib.wait_for_trainer(config)
-            config_lib.check_run(config.train_dir, spec, "eval")
-            hold = locks.hold(config.eval_dir, "evaluator", "eval dir", "--eval_dir")
+            evaluator.wait_for_trainer(config)
+            hold = config_lib.claim_eval_dir(config, spec)[1]
         devices.configure(config.device, config.num_threads)
         evaluator.run(config, registry.load(spec.name), watch, hold=hold)
     finally:
@@ -314,8 +310,8 @@ def evaluate(spec, config):
 def continue_eval_hint(train_dir, dataset):
     """How to start the evaluator of ``train_dir`` again, in the words of the command the
     user ran."""
-    quoted = config_lib.shell_quote(train_dir)
-    return config_lib.said(f"python -m {dataset}.eval --train_dir={quoted}",
+    quoted = shlex.quote(train_dir)
+    return errors.said(f"python -m {dataset}.eval --train_dir={quoted}",
                            f"make eval TRAIN_DIR={quoted}")
 
 

@@ -37,20 +37,9 @@ CLASSES_SHOWN = 10  # class names named in the data line at the start
 
 
 def learning_rate_fn(config, steps_per_epoch):
-    """The learning rate as a function of the global step.
-
-    ``exponential``: ``learning_rate * learning_rate_decay ** (epochs /
-    num_epochs_per_decay)``, the exponent floored with ``staircase`` (the
-    classic tutorials' step decay). ``cosine``: from ``learning_rate`` down to
-    0 at ``max_steps`` along half a cosine. ``linear``: from ``learning_rate``
-    straight down to ``decay_to`` of it at ``max_steps`` (with
-    ``warmup_steps``, the triangular "one-cycle" schedule of the fast CIFAR-10
-    recipes). Each is scaled by a linear ramp over the first ``warmup_steps``,
-    from ``warmup_from`` at step 0 (airbench94's triangle: 0.2, peak, 0.07)
-    or, with ``warmup_from`` 0, from ``1 / warmup_steps`` at the first step
-    so that no step is wasted. Each is a function of the restored global
-    step, so a resumed run continues where it stopped.
-    """
+    """The learning rate as a function of the global step, as ``lr_schedule``,
+    ``warmup_steps`` and ``warmup_from`` declare it (``config.TrainConfig``): a function
+    of the restored step, so a resumed run continues where it stopped."""
     if config.lr_schedule == "cosine":
         def schedule(step):
             progress = tf.minimum(tf.cast(step, tf.float32) / config.max_steps, 1.0)

@@ -13,14 +13,16 @@ class PeriodicAction:
 
     Either may be 0 or None to disable it; with both disabled the action never
     fires by itself (callers still trigger it explicitly at the last step).
+    ``start``: the step counting starts from (default: the first step it is asked about).
     """
 
-    def __init__(self, every_steps=None, every_secs=None, clock=time.monotonic):
+    def __init__(self, every_steps=None, every_secs=None, clock=time.monotonic, start=None):
         self.every_steps = every_steps or 0
         self.every_secs = every_secs or 0
         self._clock = clock
-        self._last_step = None
-        self._last_time = None
+        self._last_step = self._last_time = None
+        if start is not None:
+            self.start(start)
 
     def start(self, step):
         """Marks ``step`` as the reference point (the step a run starts from)."""

@@ -1,11 +1,10 @@
-"""One place that writes what a run reports: TensorBoard events and JSON lines.
+"""TensorBoard events: scalars, histograms and images of a run.
 
 Events are written with the core ``tf.summary.write`` and the metadata
 TensorBoard's plugins read, since TensorFlow no longer installs
 ``tensorboard``; viewing them needs it (``make tensorboard``).
 """
 
-import json
 import struct
 
 import tensorflow as tf
@@ -93,13 +92,12 @@ def png_image(name, png, step):
 
 
 class Writer:
-    """TensorBoard scalars/histograms in ``logdir``, plus an optional JSONL file."""
+    """TensorBoard scalars, histograms and images in ``logdir``."""
 
-    def __init__(self, logdir, jsonl_name=None):
+    def __init__(self, logdir):
         fs.makedirs(logdir)
         self.logdir = logdir
         self._tb = tf.summary.create_file_writer(logdir)
-        self.jsonl_path = fs.join(logdir, jsonl_name) if jsonl_name else None
 
     def scalars(self, step, values):
         with self._tb.as_default(step=step):
@@ -117,27 +115,9 @@ class Writer:
             for name, value in values.items():
                 (png_image if isinstance(value, bytes) else image)(name, value, step)
 
-    def record(self, values):
-        """Appends one JSON line and makes it durable before returning."""
-        fs.append(self.jsonl_path, json.dumps(values, sort_keys=True) + "\n")
-
     def flush(self):
         self._tb.flush()
 
     def close(self):
         self._tb.close()
 
-
-def read_jsonl(path):
-    """The records of a JSONL file; a torn last line (crash mid-write) is ignored."""
-    records = []
-    try:
-        with fs.open(path) as f:
-            for line in f:
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue
-    except FileNotFoundError:
-        pass
-    return records
