@@ -13,7 +13,6 @@ from absl import logging
 from trainkit import errors
 from trainkit import rundir
 
-CHECKPOINT_PREFIX = rundir.CHECKPOINT_PREFIX
 _STEP_RE = re.compile(r"ckpt-(\d+)$")
 
 

@@ -194,7 +194,7 @@ class TrainConfig:
     def validate(self):
         """Raises UserError for a setting out of its declared bounds or choices, or for
         settings that contradict each other."""
-        _check_bounds(self)
+        check_bounds(self)
         if self.learning_rate <= 0:
             raise errors.UserError(f"--learning_rate must be positive, got {self.learning_rate}")
         if self.moving_average_decay >= 1.0:
@@ -235,13 +235,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in fields})
 
 
-def default_of(name):
-    """The default of setting ``name`` (``TrainConfig``'s)."""
-    return _DEFAULTS[name]
-
-
-_DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-             for f in dataclasses.fields(TrainConfig)}
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                tuple: "a list of strings", dict: "an object of settings",
                list: "a list of objects"}
@@ -264,7 +257,7 @@ def _has_type(value, kind):
     return isinstance(value, kind)
 
 
-def _check_bounds(config):
+def check_bounds(config):
     """UserError naming the first setting of ``config`` outside its declared bounds or
     choices (a flag checks its own; config.json and code-built configs meet this)."""
     for field in settings(type(config)):

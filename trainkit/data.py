@@ -157,8 +157,7 @@ def _upload(path, dest_dir):
     except OSError as e:
         with contextlib.suppress(OSError):
             fs.remove(dest + ".part")
-        raise errors.UserError(f"cannot write {dest}: {e.strerror or e}; choose a writable "
-                               "--data_dir") from None
+        raise rundir.unwritable(dest_dir, e, "data dir", "--data_dir") from None
     return dest
 
 

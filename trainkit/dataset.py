@@ -127,7 +127,7 @@ class DatasetSpec:
             return self.defaults[name]
         if name == "model":
             return self.models[0]
-        return config_lib.default_of(name)
+        return getattr(config_lib.TrainConfig(), name)
 
 
 @dataclasses.dataclass(frozen=True)

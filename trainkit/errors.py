@@ -1,6 +1,7 @@
 """The one exception type that means "the user gave us something wrong", and the words of its fix."""
 
 import os
+import shlex
 
 
 class UserError(ValueError):
@@ -29,3 +30,10 @@ def said(flag_words, make_words):
     """The fix in the words of the command the user ran: ``make`` targets set
     TRAINKIT_VIA=make, so their users read make commands, not flags."""
     return make_words if os.environ.get("TRAINKIT_VIA") == "make" else flag_words
+
+
+def eval_command(dataset, train_dir, args=""):
+    """The evaluator's command for ``train_dir``, in the words of the command the user ran."""
+    quoted, extra = shlex.quote(train_dir), f" {args}" if args else ""
+    return said(f"python -m {dataset}.eval --train_dir={quoted}{extra}",
+                f"make eval TRAIN_DIR={quoted}" + (f" ARGS={args}" if args else ""))

@@ -54,11 +54,7 @@ def _own_writes(eval_dir):
     try:
         yield
     except (OSError, tf.errors.OpError) as error:
-        reason = getattr(error, "strerror", None) or errors.first_line(error)
-        raise errors.UserError(
-            f"the evaluator cannot write to its eval dir {eval_dir} ({reason}); free space "
-            "there, or pass --eval_dir=DIR to write elsewhere (needed when the train dir is "
-            "read-only)") from None
+        raise rundir.unwritable(eval_dir, error, "eval dir", "--eval_dir") from None
 
 
 def _signature(path):
@@ -166,21 +162,14 @@ class Scored:
 
 
 class Evaluator:
-    """Scores checkpoints of one train dir on its validation and test splits.
-
-    After each, its actions run in order, each called with the ``Scored``
-    checkpoint: the record (metrics.jsonl, scalars), the best (best/ and its
-    export), the pictures, the stop request; then ``actions``, the caller's.
-    ``watch``: a ``trainkit.priority.CpuWatch`` told when the evaluator has
-    work, so that it can say when it gets no CPU for it.
-    """
+    """Scores checkpoints of one train dir on its validation and test splits, then runs
+    its actions (the module's), and ``actions``, the caller's, on each ``Scored`` one.
+    ``watch``: a ``trainkit.priority.CpuWatch`` told when the evaluator has work."""
 
     def __init__(self, eval_config, dataset, watch=None, clock=time.monotonic, actions=(),
                  hold=None):
         self.config = eval_config
-        if eval_config.eval_policy not in config_lib.EVAL_POLICIES:
-            raise errors.UserError(f"--eval_policy={eval_config.eval_policy}: expected "
-                                   f"{' or '.join(config_lib.EVAL_POLICIES)}")
+        config_lib.check_bounds(eval_config)  # its declared choices and bounds
         # One evaluator per eval dir, for its whole life (see trainkit.locks).
         self.train_config, self._hold = config_lib.claim_eval_dir(eval_config, dataset.spec,
                                                                   hold)
@@ -633,17 +622,15 @@ class Evaluator:
             logging.info("Waiting for a new checkpoint in %s (polling every %g s)", train_dir,
                          self.config.eval_interval_secs)
             return
-        steps = rundir.checkpoint_steps(train_dir)
-        quoted = shlex.quote(train_dir)
+        steps, quoted = rundir.checkpoint_steps(train_dir), shlex.quote(train_dir)
         logging.info(
             "The trainer of %s is not running and has not finished (no DONE; newest checkpoint: "
             "step %s of %s): waiting for it to continue (%s). To score the newest checkpoint once "
             "and exit instead: %s", train_dir, f"{steps[-1]:,}" if steps else "none",
             f"{self.train_config.max_steps:,}", errors.said(
                 f"python -m {self.dataset_name}.train --train_dir={quoted} --resume",
-                f"make resume TRAIN_DIR={quoted}"), errors.said(
-                f"python -m {self.dataset_name}.eval --train_dir={quoted} --run_once",
-                f"make eval TRAIN_DIR={quoted} ARGS=--run_once"))
+                f"make resume TRAIN_DIR={quoted}"),
+            errors.eval_command(self.dataset_name, train_dir, "--run_once"))
 
     def _check_any_scored(self):
         """UserError when the run ended and none of its checkpoints could be read."""
@@ -723,12 +710,10 @@ def run(eval_config, dataset, watch=None, actions=(), hold=None):
                 return evaluator.poll()
             except KeyboardInterrupt:
                 received = evaluator.signals.received or signal.SIGINT
-                quoted = shlex.quote(eval_config.train_dir)
                 raise errors.Interrupted(
                     f"Stopped by {signal.Signals(received).name}; {evaluator.summary()}. The "
-                    f"record is in {evaluator.records_path}: continue with " + errors.said(
-                        f"python -m {dataset.name}.eval --train_dir={quoted}",
-                        f"make eval TRAIN_DIR={quoted}"),
+                    f"record is in {evaluator.records_path}: continue with "
+                    + errors.eval_command(dataset.name, eval_config.train_dir),
                     exit_code=130 if received == signal.SIGINT else 0) from None
     finally:
         evaluator.close()

@@ -162,10 +162,7 @@ def export(train_dir, dataset, checkpoint=None, export_dir=None):
     try:
         save(classifier, export_dir, info_for(path, train_config, classifier))
     except (OSError, tf.errors.OpError) as e:
-        raise errors.UserError(
-            f"cannot write the SavedModel to {export_dir}: "
-            f"{getattr(e, 'strerror', None) or errors.first_line(e)}; free space or choose "
-            "another --export_dir") from None
+        raise rundir.unwritable(export_dir, e, "export dir", "--export_dir") from None
     logging.info("Exported %s (step %s, averaged weights) to %s", path,
                  checkpoints.step_of(path), export_dir)
     return export_dir

@@ -1,23 +1,15 @@
-"""Command-line flags shared by every dataset's train, eval, export and predict entry points.
+"""Every dataset's command line: the flags of train, eval, export and predict, and their mains.
 
-Each dataset's ``train.py`` calls ``define_train_flags(SPEC)`` with its
-``DatasetSpec`` (its defaults, models and ``--preset`` presets; see
-``trainkit.dataset``), then ``run_trainer``; ``eval.py`` likewise with
-``define_eval_flags`` and ``run_evaluator``, ``export.py`` and
-``predict.py`` with theirs. Their ``main`` turns the parsed flags into a
-config object (``train_config`` / ``eval_config``); nothing below it reads
-flags.
-
-Defining and parsing the flags loads no TensorFlow (several seconds on a
-small CPU): ``--help``, a mistyped flag and a dir that is busy or holds
-another dataset's run answer at once. Each ``main`` loads the engine and
-the dataset (``trainkit.registry.load``) only once those checks pass.
+A dataset's ``train.py`` calls ``define_train_flags(SPEC)`` then ``run_trainer(SPEC)``
+(likewise eval, export and predict); each ``main`` turns the flags into a config, and
+nothing below it reads flags. Defining and parsing them loads no TensorFlow: ``--help``,
+a mistyped flag and a busy or foreign dir answer at once, and the engine and the dataset
+load (``trainkit.registry.load``) only once those checks pass.
 """
 
 import dataclasses
 import datetime
 import os
-import shlex
 import sys
 import textwrap
 
@@ -271,7 +263,7 @@ def run_evaluator(spec):
 
     run(main, on_interrupt=lambda: (
         "stopped; the scores so far are kept, and the next start goes on after them: "
-        + continue_eval_hint(flags.FLAGS.train_dir, spec.name)))
+        + errors.eval_command(spec.name, flags.FLAGS.train_dir)))
 
 
 def cluster_eval_config(config):
@@ -305,14 +297,6 @@ def evaluate(spec, config):
         evaluator.run(config, registry.load(spec.name), watch, hold=hold)
     finally:
         watch.stop()
-
-
-def continue_eval_hint(train_dir, dataset):
-    """How to start the evaluator of ``train_dir`` again, in the words of the command the
-    user ran."""
-    quoted = shlex.quote(train_dir)
-    return errors.said(f"python -m {dataset}.eval --train_dir={quoted}",
-                           f"make eval TRAIN_DIR={quoted}")
 
 
 def define_export_flags(spec):

@@ -221,9 +221,6 @@ class _Scheme(Filesystem):
             raise NotRegularFile(path, "a folder")
         return self.open(path, mode)
 
-    def append_text(self, path, text):
-        raise OSError(errno.EOPNOTSUPP, "no appending on this filesystem", path)
-
 
 class _ObjectStore(_Scheme):
     atomic_rename = False
@@ -322,9 +319,14 @@ def _kind(mode):
 # hang or mislead a reader; islink is False and link raises OSError where there are none.
 
 
+_TWO_PATHS = ("replace", "move", "copy", "link", "relpath")
+
+
 def _on_path(name):
+    paths = 2 if name in _TWO_PATHS else 1  # the rest are arguments (open's mode)
+
     def operation(*args):
-        return getattr(of(*args), name)(*args)
+        return getattr(of(*args[:paths]), name)(*args)
     operation.__name__ = operation.__qualname__ = name
     return operation
 

@@ -58,12 +58,10 @@ def hold(directory, role, noun="train dir", what="--train_dir", create=True):
     (None if ``create`` is false and the directory does not exist): a ``FlockLock``
     where the filesystem has ``flock``, else a ``LeaseLock``.
 
-    ``noun`` and ``what`` (the flag that names it) word the errors. Raises
-    UserError naming the holder if another process holds it, or if the
-    directory cannot be made. A process takes each lock once, in its entry
-    point, and hands it to the engine: a second ``hold`` of a dir this
-    process holds is a RuntimeError. A ``file://`` URI is the local dir it
-    names (``fs.local``): every spelling meets one ``flock``.
+    ``noun`` and ``what`` (the flag that names it) word the errors. UserError naming
+    the holder if another process holds it, or if the directory cannot be made;
+    RuntimeError for a dir this process holds already (a lock is taken once and handed
+    on). Every spelling of a dir (``file://`` too: ``fs.local``) meets one lock.
     """
     directory = fs.local(directory)
     check_path(directory, what)

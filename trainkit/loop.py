@@ -102,27 +102,11 @@ def start_run(config, resumed):
     train_dir = config.train_dir
     try:
         config_lib.write_train_config(config)
-        if resumed:
-            _remove_unfinished_saves(train_dir)
+        for path in rundir.unfinished_saves(train_dir) if resumed else ():
+            logging.info("Removing %s, left by a save that was interrupted", path)
+            (fs.rmtree if fs.isdir(path) and not fs.islink(path) else fs.remove)(path)
     except OSError as e:
         raise rundir.unwritable(train_dir, e) from None
-
-
-def _remove_unfinished_saves(train_dir):
-    """Removes the ``ckpt-N_temp`` folders that a save killed half-way leaves behind.
-
-    TensorFlow writes a checkpoint there first and renames it into place only
-    when complete, so these are never a checkpoint: only litter.
-    """
-    for name in fs.listdir(train_dir):
-        path = fs.join(train_dir, name)
-        if (name.startswith(checkpoints.CHECKPOINT_PREFIX + "-") and name.endswith("_temp")
-                and name[len(checkpoints.CHECKPOINT_PREFIX) + 1:-len("_temp")].isdigit()):
-            logging.info("Removing %s, left by a save that was interrupted", path)
-            if fs.isdir(path) and not fs.islink(path):
-                fs.rmtree(path)
-            else:
-                fs.remove(path)
 
 
 def _write_checkpoint(manager, step):
@@ -155,14 +139,9 @@ def activation_bytes(model):
 
 
 def check_batch_fits(model, config):
-    """UserError, before any work, if ``--batch_size`` cannot fit in this machine's memory.
-
-    A training step's peak memory grew by 0.65-0.84 times ``activation_bytes``
-    per example (measured on the CPU for the models here; docs/operations.md),
-    so a batch whose activations exceed the available memory would end in
-    an out-of-memory error or the kernel's OOM killer. Checked on the CPU
-    only: a GPU's memory is its own.
-    """
+    """UserError, before any work, if ``--batch_size``'s activations (``activation_bytes``)
+    exceed the available memory, which a step's peak follows (docs/operations.md), so
+    that no run ends in the OOM killer. CPU only: a GPU's memory is its own."""
     available = data.available_memory()
     if not available or tf.config.list_logical_devices("GPU"):
         return
@@ -516,15 +495,10 @@ class Trainer:
     def run(self, actions=()):
         """Trains until ``max_steps``, saves, writes DONE; returns the final step.
 
-        ``actions``: more to do between calls of the step, after the trainer's
-        own (``trainkit.actions`` has the protocol); in a multi-worker run, one
-        that stops must decide alike on every worker.
-
-        SIGTERM or SIGINT: the current step finishes, a checkpoint is saved,
-        and ``errors.Interrupted`` is raised (exit 0 for SIGTERM, 130 for
-        SIGINT); no DONE is written, since the run is not finished. A second
-        SIGINT aborts at once. In a multi-worker run, a signal to any worker
-        stops them all at the same step.
+        ``actions``: more to do between calls of the step, after the trainer's own
+        (``trainkit.actions``); in a multi-worker run, one that stops must decide alike
+        on every worker. A signal ends the run saved, without DONE, by
+        ``errors.Interrupted`` (exit 0 for SIGTERM, 130 for SIGINT; ``actions.Checkpointer``).
         """
         try:
             return self._run(_check_actions(actions))

@@ -143,9 +143,6 @@ def format_line(result):
 def run(paths, dataset, train_dir=None, saved_model=None, checkpoint=None, top_k=3,
         as_json=False, out=sys.stdout):
     """The whole predict command; returns the exit code (1 if any file failed)."""
-    if not paths:
-        raise errors.UserError("no image files given: python -m DATASET.predict "
-                               "--train_dir=DIR IMAGE...")
     if saved_model:
         classifier = export.SavedClassifier(saved_model, dataset.name)
     else:

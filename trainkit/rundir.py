@@ -40,6 +40,7 @@ BEST_FILE = "best.json"  # the record of a best checkpoint, beside it
 PREVIOUS_RUN_PREFIX = "previous-run-"  # another run's records, moved aside (move_previous_run)
 _INDEX_RE = re.compile(r"^ckpt-(\d+)\.index$")
 _FILE_RE = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
+_UNFINISHED_RE = re.compile(r"^ckpt-\d+_temp$")
 GLOB_CHARS = frozenset("*?[]\\")
 
 EXPORT_INFO_FILE = "classifier.json"  # beside an export's saved_model.pb
@@ -50,11 +51,14 @@ EXPORT_ASSET = "class_names.txt"  # the one file of an export's assets/
 
 
 def unwritable(directory, error, noun="train dir", what="--train_dir"):
-    """The one line for a dir this toolkit cannot write to (``error``: an OSError or a
-    reason), naming the dir, the cause and the flag that chooses another."""
-    reason = error if isinstance(error, str) else getattr(error, "strerror", None) or error
-    return errors.UserError(f"cannot write to {noun} {directory}: {reason}; choose a writable "
-                            f"{what}")
+    """The one line for a dir this toolkit cannot write to (``error``: the failure, or a
+    reason), naming the dir, the cause and the fix: space freed, or another ``what``."""
+    if isinstance(error, str):
+        reason, fix = error, f"choose a writable {what}"
+    else:
+        reason = getattr(error, "strerror", None) or errors.first_line(error)
+        fix = f"free space there, or choose a writable {what}"
+    return errors.UserError(f"cannot write to {noun} {directory}: {reason}; {fix}")
 
 
 def check_path(path, what):
@@ -106,6 +110,13 @@ def latest_checkpoint(directory):
     """The newest checkpoint in ``directory`` by its files, or None."""
     steps = checkpoint_steps(directory)
     return checkpoint_path(directory, steps[-1]) if steps else None
+
+
+def unfinished_saves(directory):
+    """The ``ckpt-N_temp`` folders of saves killed half-way: TensorFlow writes a checkpoint
+    there and renames it into place only when complete, so they are litter, never one."""
+    return [fs.join(directory, name) for name in fs.listdir(directory)
+            if _UNFINISHED_RE.match(name)]
 
 
 def write_index(directory, paths):
