@@ -175,7 +175,6 @@ def test_a_wrong_evaluator_flag_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize("command", ["mnist.train", "cifar10.train", "mnist.eval",
                                      "cifar10.export", "cifar10.predict"])
 def test_help_lists_every_flag_by_group_with_its_default(command):
-    from trainkit import flags as tk_flags
     result = helpers.run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -183,9 +182,9 @@ def test_help_lists_every_flag_by_group_with_its_default(command):
     from trainkit import registry
     kind = command.split(".")[1]
     spec = registry.spec(command.split(".")[0])
-    groups = {"export": dict(tk_flags.EXPORT_GROUPS), "predict": dict(tk_flags.PREDICT_GROUPS),
-              "train": {}, "eval": {}}
-    for kind_, cls in (("train", config_lib.TrainConfig), ("eval", config_lib.EvalConfig)):
+    groups = {"train": {}, "eval": {}, "export": {}, "predict": {}}
+    for kind_, cls in (("train", config_lib.TrainConfig), ("eval", config_lib.EvalConfig),
+                       ("export", config_lib.ExportConfig), ("predict", config_lib.PredictConfig)):
         for field in config_lib.settings(cls):  # each setting's flag, in its declared group
             groups[kind_].setdefault(field.metadata["group"], []).append(field.name)
     if kind == "train":

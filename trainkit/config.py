@@ -329,6 +329,35 @@ class EvalConfig:
                                     else rundir.EVAL_PLAIN_DIR)
 
 
+CHECKPOINT_HELP = ("Checkpoint path prefix (default: the evaluator's best, TRAIN_DIR/eval/best, "
+                   "else the newest checkpoint in TRAIN_DIR).")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """``python -m DATASET.export``'s settings; each is a flag of the same name."""
+
+    train_dir: str = setting("", "The run to export from.", "export")
+    checkpoint: str = setting("", CHECKPOINT_HELP, "export")
+    export_dir: str = setting("", "Where the SavedModel goes (default: TRAIN_DIR/export); a "
+                              "previous export there is replaced once the new one is "
+                              "complete.", "export")
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    """``python -m DATASET.predict IMAGE...``'s settings; each is a flag of the same name."""
+
+    train_dir: str = setting("", "The run whose checkpoint classifies the images (see "
+                             "--checkpoint).", "predict")
+    checkpoint: str = setting("", CHECKPOINT_HELP, "predict")
+    saved_model: str = setting("", "A SavedModel from python -m DATASET.export to use "
+                               "instead of --train_dir.", "predict")
+    top_k: int = setting(3, "Classes shown per image, best first.", "predict", 1, 10)
+    json: bool = setting(False, 'One JSON object per image: {"file", "classes", '
+                         '"probabilities"}, or {"file", "error"}.', "predict")
+
+
 def write_train_config(config):
     """Writes config.json atomically (a reader never sees half a file)."""
     fs.write_atomic(fs.join(config.train_dir, rundir.CONFIG_FILE), config.to_json() + "\n")

@@ -1,4 +1,4 @@
-"""The one exception type that means "the user gave us something wrong", and the words of its fix."""
+"""The exception that means "the user gave us something wrong", and the words of its fix."""
 
 import os
 import shlex

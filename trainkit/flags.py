@@ -51,7 +51,7 @@ def define_train_flags(spec):
     }
     groups = _define(config_lib.TrainConfig, spec.default, per_dataset)
     if spec.presets:
-        flags.DEFINE_alias("schedule", "preset")  # its former name (FORMER_NAMES)
+        flags.DEFINE_alias("schedule", "preset")  # its former name, not listed in --help
     for name, option in spec.options.items():
         _define_one(name, type(option.default), option.default, option.help, option.lower,
                     option.upper)
@@ -97,9 +97,6 @@ def _former_names(aliases):
         f"{old} (now {new})" for old, new in aliases.items()) + "."
 
 
-FORMER_NAMES = ("schedule",)  # flags kept as aliases of renamed ones, not listed in --help
-EXPORT_GROUPS = (("export", ["train_dir", "checkpoint", "export_dir"]),)
-PREDICT_GROUPS = (("predict", ["train_dir", "checkpoint", "saved_model", "top_k", "json"]),)
 _groups = []  # (heading, flag names) of the command being run, for --help
 
 
@@ -107,19 +104,11 @@ def _group(command, groups):
     """Files this module's flags under "COMMAND: GROUP" for --helpfull (absl lists flags
     by the module that defined them, which would put all of them in one heap) and
     remembers the groups for --help."""
-    by_module = flags.FLAGS.flags_by_module_dict()
-    ours = [flag for flag in by_module.pop(__name__, []) if flag.name not in FORMER_NAMES]
-    groups = [(heading, list(names)) for heading, names in groups]
-    grouped = {name for _, names in groups for name in names}
-    for heading, names in groups:
+    flags.FLAGS.flags_by_module_dict().pop(__name__, None)
+    _groups[:] = [(f"{command}: {heading}", list(names)) for heading, names in groups]
+    for heading, names in _groups:
         for name in names:
-            flags.FLAGS.register_flag_by_module(f"{command}: {heading}", flags.FLAGS[name])
-    rest = [flag for flag in ours if flag.name not in grouped]
-    for flag in rest:
-        flags.FLAGS.register_flag_by_module(f"{command}: other", flag)
-    _groups[:] = [(f"{command}: {heading}", names) for heading, names in groups]
-    if rest:
-        _groups.append((f"{command}: other", sorted({flag.name for flag in rest})))
+            flags.FLAGS.register_flag_by_module(heading, flags.FLAGS[name])
 
 
 def _print_help(stream=sys.stdout):
@@ -208,20 +197,34 @@ def _flag_value(value):
 
 
 def define_eval_flags(spec):
-    """Defines the evaluator's flags for dataset ``spec``: one per setting of
-    ``config.EvalConfig``, with its defaults (the poll interval: the dataset's)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(config_lib.EvalConfig)}
-    defaults.update(train_dir=f"runs/{spec.name}", eval_interval_secs=spec.eval_interval_secs)
-    groups = _define(config_lib.EvalConfig, defaults.get, {})
-    _group(f"{spec.name}.eval", groups.items())
+    """The evaluator's flags (``config.EvalConfig``); the poll interval is the dataset's."""
+    _define_command(config_lib.EvalConfig, spec, "eval",
+                    eval_interval_secs=spec.eval_interval_secs)
 
 
-def eval_config():
-    """The parsed evaluator flags as an ``EvalConfig``."""
+def define_export_flags(spec):
+    """The flags of ``python -m DATASET.export`` (``config.ExportConfig``)."""
+    _define_command(config_lib.ExportConfig, spec, "export")
+
+
+def define_predict_flags(spec):
+    """The flags of ``python -m DATASET.predict IMAGE...`` (``config.PredictConfig``)."""
+    _define_command(config_lib.PredictConfig, spec, "predict")
+
+
+def _define_command(cls, spec, command, **defaults):
+    """A flag for each setting of ``cls``, its default the declared one but for the train
+    dir (``runs/DATASET``) and ``defaults``."""
+    declared = {f.name: f.default for f in dataclasses.fields(cls)}
+    declared.update(train_dir=f"runs/{spec.name}", **defaults)
+    _group(f"{spec.name}.{command}", _define(cls, declared.get, {}).items())
+
+
+def parsed(cls):
+    """The parsed flags as a ``cls`` (``EvalConfig``, ``ExportConfig``, ``PredictConfig``)."""
     f = flags.FLAGS
-    return config_lib.EvalConfig(**{field.name: f[field.name].value
-                                    for field in dataclasses.fields(config_lib.EvalConfig)
-                                    if field.name in f and f[field.name].value is not None})
+    return cls(**{field.name: f[field.name].value for field in dataclasses.fields(cls)
+                  if field.name in f and f[field.name].value is not None})
 
 
 def run_trainer(spec):
@@ -259,7 +262,7 @@ def run_evaluator(spec):
 
     def main(argv):
         del argv
-        evaluate(spec, eval_config())
+        evaluate(spec, parsed(config_lib.EvalConfig))
 
     run(main, on_interrupt=lambda: (
         "stopped; the scores so far are kept, and the next start goes on after them: "
@@ -299,50 +302,19 @@ def evaluate(spec, config):
         watch.stop()
 
 
-def define_export_flags(spec):
-    """Flags of ``python -m DATASET.export``."""
-    dataset = spec.name
-    flags.DEFINE_string("train_dir", f"runs/{dataset}", "The run to export from.")
-    flags.DEFINE_string("checkpoint", None,
-                        "Checkpoint path prefix to export (default: the evaluator's best, "
-                        "TRAIN_DIR/eval/best, else the newest checkpoint in TRAIN_DIR).")
-    flags.DEFINE_string("export_dir", None,
-                        "Where the SavedModel goes (default: TRAIN_DIR/export); a previous "
-                        "export there is replaced once the new one is complete.")
-    _group(f"{dataset}.export", EXPORT_GROUPS)
-
-
-def define_predict_flags(spec):
-    """Flags of ``python -m DATASET.predict IMAGE...``."""
-    dataset = spec.name
-    flags.DEFINE_string("train_dir", f"runs/{dataset}",
-                        "The run whose checkpoint classifies the images (see --checkpoint).")
-    flags.DEFINE_string("checkpoint", None,
-                        "Checkpoint path prefix (default: the evaluator's best, "
-                        "TRAIN_DIR/eval/best, else the newest checkpoint in TRAIN_DIR).")
-    flags.DEFINE_string("saved_model", None,
-                        "A SavedModel from python -m DATASET.export to use instead of "
-                        "--train_dir.")
-    flags.DEFINE_integer("top_k", 3, "Classes shown per image, best first.",
-                         lower_bound=1, upper_bound=10)
-    flags.DEFINE_boolean("json", False,
-                         "One JSON object per image: {\"file\", \"classes\", "
-                         "\"probabilities\"}, or {\"file\", \"error\"}.")
-    _group(f"{dataset}.predict", PREDICT_GROUPS)
-
-
 def run_export(spec):
     """The whole ``python -m DATASET.export``."""
 
     def main(argv):
         del argv
-        f = flags.FLAGS
+        f = parsed(config_lib.ExportConfig)
         run_config = config_lib.check_run(f.train_dir, spec, "export")
         export_dir = f.export_dir or fs.join(f.train_dir, rundir.EXPORT_DIR)
         rundir.check_export_dir(export_dir, f.train_dir, run_config.data_dir)
         load_tensorflow()  # here, after the checks
         from trainkit import export as export_lib
-        export_lib.export(f.train_dir, registry.load(spec.name), f.checkpoint, export_dir)
+        export_lib.export(f.train_dir, registry.load(spec.name), f.checkpoint or None,
+                          export_dir)
 
     run(main)
 
@@ -351,7 +323,7 @@ def run_predict(spec):
     """The whole ``python -m DATASET.predict IMAGE...``; exit 1 if any image failed."""
 
     def main(argv):
-        f = flags.FLAGS
+        f = parsed(config_lib.PredictConfig)
         if len(argv) < 2:
             raise errors.UserError("no image files given: python -m DATASET.predict "
                                    "--train_dir=DIR IMAGE...")
@@ -362,7 +334,7 @@ def run_predict(spec):
         load_tensorflow()  # here, after the checks
         from trainkit import predict as predict_lib
         return predict_lib.run(argv[1:], registry.load(spec.name), train_dir=f.train_dir,
-                               saved_model=f.saved_model, checkpoint=f.checkpoint,
+                               saved_model=f.saved_model, checkpoint=f.checkpoint or None,
                                top_k=f.top_k, as_json=f.json)
 
     run(main, positional=True)
@@ -397,15 +369,11 @@ def run(main, positional=False, on_interrupt=None):
         try:
             _check_kernel_setting()
             return main(argv)
-        except errors.UserError as e:
+        except (errors.UserError, fs.Unreachable) as e:
             logging.flush()
-            sys.stderr.write(f"error: {e}\n")
-            sys.exit(2)
-        except fs.Unreachable as e:
-            logging.flush()
-            sys.stderr.write(f"error: cannot use {e.filename} ({e.strerror}); check the path, "
-                             "the network and your credentials for it (s3:// and hdfs:// need "
-                             "tensorflow-io installed)\n")
+            sys.stderr.write("error: " + (str(e) if isinstance(e, errors.UserError) else (
+                f"cannot use {e.filename} ({e.strerror}); check the path, the network and your "
+                "credentials for it (s3:// and hdfs:// need tensorflow-io installed)")) + "\n")
             sys.exit(2)
         except errors.Interrupted as e:
             logging.info("%s", e)

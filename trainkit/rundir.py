@@ -7,6 +7,7 @@ foreign dir before TensorFlow loads.
 
 import contextlib
 import datetime
+import errno
 import json
 import os
 import re
@@ -50,14 +51,16 @@ EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", EXP
 EXPORT_ASSET = "class_names.txt"  # the one file of an export's assets/
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # what freeing space mends
+
+
 def unwritable(directory, error, noun="train dir", what="--train_dir"):
     """The one line for a dir this toolkit cannot write to (``error``: the failure, or a
     reason), naming the dir, the cause and the fix: space freed, or another ``what``."""
-    if isinstance(error, str):
-        reason, fix = error, f"choose a writable {what}"
-    else:
-        reason = getattr(error, "strerror", None) or errors.first_line(error)
-        fix = f"free space there, or choose a writable {what}"
+    reason = error if isinstance(error, str) else (
+        getattr(error, "strerror", None) or errors.first_line(error))
+    full = getattr(error, "errno", None) in FULL_DISK or "space left" in reason
+    fix = ("free space there, or " if full else "") + f"choose a writable {what}"
     return errors.UserError(f"cannot write to {noun} {directory}: {reason}; {fix}")
 
 
