@@ -146,10 +146,10 @@ def train_config(spec):
     preset_name = spec.canonical_preset(preset_name)
     preset = spec.presets.get(preset_name, {})
 
-    def pick(name, saved):
+    def pick(name, kept):  # the command line, else the run's kept value, else the preset
         flag = f[name]
-        return (flag.value if flag.present or name not in {**saved, **preset}
-                else saved[name] if name in saved else preset[name])
+        return (flag.value if flag.present or name not in {**kept, **preset}
+                else kept[name] if name in kept else preset[name])
 
     values = {field.name: pick(field.name, saved)
               for field in dataclasses.fields(config_lib.TrainConfig) if field.name in f}
