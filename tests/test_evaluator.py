@@ -304,6 +304,16 @@ def test_run_once_writes_reports(tmp_path, five_checkpoints):
     assert set(record["per_class_precision"]) == set("0123456789")
 
 
+def test_the_evaluator_checks_a_config_built_in_code_against_its_declarations(tmp_path):
+    from trainkit import errors
+    from trainkit import evaluator
+    dataset = registry.load("mnist")
+    for bad, flag in ((dict(eval_policy="newest"), "--eval_policy"),
+                      (dict(eval_batch_size=0), "--eval_batch_size")):
+        with pytest.raises(errors.UserError, match=flag):
+            evaluator.Evaluator(config_lib.EvalConfig(train_dir=str(tmp_path), **bad), dataset)
+
+
 def test_per_class_precision_and_recall():
     confusion = [[3, 1], [0, 4]]  # rows: true class
     precision, recall = metrics.per_class(confusion)

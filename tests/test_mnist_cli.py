@@ -251,6 +251,7 @@ def test_unwritable_train_dir(tmp_path, mnist_data):
     result = helpers.run_cli("mnist.train", *train_args(str(blocker / "run"), mnist_data,
                                                         "--max_steps=5"))
     assert_one_clear_line(result, "cannot write to train dir", "--train_dir")
+    assert "free space" not in result.stderr  # offered only when the disk is full
 
 
 def test_resume_without_checkpoint(tmp_path, mnist_data):

@@ -267,6 +267,25 @@ def test_evaluator_that_cannot_write_its_record_fails_with_one_line(tmp_path, fi
     assert not (eval_dir / "best").exists()
 
 
+def test_export_that_cannot_write_fails_with_one_line(tmp_path, finished_run):
+    import resource
+    run = copy_run(finished_run, tmp_path / "run")
+    export_dir = tmp_path / "export"
+    command = helpers.cli("mnist.export", f"--train_dir={run}", f"--export_dir={export_dir}")
+    first = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                           env=helpers.cli_env(), cwd=helpers.REPO)
+    assert first.returncode == 0, first.stderr
+    exported = (export_dir / "saved_model.pb").read_bytes()
+    # Files of at most 4 KB, as on a full disk: a new SavedModel cannot be written.
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # noqa: E731
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                            env=helpers.cli_env(), cwd=helpers.REPO, preexec_fn=limit)
+    helpers.assert_one_clear_line(result, f"cannot write to export dir {export_dir}: File too "
+                                  "large; free space there, or choose a writable --export_dir")
+    assert result.returncode == 2
+    assert (export_dir / "saved_model.pb").read_bytes() == exported  # the previous one stays
+
+
 def _in_mount_namespace(script):
     """Runs ``script`` (sh) in a mount namespace of its own; None if this machine allows none."""
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)

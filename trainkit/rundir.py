@@ -59,9 +59,9 @@ def unwritable(directory, error, noun="train dir", what="--train_dir"):
     reason), naming the dir, the cause and the fix: space freed, or another ``what``."""
     reason = error if isinstance(error, str) else (
         getattr(error, "strerror", None) or errors.first_line(error))
-    full = getattr(error, "errno", None) in FULL_DISK or "space left" in reason
+    full = [os.strerror(n) for n in FULL_DISK if os.strerror(n) in reason]  # also in an OpError
     fix = ("free space there, or " if full else "") + f"choose a writable {what}"
-    return errors.UserError(f"cannot write to {noun} {directory}: {reason}; {fix}")
+    return errors.UserError(f"cannot write to {noun} {directory}: {(full or [reason])[0]}; {fix}")
 
 
 def check_path(path, what):
