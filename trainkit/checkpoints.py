@@ -13,7 +13,7 @@ from absl import logging
 from trainkit import errors
 from trainkit import rundir
 
-_STEP_RE = re.compile(r"ckpt-(\d+)$")
+_STEP_RE = re.compile(rf"{rundir.CHECKPOINT_PREFIX}-(\d+)$")
 
 
 def model_variables(model, trainable_only=False):
