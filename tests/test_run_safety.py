@@ -267,6 +267,24 @@ def test_evaluator_that_cannot_write_its_record_fails_with_one_line(tmp_path, fi
     assert not (eval_dir / "best").exists()
 
 
+def test_an_evaluator_waiting_for_its_run_refuses_an_eval_dir_in_the_data_dir(
+        tmp_path, finished_run, mnist_data):
+    data = shutil.copytree(mnist_data, tmp_path / "data")
+    run, eval_dir = tmp_path / "run", data / "eval"
+    evaluator = subprocess.Popen(
+        helpers.cli("mnist.eval", f"--train_dir={run}", f"--data_dir={data}",
+                    f"--eval_dir={eval_dir}", "--eval_interval_secs=0.2", "--timeout_secs=200"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=helpers.cli_env(),
+        cwd=helpers.REPO)
+    time.sleep(1)  # waiting for a trainer: the run appears now
+    copy_run(finished_run, run)
+    out, err = evaluator.communicate(timeout=240)
+    result = subprocess.CompletedProcess(evaluator.args, evaluator.returncode, out, err)
+    helpers.assert_one_clear_line(result, f"--eval_dir={eval_dir} is inside the data dir")
+    assert result.returncode == 2
+    assert not eval_dir.exists()  # no lock (nor anything else) written into the data
+
+
 def test_export_that_cannot_write_fails_with_one_line(tmp_path, finished_run):
     import resource
     run = copy_run(finished_run, tmp_path / "run")
